@@ -1,0 +1,188 @@
+"""The `emsync` command line."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from .errors import EmsyncError
+
+DEFAULT_CORPUS = "../shared/data/midi"
+
+
+def _needs_torch():
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise EmsyncError("this command trains or exports models and needs torch: pip install 'emsync[train]'") \
+            from None
+
+
+def cmd_data_build(args) -> None:
+    from .corpus import build
+
+    stats = build(args.src, args.out, workers=args.workers)
+    splits = stats["splits"]
+    print(f"wrote {args.out}: {splits['train']['tokens']} train and {splits['valid']['tokens']} validation tokens")
+    print(json.dumps(stats["emotion_estimator"], indent=2))
+    for problem in stats["problems"]:
+        print(f"skipped: {problem}", file=sys.stderr)
+
+
+def cmd_train(args) -> None:
+    _needs_torch()
+    out = Path(args.out)
+    if args.background:
+        out.mkdir(parents=True, exist_ok=True)
+        argv = [a for a in sys.argv[1:] if a != "--background"]
+        with open(out / "train.log", "a") as log:
+            process = subprocess.Popen([sys.executable, "-m", "emsync_core.cli", *argv], stdout=log,
+                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        print(f"training in the background (pid {process.pid}); log: {out / 'train.log'}, "
+              f"metrics: {out / 'log.jsonl'}")
+        return
+    from .generator import default_model_path
+    from .train import TrainConfig, train
+
+    init_from = None if args.fresh else (args.init_from or default_model_path())
+    if init_from and not Path(init_from).exists():
+        init_from = None
+    cfg = TrainConfig(data=args.data, out=args.out, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                      minutes=args.minutes, seed=args.seed)
+    ckpt = train(cfg, init_from=str(init_from) if init_from else None)
+    if args.export:
+        cmd_export(argparse.Namespace(checkpoint=str(ckpt), output=args.export))
+
+
+def cmd_export(args) -> None:
+    _needs_torch()
+    import torch
+
+    from .export import export_onnx
+    from .model import Generator, GeneratorConfig
+
+    try:
+        state = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
+    except FileNotFoundError:
+        raise EmsyncError(f"{args.checkpoint}: checkpoint not found") from None
+    model = Generator(GeneratorConfig(**state["model_config"]))
+    model.load_state_dict(state["model"])
+    history = dict(state.get("history", {}))
+    history["train_config"] = state.get("train_config")
+    export_onnx(model, args.output, history)
+    print(f"wrote {args.output} ({os.path.getsize(args.output) / 1e6:.1f} MB)")
+
+
+def _scenes_from_args(args):
+    from .scenes import load_scene_file, scenes_from_cuts
+
+    if args.scenes:
+        return load_scene_file(args.scenes)
+    if args.duration is None:
+        raise EmsyncError("give --duration (with --cuts/--valence/--arousal) or --scenes FILE")
+    try:
+        cuts = [float(c) for c in args.cuts.split(",") if c.strip()] if args.cuts else []
+    except ValueError:
+        raise EmsyncError(f"--cuts: expected comma-separated seconds, got {args.cuts!r}") from None
+    return args.duration, scenes_from_cuts(args.duration, cuts, args.valence, args.arousal)
+
+
+def cmd_generate(args) -> None:
+    from .conditions import EmotionCurve
+    from .generator import MusicGenerator
+    from .midi_io import write_midi
+    from .scenes import cut_markers, cuts_of
+
+    duration, scenes = _scenes_from_args(args)
+    generator = MusicGenerator(args.model)
+    result = generator.generate(duration, cuts_of(scenes), EmotionCurve.from_scenes(scenes), seed=args.seed,
+                                temperature=args.temperature, top_p=args.top_p, hit_cuts=args.hit_cuts)
+    write_midi(args.output, result.notes, cut_markers(scenes))
+    print(f"wrote {args.output}: {len(result.notes)} notes, {len(scenes) - 1} cut markers, "
+          f"{duration:.1f} s of music in {result.seconds:.1f} s ({result.stats['realtime_factor']:.0f}x real time)")
+
+
+def cmd_eval(args) -> None:
+    from .evaluate import run_evaluation
+
+    report = run_evaluation(args.model, args.data, quick=args.quick, seed=args.seed)
+    text = json.dumps(report, indent=2)
+    if args.json_out:
+        from .fileio import atomic_write_bytes
+
+        atomic_write_bytes(args.json_out, text.encode())
+    print(text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="emsync", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    data = sub.add_parser("data", help="training corpus").add_subparsers(dest="data_command", required=True)
+    build = data.add_parser("build", help="token shards, metadata and stats from MIDI corpora")
+    build.add_argument("--src", default=DEFAULT_CORPUS)
+    build.add_argument("--out", required=True)
+    build.add_argument("--workers", type=int, default=2)
+    build.set_defaults(func=cmd_data_build)
+
+    train = sub.add_parser("train", help="train the generator (resumes from OUT/ckpt.pt or the committed model)")
+    train.add_argument("--data", required=True, help="folder written by `emsync data build`")
+    train.add_argument("--out", required=True, help="run folder: checkpoint and logs")
+    train.add_argument("--steps", type=int, default=3000)
+    train.add_argument("--minutes", type=float, default=0.0, help="stop with a checkpoint after this long")
+    train.add_argument("--batch-size", type=int, default=16)
+    train.add_argument("--lr", type=float, default=6e-4)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--init-from", help="ONNX generator to start from (default: the committed model)")
+    train.add_argument("--fresh", action="store_true", help="start from random weights")
+    train.add_argument("--export", metavar="ONNX", help="export to this ONNX file when done")
+    train.add_argument("--background", action="store_true", help="detach and log to OUT/train.log")
+    train.set_defaults(func=cmd_train)
+
+    export = sub.add_parser("export", help="checkpoint to ONNX (with KV cache)")
+    export.add_argument("--checkpoint", required=True)
+    export.add_argument("-o", "--output", required=True)
+    export.set_defaults(func=cmd_export)
+
+    gen = sub.add_parser("generate", help="MIDI for a duration, cut list and emotion")
+    gen.add_argument("--duration", type=float)
+    gen.add_argument("--cuts", default="", help="comma-separated seconds, e.g. 5,12.5,20")
+    gen.add_argument("--valence", type=float, default=0.0)
+    gen.add_argument("--arousal", type=float, default=0.0)
+    gen.add_argument("--scenes", help="JSON scene file (per-scene emotions)")
+    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--temperature", type=float, default=1.0)
+    gen.add_argument("--top-p", type=float, default=0.95)
+    gen.add_argument("--hit-cuts", action="store_true", help="guarantee a chord onset on every cut")
+    gen.add_argument("--model", help="ONNX generator (default: the bundled model)")
+    gen.add_argument("-o", "--output", required=True)
+    gen.set_defaults(func=cmd_generate)
+
+    ev = sub.add_parser("eval", help="boundary alignment, emotion control, musical sanity, speed")
+    ev.add_argument("--model")
+    ev.add_argument("--data", default=None, help="built corpus folder, for the held-out comparison")
+    ev.add_argument("--quick", action="store_true")
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--json-out")
+    ev.set_defaults(func=cmd_eval)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except EmsyncError as exc:
+        print(f"emsync: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("emsync: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

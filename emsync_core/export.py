@@ -1,0 +1,92 @@
+"""Export the generator to ONNX with a key/value cache, and read weights back from it.
+
+The ONNX file is self-describing: its metadata holds the model config, the training
+history and a map from every torch parameter to the initializer that carries it, so
+`emsync train --init-from model.onnx` resumes from exactly the committed weights.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from onnx import numpy_helper
+
+from .model import Generator, GeneratorConfig
+
+INPUTS = ["tokens", "emotion", "offsets", "past"]
+OUTPUTS = ["logits", "present"]
+
+
+class _WithCache(torch.nn.Module):
+    def __init__(self, model: Generator):
+        super().__init__()
+        self.model = model
+
+    def forward(self, tokens, emotion, offsets, past):
+        return self.model(tokens, emotion, offsets, past)
+
+
+def export_onnx(model: Generator, path: str | Path, history: dict | None = None) -> Path:
+    model = model.float().eval().cpu()
+    cfg = model.cfg
+    head_dim = cfg.n_embd // cfg.n_head
+    example = (torch.randint(0, cfg.vocab_size, (1, 4)), torch.zeros(1, 4, 2),
+               torch.zeros(1, 4, dtype=torch.long), torch.zeros(cfg.n_layer, 2, 1, cfg.n_head, 3, head_dim))
+    batch, steps, cached = torch.export.Dim("batch"), torch.export.Dim("steps"), torch.export.Dim("cached")
+    shapes = ({0: batch, 1: steps}, {0: batch, 1: steps}, {0: batch, 1: steps}, {2: batch, 4: cached})
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    program = torch.onnx.export(_WithCache(model).eval(), example, input_names=INPUTS, output_names=OUTPUTS,
+                                dynamic_shapes=shapes, dynamo=True, verbose=False)
+    program.save(str(tmp))
+    graph = onnx.load(str(tmp))
+    mapping = _parameter_map(model, graph)
+    for key, value in (("emsync_config", json.dumps(cfg.to_dict())),
+                       ("emsync_history", json.dumps(history or {})),
+                       ("emsync_parameters", json.dumps(mapping))):
+        entry = graph.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(graph, str(tmp))
+    os.replace(tmp, path)
+    return path
+
+
+def _parameter_map(model: Generator, graph: onnx.ModelProto) -> dict:
+    """{parameter: [initializer, transposed]} found by value, so exporter renames don't matter."""
+    inits = {i.name: numpy_helper.to_array(i) for i in graph.graph.initializer}
+    mapping = {}
+    for name, tensor in model.state_dict().items():
+        value = tensor.detach().float().numpy()
+        for init_name, array in inits.items():
+            if array.shape == value.shape and np.array_equal(array, value):
+                mapping[name] = [init_name, False]
+                break
+            if value.ndim == 2 and array.shape == value.T.shape and np.array_equal(array, value.T):
+                mapping[name] = [init_name, True]
+                break
+        else:
+            raise RuntimeError(f"parameter {name} not found among the exported initializers")
+    return mapping
+
+
+def onnx_metadata(path: str | Path) -> dict:
+    graph = onnx.load(str(path), load_external_data=False)
+    return {p.key: p.value for p in graph.metadata_props}
+
+
+def load_onnx_weights(path: str | Path) -> tuple[Generator, dict]:
+    """A torch Generator holding the weights of an exported model, and its history."""
+    graph = onnx.load(str(path))
+    meta = {p.key: p.value for p in graph.metadata_props}
+    model = Generator(GeneratorConfig(**json.loads(meta["emsync_config"])))
+    inits = {i.name: numpy_helper.to_array(i) for i in graph.graph.initializer}
+    state = {}
+    for name, (init_name, transposed) in json.loads(meta["emsync_parameters"]).items():
+        array = inits[init_name]
+        state[name] = torch.from_numpy(np.ascontiguousarray(array.T if transposed else array))
+    model.load_state_dict(state)
+    return model, json.loads(meta.get("emsync_history", "{}"))

@@ -1,0 +1,212 @@
+"""Music generation over onnxruntime with a key/value cache.
+
+The sampler feeds one token at a time, each with the valence/arousal wanted at its
+instant and the quantized time to the next cut, exactly as in training. A small
+grammar keeps the stream well formed (no release of a silent note, bounded
+polyphony, time always moves on). With `hit_cuts`, time may not jump over a cut and
+at least two pitched notes must start on it: a constrained mode for composers who
+want a hit on every cut, reported separately from the model's own alignment.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from . import codec
+from .conditions import NO_BOUNDARY, EmotionCurve, boundary_offset_bins
+from .errors import EmsyncError
+from .score import DRUMS, Note
+
+MAX_EVENTS_PER_STEP = 48
+MAX_POLYPHONY = 24
+HIT_NOTES = 2
+MODEL_NAME = "generator.onnx"
+
+
+def default_model_path() -> Path:
+    return Path(str(resources.files("emsync_core") / "models" / MODEL_NAME))
+
+
+@dataclass
+class Generation:
+    notes: list[Note]
+    tokens: list[int]
+    clocks: list[float]  # seconds after each token
+    new_from: int  # index of the first generated (not prefix) token
+    seconds: float  # wall time spent
+    stats: dict = field(default_factory=dict)
+
+
+class _Stream:
+    """What the sampler needs to know about the events so far."""
+
+    def __init__(self):
+        self.step = 0
+        self.sounding: set[tuple[int, int]] = set()
+        self.events_this_step = 0
+        self.pitched_onsets_this_step = 0
+        self.last = codec.BOS
+
+    def push(self, token: int) -> None:
+        if codec.is_shift(token):
+            self.step += codec.shift_steps(token)
+            self.events_this_step = 0
+            self.pitched_onsets_this_step = 0
+        else:
+            self.events_this_step += 1
+            if codec.is_on(token):
+                instrument, pitch = codec.on_target(token)
+                if instrument != DRUMS:
+                    self.sounding.add((instrument, pitch))
+                    self.pitched_onsets_this_step += 1
+            elif codec.is_off(token):
+                self.sounding.discard(codec.off_target(token))
+        self.last = token
+
+
+class MusicGenerator:
+    def __init__(self, model_path: str | Path | None = None, threads: int | None = None):
+        import onnxruntime as ort
+
+        path = Path(model_path) if model_path else default_model_path()
+        if not path.exists():
+            raise EmsyncError(f"{path}: generator model not found")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or min(2, os.cpu_count() or 1)
+        options.inter_op_num_threads = 1
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:
+            raise EmsyncError(f"{path}: not a usable ONNX generator ({exc})") from None
+        meta = self.session.get_modelmeta().custom_metadata_map
+        if "emsync_config" not in meta:
+            raise EmsyncError(f"{path}: ONNX file lacks emsync metadata (not an emsync generator)")
+        self.config = json.loads(meta["emsync_config"])
+        self.history = json.loads(meta.get("emsync_history", "{}"))
+        self.path = path
+        cfg = self.config
+        self._empty_past = np.zeros((cfg["n_layer"], 2, 1, cfg["n_head"], 0, cfg["n_embd"] // cfg["n_head"]),
+                                    dtype=np.float32)
+
+    def _run(self, tokens, emotion, offsets, past):
+        logits, present = self.session.run(None, {
+            "tokens": np.asarray(tokens, dtype=np.int64)[None],
+            "emotion": np.asarray(emotion, dtype=np.float32)[None],
+            "offsets": np.asarray(offsets, dtype=np.int64)[None],
+            "past": past})
+        return logits[0, -1].astype(np.float64), present
+
+    def generate(self, duration: float, cuts: Sequence[float], emotion: EmotionCurve, seed: int = 0,
+                 temperature: float = 1.0, top_p: float = 0.95, prefix: Sequence[int] = (),
+                 hit_cuts: bool = False, mask_boundaries: bool = False) -> Generation:
+        """Music from the end of `prefix` (tokens from time 0) until `duration` seconds."""
+        if duration <= 0:
+            raise EmsyncError("duration: must be positive")
+        if temperature <= 0 or not 0 < top_p <= 1:
+            raise EmsyncError("temperature must be > 0 and top_p in (0, 1]")
+        started = time.perf_counter()
+        rng = np.random.default_rng(seed)
+        cut_times = sorted(float(c) for c in cuts if 0 < c < duration)
+        boundaries = [] if mask_boundaries else cut_times
+        cut_steps = [round(c / codec.STEP_SECONDS) for c in cut_times]
+        end_step = round(duration / codec.STEP_SECONDS)
+
+        stream = _Stream()
+        tokens: list[int] = []
+        clocks: list[float] = []
+        for token in prefix:
+            token = int(token)
+            if not 0 <= token < codec.VOCAB_SIZE or token in (codec.PAD, codec.BOS):
+                raise EmsyncError(f"prefix: token {token} is not an event of this vocabulary")
+            stream.push(token)
+            tokens.append(token)
+            clocks.append(stream.step * codec.STEP_SECONDS)
+        new_from = len(tokens)
+        hit = {c for c in cut_steps if c < stream.step}
+
+        def conditions(clock_values: list[float]):
+            clock_array = np.asarray(clock_values, dtype=np.float64)
+            offs = boundary_offset_bins(clock_array, boundaries) if boundaries else \
+                np.full(len(clock_array), NO_BOUNDARY)
+            return emotion.at(clock_array), offs
+
+        block = self.config["block_size"]
+
+        def prime():
+            keep = block // 2 if tokens else 0
+            window = tokens[len(tokens) - keep:] if keep else []
+            window_clocks = clocks[len(clocks) - keep:] if keep else []
+            first_clock = window_clocks[0] if window_clocks else stream.step * codec.STEP_SECONDS
+            emo, offs = conditions([first_clock] + window_clocks)
+            return self._run([codec.BOS] + window, emo, offs, self._empty_past)
+
+        logits, past = prime()
+        steps_run = 0
+        while stream.step < end_step:
+            mask = self._grammar(stream, cut_steps, hit if hit_cuts else None)
+            token = _sample(np.where(mask, logits, -np.inf), temperature, top_p, rng)
+            stream.push(token)
+            if hit_cuts and stream.step in cut_steps and stream.pitched_onsets_this_step >= HIT_NOTES:
+                hit.add(stream.step)
+            tokens.append(token)
+            clocks.append(stream.step * codec.STEP_SECONDS)
+            steps_run += 1
+            if stream.step >= end_step:
+                break
+            if past.shape[4] + 1 >= block:
+                logits, past = prime()
+            else:
+                emo, offs = conditions([clocks[-1]])
+                logits, past = self._run([token], emo, offs, past)
+        notes = [n for n in codec.decode(tokens, end_seconds=duration) if n.start < duration]
+        notes = [Note(n.start, min(n.end, duration), n.pitch, n.velocity, n.instrument) for n in notes]
+        elapsed = time.perf_counter() - started
+        return Generation(notes, tokens, clocks, new_from, elapsed,
+                          {"tokens": steps_run, "tokens_per_second": steps_run / max(elapsed, 1e-9),
+                           "realtime_factor": (duration - clocks[new_from - 1] if new_from else duration)
+                           / max(elapsed, 1e-9)})
+
+    @staticmethod
+    def _grammar(stream: _Stream, cut_steps: list[int], hit: set[int] | None) -> np.ndarray:
+        allowed = np.ones(codec.VOCAB_SIZE, dtype=bool)
+        allowed[[codec.PAD, codec.BOS]] = False
+        allowed[codec.OFF0:] = False
+        for instrument, pitch in stream.sounding:
+            allowed[codec.off_token(instrument, pitch)] = True
+        if codec.VEL0 <= stream.last < codec.ON0:
+            allowed[codec.VEL0:codec.ON0] = False  # a velocity is followed by its note
+        if len(stream.sounding) >= MAX_POLYPHONY:
+            allowed[codec.ON0:codec.OFF0] = False
+            allowed[[codec.on_token(DRUMS, p) for p in range(codec.N_PITCH)]] = True
+        if hit is not None:
+            pending = [c for c in cut_steps if c >= stream.step and c not in hit]
+            if pending:
+                gap = pending[0] - stream.step
+                if gap == 0:
+                    allowed[codec.SHIFT0:codec.VEL0] = False  # stay on the cut until the chord sounds
+                    allowed[codec.on_token(DRUMS, 0):codec.on_token(DRUMS, 0) + codec.N_PITCH] = False
+                elif gap < codec.MAX_SHIFT_STEPS:
+                    allowed[codec.shift_token(gap) + 1:codec.VEL0] = False  # land on the cut, not past it
+        if stream.events_this_step >= MAX_EVENTS_PER_STEP:
+            allowed[:] = False
+            allowed[codec.SHIFT0:codec.VEL0] = True
+        return allowed
+
+
+def _sample(logits: np.ndarray, temperature: float, top_p: float, rng: np.random.Generator) -> int:
+    scaled = logits / temperature
+    scaled -= scaled.max()
+    probs = np.exp(scaled)
+    probs /= probs.sum()
+    order = np.argsort(-probs, kind="stable")
+    cumulative = np.cumsum(probs[order])
+    keep = order[: int(np.searchsorted(cumulative, top_p)) + 1]
+    kept = probs[keep] / probs[keep].sum()
+    return int(keep[rng.choice(len(keep), p=kept)])

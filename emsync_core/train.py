@@ -1,0 +1,239 @@
+"""`emsync train`: train the generator on a built corpus, resumably.
+
+Windows are cut from whole pieces at training time so every window gets fresh
+augmentation: transposition (-5..+6 semitones), tempo stretch (0.9-1.1x), Groove MIDI
+drums laid on POP909's beat grid, random boundary dropout, and some windows with
+boundaries masked so the model also learns to play without a cut ahead.
+The run resumes from `OUT/ckpt.pt` when present, else from the weights inside an
+ONNX export (`--init-from`), so the committed model is always a valid starting point.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import codec
+from .conditions import NO_BOUNDARY, EmotionCurve, boundary_offset_bins
+from .errors import EmsyncError
+from .model import Generator, GeneratorConfig
+from .score import DRUMS, Note
+
+WINDOW_SECONDS = 40.0  # enough music to fill a 512-token block at POP909 densities
+DRUM_OVERLAY_SHARE = 0.4
+MASKED_SHARE = 0.15
+BOUNDARY_DROPOUT = 0.3
+
+
+@dataclass
+class TrainConfig:
+    data: str
+    out: str
+    steps: int = 3000
+    batch_size: int = 16
+    lr: float = 6e-4
+    min_lr: float = 6e-5
+    warmup: int = 200
+    weight_decay: float = 0.1
+    eval_every: int = 250
+    eval_batches: int = 16
+    checkpoint_every: int = 50
+    seed: int = 0
+    minutes: float = 0.0  # stop (with a checkpoint) after this much wall time; 0 = no limit
+
+
+class WindowSampler:
+    """Random training windows (tokens plus per-token conditions) from a split file."""
+
+    def __init__(self, path: str | Path, block_size: int):
+        if not Path(path).exists():
+            raise EmsyncError(f"{path}: corpus split not found (run `emsync data build` first)")
+        data = np.load(path)
+        self.block_size = block_size
+        self.arrays = {k: data[k] for k in data.files}
+        corpus = self.arrays["corpus"]
+        self.music = np.flatnonzero(corpus != "groove")
+        self.grooves = np.flatnonzero(corpus == "groove")
+        durations = np.array([self._part("notes", i)[:, 1].max() for i in self.music])
+        self.weights = durations / durations.sum()
+
+    def _part(self, name: str, i: int) -> np.ndarray:
+        offsets = self.arrays[name + "_offsets"]
+        return self.arrays[name][offsets[i]:offsets[i + 1]]
+
+    def sample(self, rng: np.random.Generator, augment: bool = True):
+        piece = int(rng.choice(self.music, p=self.weights))
+        notes = self._part("notes", piece).copy()
+        stretch = rng.uniform(0.9, 1.1) if augment else 1.0
+        notes[:, :2] *= stretch
+        end = float(notes[:, 1].max())
+        t0 = float(rng.uniform(0.0, max(0.0, end - 8.0)))
+        t0 = round(t0 / codec.STEP_SECONDS) * codec.STEP_SECONDS
+        window = notes[(notes[:, 0] >= t0) & (notes[:, 0] < t0 + WINDOW_SECONDS)]
+        if augment:
+            shift = int(rng.integers(-5, 7))
+            pitched = window[:, 4] != DRUMS
+            window[pitched, 2] = np.clip(window[pitched, 2] + shift, 0, 127)
+            beats = self._part("beats", piece) * stretch
+            if len(beats) > 8 and self.grooves.size and rng.random() < DRUM_OVERLAY_SHARE:
+                window = np.concatenate([window, self._drums_on_beats(rng, beats, t0)])
+        tokens, clock = codec.encode([Note(float(s), float(e), int(p), int(v), int(i)) for s, e, p, v, i in window],
+                                     start_seconds=t0)
+        tokens = np.concatenate([[codec.BOS], tokens])[: self.block_size + 1]
+        clock = np.concatenate([[t0], clock])[: self.block_size + 1]
+        curve = self._part("curve", piece)
+        emotion = EmotionCurve(curve[:, 0] * stretch, curve[:, 1], curve[:, 2]).at(clock)
+        boundaries = self._part("boundaries", piece) * stretch
+        if augment and rng.random() < MASKED_SHARE:
+            offsets = np.full(len(clock), NO_BOUNDARY)
+        else:
+            if augment:
+                boundaries = boundaries[rng.random(len(boundaries)) >= BOUNDARY_DROPOUT]
+            offsets = boundary_offset_bins(clock, boundaries)
+        return self._pad(tokens, emotion, offsets)
+
+    def _drums_on_beats(self, rng: np.random.Generator, beats: np.ndarray, t0: float) -> np.ndarray:
+        """A Groove performance warped so its beats fall on the song's beats from t0 on."""
+        groove = int(rng.choice(self.grooves))
+        drums = self._part("notes", groove).copy()
+        bpm = float(self.arrays["bpm"][groove])
+        first_beat = math.ceil(float(np.interp(t0, beats, np.arange(len(beats)))))
+        position = first_beat + drums[:, 0] * bpm / 60.0
+        keep = position <= len(beats) - 1
+        drums = drums[keep]
+        onset = np.interp(position[keep], np.arange(len(beats)), beats)
+        drums[:, 1] = onset + (drums[:, 1] - drums[:, 0])
+        drums[:, 0] = onset
+        return drums[drums[:, 0] < t0 + WINDOW_SECONDS]
+
+    def _pad(self, tokens, emotion, offsets):
+        n = self.block_size + 1
+        padded = np.full(n, codec.PAD, dtype=np.int64)
+        padded[: len(tokens)] = tokens
+        emo = np.zeros((n, 2), dtype=np.float32)
+        emo[: len(emotion)] = emotion
+        emo[len(emotion):] = emotion[-1]
+        off = np.full(n, NO_BOUNDARY, dtype=np.int64)
+        off[: len(offsets)] = offsets
+        return padded[:-1], emo[:-1], off[:-1], padded[1:]
+
+    def batch(self, rng: np.random.Generator, size: int, augment: bool = True):
+        items = [self.sample(rng, augment) for _ in range(size)]
+        return [torch.from_numpy(np.stack(column)) for column in zip(*items)]
+
+
+def learning_rate(step: int, cfg: TrainConfig) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    progress = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+    return cfg.min_lr + 0.5 * (1 + math.cos(math.pi * progress)) * (cfg.lr - cfg.min_lr)
+
+
+def _autocast(device: str):
+    return torch.autocast(device_type=device, dtype=torch.bfloat16)
+
+
+@torch.no_grad()
+def evaluate_loss(model: Generator, sampler: WindowSampler, batches: int, batch_size: int, device: str) -> float:
+    """Mean loss over fixed (seeded, unaugmented) validation windows."""
+    model.eval()
+    rng = np.random.default_rng(1234)
+    losses = []
+    for _ in range(batches):
+        x, emo, off, y = (t.to(device) for t in sampler.batch(rng, batch_size, augment=False))
+        with _autocast(device):
+            losses.append(float(model.loss(x, emo, off, y)))
+    model.train()
+    return float(np.mean(losses))
+
+
+def _save_checkpoint(path: Path, **state) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def train(cfg: TrainConfig, model_cfg: GeneratorConfig | None = None, init_from: str | None = None,
+          log=print) -> Path:
+    """Train until cfg.steps (or cfg.minutes); returns the checkpoint path."""
+    from .export import load_onnx_weights
+
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cpu":
+        torch.set_num_threads(max(1, os.cpu_count() or 1))
+    ckpt_path = out / "ckpt.pt"
+    step, history = 0, {}
+    if ckpt_path.exists():
+        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        model_cfg = GeneratorConfig(**state["model_config"])
+        model = Generator(model_cfg)
+        model.load_state_dict(state["model"])
+        step, history = state["step"], state["history"]
+        log(f"resuming {ckpt_path} at step {step}")
+    elif init_from:
+        model, history = load_onnx_weights(init_from)
+        model_cfg = model.cfg
+        log(f"starting from the weights in {init_from} ({history.get('tokens', 0)} tokens seen)")
+    else:
+        model_cfg = model_cfg or GeneratorConfig()
+        model = Generator(model_cfg)
+    history = {"tokens": 0, "seconds": 0.0, "steps": 0} | history
+    model.to(device).train()
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95))
+    if ckpt_path.exists():
+        optimizer.load_state_dict(state["optimizer"])
+    train_set = WindowSampler(Path(cfg.data) / "train.npz", model_cfg.block_size)
+    valid_set = WindowSampler(Path(cfg.data) / "valid.npz", model_cfg.block_size)
+    rng = np.random.default_rng(cfg.seed + step)
+    log_file = open(out / "log.jsonl", "a")
+    started = time.time()
+
+    def checkpoint():
+        _save_checkpoint(ckpt_path, model=model.state_dict(), optimizer=optimizer.state_dict(), step=step,
+                         history=history, model_config=model_cfg.to_dict(), train_config=asdict(cfg))
+
+    while step < cfg.steps:
+        tick = time.time()
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(step, cfg)
+        x, emo, off, y = (t.to(device) for t in train_set.batch(rng, cfg.batch_size))
+        with _autocast(device):
+            loss = model.loss(x, emo, off, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        step += 1
+        history["steps"] += 1
+        n_tokens = int((y != codec.PAD).sum())
+        elapsed = time.time() - tick
+        history["tokens"] += n_tokens
+        history["seconds"] += elapsed
+        record = {"step": step, "loss": round(loss.item(), 4), "lr": optimizer.param_groups[0]["lr"],
+                  "tokens_per_s": round(n_tokens / elapsed), "device": device}
+        if step % cfg.eval_every == 0 or step == cfg.steps:
+            record["val_loss"] = round(evaluate_loss(model, valid_set, cfg.eval_batches, cfg.batch_size, device), 4)
+            history["val_loss"] = record["val_loss"]
+        log_file.write(json.dumps(record) + "\n")
+        log_file.flush()
+        if step % 10 == 0 or "val_loss" in record:
+            log(json.dumps(record))
+        out_of_time = cfg.minutes and time.time() - started > cfg.minutes * 60
+        if step % cfg.checkpoint_every == 0 or step == cfg.steps or out_of_time:
+            checkpoint()
+        if out_of_time:
+            log(f"time limit reached at step {step}")
+            break
+    checkpoint()
+    return ckpt_path

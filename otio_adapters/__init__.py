@@ -1,0 +1,1 @@
+"""Editor timeline formats (OTIO, EDL, FCP7 XML, FCPXML, AAF) translated to and from emsync scenes."""

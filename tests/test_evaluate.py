@@ -1,0 +1,53 @@
+import json
+
+import numpy as np
+import pytest
+
+from conftest import run_cli
+from emsync_core.evaluate import alignment, random_cut_list
+from emsync_core.features import music_features
+from emsync_core.score import Note
+
+
+def test_alignment_counts_onsets_within_50ms():
+    notes = [Note(1.00, 1.5, 60, 80, 1), Note(2.04, 2.5, 64, 80, 1), Note(3.2, 3.5, 67, 80, 1)]
+    share, error = alignment(notes, [1.0, 2.0, 3.0])
+    assert share == pytest.approx(2 / 3)
+    assert error == pytest.approx((0.0 + 0.04 + 0.2) / 3)
+
+
+def test_random_cut_lists_stay_inside():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        cuts = random_cut_list(rng, 30.0)
+        assert cuts == sorted(cuts) and 0 < cuts[0] and cuts[-1] < 30.0
+        assert np.all(np.diff(cuts) >= 2.0)
+
+
+def test_features_tell_major_from_minor_and_dense_from_sparse():
+    def triads(third, step, velocity):
+        notes = []
+        for k, t in enumerate(np.arange(0, 8, step)):
+            root = 60 + [0, 5, 7, 0][k % 4]
+            notes += [Note(t, t + step, p, velocity, 1) for p in (root, root + third, root + 7)]
+        return notes
+
+    major, minor = music_features(triads(4, 0.5, 90)), music_features(triads(3, 0.5, 90))
+    assert major.major_minus_minor > 0 > minor.major_minus_minor
+    dense, sparse = music_features(triads(4, 0.125, 110)), music_features(triads(4, 1.0, 50))
+    assert dense.notes_per_second > 4 * sparse.notes_per_second
+    assert dense.mean_velocity > sparse.mean_velocity
+    assert major.polyphony == pytest.approx(3, abs=0.2)
+
+
+@pytest.mark.slow
+def test_quick_evaluation_end_to_end(tmp_path):
+    out = tmp_path / "report.json"
+    result = run_cli("eval", "--quick", "--json-out", out)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    for name in ("with_offsets", "offsets_masked", "constrained_hit_cuts"):
+        assert 0 <= report["boundary_alignment"][name]["hit_rate_50ms"] <= 1
+    assert report["boundary_alignment"]["constrained_hit_cuts"]["hit_rate_50ms"] == 1.0
+    assert set(report["emotion_control"]) >= {"arousal_vs_note_density_r", "valence_vs_major_minus_minor_r"}
+    assert report["speed"]["onnxruntime_kv_cache"]["tokens_per_s"] > 0

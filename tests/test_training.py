@@ -1,0 +1,287 @@
+"""Training side: window sampling, the KV cache, the ONNX export and resumable training.
+
+Everything runs on a tiny model and a tiny synthetic corpus (built with corpus.build),
+so the file stays light on a busy 2-core machine.
+"""
+import json
+import math
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+from emsync_core import codec, corpus  # noqa: E402
+from emsync_core.conditions import NO_BOUNDARY, N_OFFSET_BINS  # noqa: E402
+from emsync_core.export import export_onnx, load_onnx_weights, onnx_metadata  # noqa: E402
+from emsync_core.midi_io import write_midi  # noqa: E402
+from emsync_core.model import Generator, GeneratorConfig  # noqa: E402
+from emsync_core.score import DRUMS, INSTRUMENTS, Note  # noqa: E402
+from emsync_core.train import TrainConfig, WindowSampler, train  # noqa: E402
+
+TINY = GeneratorConfig(n_layer=2, n_head=2, n_embd=64, n_cond=16, block_size=64, dropout=0.1)
+PIANO, STRINGS = INSTRUMENTS.index("piano"), INSTRUMENTS.index("strings")
+SONGS = ["001", "002", "003", "013"]  # 013 hashes into the validation split
+HISTORY = {"tokens": 1234, "seconds": 2.5, "steps": 7}
+
+
+def _song(seconds: float, root: int) -> list[Note]:
+    notes = [Note(float(t), float(t) + 0.2, 72 + [0, 2, 4, 7][int(t * 4) % 4], 100, STRINGS)
+             for t in np.arange(0.0, seconds, 0.25)]
+    for t in np.arange(0.0, seconds, 3.0):
+        notes += [Note(float(t), float(t) + 1.2, root + d, 70, PIANO) for d in (-12, 4, 7, 12)]
+    return notes
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    src = tmp_path_factory.mktemp("midi")
+    for k, song in enumerate(SONGS):
+        folder = src / "pop909" / song
+        folder.mkdir(parents=True)
+        write_midi(folder / f"{song}.mid", _song(30.0, 45 + k))
+        (folder / "chord_midi.txt").write_text("".join(f"{t:.6f}\t{t + 3.0:.6f}\t{'CFGA'[i % 4]}:maj\n"
+                                                       for i, t in enumerate(np.arange(0.0, 30.0, 3.0))))
+        (folder / "beat_midi.txt").write_text("".join(f"{t} {float(i % 2)} 0.0\n"
+                                                      for i, t in enumerate(np.arange(0.0, 30.0, 0.5))))
+    groove = src / "groove"
+    drums = [Note(float(t), float(t) + 0.05, 36 if int(t * 2) % 2 == 0 else 38, 100, DRUMS)
+             for t in np.arange(0.0, 16.0, 0.5)]
+    (groove / "drummer1" / "session1").mkdir(parents=True)
+    write_midi(groove / "drummer1" / "session1" / "1_rock_120_beat_4-4.mid", drums)
+    (groove / "info.csv").write_text(
+        "drummer,session,id,style,bpm,beat_type,time_signature,midi_filename,audio_filename,duration,split\n"
+        "drummer1,drummer1/session1,drummer1/session1/1,rock,120,beat,4-4,"
+        "drummer1/session1/1_rock_120_beat_4-4.mid,x.wav,16.0,train\n")
+    out = tmp_path_factory.mktemp("corpus")
+    stats = corpus.build(src, out, workers=1)
+    assert stats["splits"]["valid"]["by_corpus"]["pop909"]["pieces"] == 1
+    assert stats["splits"]["train"]["by_corpus"]["groove"]["pieces"] == 1
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    torch.manual_seed(0)
+    return Generator(TINY).eval()
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_model, tmp_path_factory):
+    path = tmp_path_factory.mktemp("onnx") / "tiny.onnx"
+    export_onnx(tiny_model, path, history=HISTORY)
+    return path
+
+
+def _inputs(generator: torch.Generator, t: int, batch: int = 1):
+    tokens = torch.randint(2, codec.VOCAB_SIZE, (batch, t), generator=generator)
+    emotion = torch.rand(batch, t, 2, generator=generator) * 2 - 1
+    offsets = torch.randint(0, N_OFFSET_BINS, (batch, t), generator=generator)
+    return tokens, emotion, offsets
+
+
+# ---------------------------------------------------------------- WindowSampler
+
+
+def test_window_sampler_windows(data):
+    sampler = WindowSampler(data / "train.npz", TINY.block_size)
+    rng = np.random.default_rng(0)
+    n = TINY.block_size
+    for augment in (True, False):
+        for _ in range(12):
+            x, emotion, offsets, y = sampler.sample(rng, augment=augment)
+            assert x.shape == (n,) and y.shape == (n,)
+            assert emotion.shape == (n, 2) and offsets.shape == (n,)
+            assert x[0] == codec.BOS
+            assert np.array_equal(x[1:], y[:-1]), "targets are the inputs shifted by one"
+            assert np.all((x >= 0) & (x < codec.VOCAB_SIZE)) and np.all((y >= 0) & (y < codec.VOCAB_SIZE))
+            assert np.all(x[1:] != codec.BOS)
+            assert np.all(np.abs(emotion) <= 1.0) and np.isfinite(emotion).all()
+            assert np.all((offsets >= 0) & (offsets <= NO_BOUNDARY))
+    x, emotion, offsets, y = sampler.batch(rng, 3)
+    assert x.shape == (3, n) and emotion.shape == (3, n, 2) and offsets.shape == (3, n) and y.shape == (3, n)
+    assert x.dtype == torch.int64 and offsets.dtype == torch.int64 and emotion.dtype == torch.float32
+
+
+def test_window_sampler_sees_boundaries_and_is_deterministic(data):
+    sampler = WindowSampler(data / "train.npz", TINY.block_size)
+    a = [sampler.sample(np.random.default_rng(5), augment=False) for _ in range(2)]
+    for left, right in zip(*a):
+        assert np.array_equal(left, right), "same seed, same window"
+    rng = np.random.default_rng(1)
+    near = [sampler.sample(rng, augment=False)[2] for _ in range(10)]
+    # a held chord every 3 s: unaugmented windows always have a boundary within the horizon
+    assert all((off < NO_BOUNDARY).any() for off in near)
+
+
+def test_window_sampler_needs_a_built_split(tmp_path):
+    from emsync_core.errors import EmsyncError
+
+    with pytest.raises(EmsyncError, match="emsync data build"):
+        WindowSampler(tmp_path / "train.npz", 64)
+
+
+# ---------------------------------------------------------------- KV cache
+
+
+@torch.no_grad()
+def test_kv_cache_matches_a_full_forward(tiny_model):
+    gen = torch.Generator().manual_seed(1)
+    tokens, emotion, offsets = _inputs(gen, 12, batch=2)
+    full, present = tiny_model(tokens, emotion, offsets)
+    head_dim = TINY.n_embd // TINY.n_head
+    assert full.shape == (2, 12, TINY.vocab_size)
+    assert present.shape == (TINY.n_layer, 2, 2, TINY.n_head, 12, head_dim)
+    # prefix without cache (SDPA path), then the rest with the cache (explicit path)
+    first, past = tiny_model(tokens[:, :7], emotion[:, :7], offsets[:, :7])
+    rest, present2 = tiny_model(tokens[:, 7:], emotion[:, 7:], offsets[:, 7:], past)
+    torch.testing.assert_close(torch.cat([first, rest], dim=1), full, atol=1e-4, rtol=0)
+    torch.testing.assert_close(present2, present, atol=1e-5, rtol=0)
+    # token by token from an empty cache
+    past = tiny_model.empty_past(batch=2)
+    steps = []
+    for i in range(12):
+        logits, past = tiny_model(tokens[:, i:i + 1], emotion[:, i:i + 1], offsets[:, i:i + 1], past)
+        steps.append(logits)
+    torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-4, rtol=0)
+    assert past.shape[4] == 12
+
+
+def test_loss_ignores_padding(tiny_model):
+    gen = torch.Generator().manual_seed(2)
+    tokens, emotion, offsets = _inputs(gen, 10)
+    targets = tokens.roll(-1, dims=1)
+    padded = targets.clone()
+    padded[:, 6:] = codec.PAD
+    with torch.no_grad():
+        logits, _ = tiny_model(tokens, emotion, offsets)
+        loss = tiny_model.loss(tokens, emotion, offsets, padded)
+    expected = torch.nn.functional.cross_entropy(logits[0, :6], targets[0, :6])
+    torch.testing.assert_close(loss, expected, atol=1e-5, rtol=0)
+    assert math.isclose(float(loss), math.log(codec.VOCAB_SIZE), rel_tol=0.05)  # untrained: near uniform
+
+
+# ---------------------------------------------------------------- ONNX export
+
+
+@pytest.mark.parametrize("t,p", [(1, 0), (1, 6), (5, 0), (3, 4)])
+def test_onnx_matches_torch(tiny_model, exported, t, p):
+    session = ort.InferenceSession(str(exported), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["tokens", "emotion", "offsets", "past"]
+    assert [o.name for o in session.get_outputs()] == ["logits", "present"]
+    gen = torch.Generator().manual_seed(10 * t + p)
+    with torch.no_grad():
+        if p:
+            prefix = _inputs(gen, p)
+            _, past = tiny_model(*prefix)
+        else:
+            past = tiny_model.empty_past()
+        tokens, emotion, offsets = _inputs(gen, t)
+        want_logits, want_present = tiny_model(tokens, emotion, offsets, past)
+    logits, present = session.run(None, {"tokens": tokens.numpy(), "emotion": emotion.numpy(),
+                                         "offsets": offsets.numpy(), "past": past.numpy()})
+    assert logits.shape == (1, t, TINY.vocab_size)
+    assert present.shape == tuple(want_present.shape)
+    np.testing.assert_allclose(logits, want_logits.numpy(), atol=1e-3, rtol=0)
+    np.testing.assert_allclose(present, want_present.numpy(), atol=1e-3, rtol=0)
+
+
+def test_onnx_batch_of_two(tiny_model, exported):
+    session = ort.InferenceSession(str(exported), providers=["CPUExecutionProvider"])
+    gen = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        _, past = tiny_model(*_inputs(gen, 3, batch=2))
+        tokens, emotion, offsets = _inputs(gen, 2, batch=2)
+        want, _ = tiny_model(tokens, emotion, offsets, past)
+    logits, _ = session.run(None, {"tokens": tokens.numpy(), "emotion": emotion.numpy(),
+                                   "offsets": offsets.numpy(), "past": past.numpy()})
+    np.testing.assert_allclose(logits, want.numpy(), atol=1e-3, rtol=0)
+
+
+def test_onnx_metadata_and_weights_round_trip(tiny_model, exported):
+    meta = onnx_metadata(exported)
+    assert json.loads(meta["emsync_config"]) == TINY.to_dict()
+    assert json.loads(meta["emsync_history"]) == HISTORY
+    assert set(json.loads(meta["emsync_parameters"])) == set(tiny_model.state_dict())
+    model, history = load_onnx_weights(exported)
+    assert history == HISTORY
+    assert model.cfg == TINY
+    want = tiny_model.state_dict()
+    got = model.state_dict()
+    assert set(got) == set(want)
+    for name, tensor in want.items():
+        assert torch.equal(got[name], tensor), name
+    assert not any(p.name.startswith(".") for p in exported.parent.iterdir()), "temporary file left behind"
+
+
+# ---------------------------------------------------------------- train()
+
+
+def _config(data, out, **kw):
+    base = dict(data=str(data), out=str(out), steps=3, batch_size=2, warmup=2, eval_every=3, eval_batches=1,
+                checkpoint_every=1)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _log_lines(out):
+    return [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+
+
+def test_train_writes_checkpoint_and_log_then_resumes(data, tmp_path):
+    out = tmp_path / "run"
+    messages = []
+    ckpt = train(_config(data, out), TINY, log=messages.append)
+    assert ckpt == out / "ckpt.pt" and ckpt.exists()
+    lines = _log_lines(out)
+    assert [r["step"] for r in lines] == [1, 2, 3]
+    assert all(math.isfinite(r["loss"]) and r["loss"] > 0 for r in lines)
+    assert "val_loss" in lines[-1] and math.isfinite(lines[-1]["val_loss"])
+    assert all("val_loss" not in r for r in lines[:-1])
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    assert state["step"] == 3
+    assert state["model_config"] == TINY.to_dict()
+    assert state["history"]["steps"] == 3 and state["history"]["tokens"] > 0
+    assert not list(out.glob("*.tmp"))
+
+    messages.clear()
+    train(_config(data, out, steps=5), log=messages.append)  # no model config: it comes from the checkpoint
+    assert any("resuming" in m and "step 3" in m for m in messages)
+    lines = _log_lines(out)
+    assert [r["step"] for r in lines] == [1, 2, 3, 4, 5]
+    assert all(math.isfinite(r["loss"]) for r in lines)
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    assert state["step"] == 5 and state["history"]["steps"] == 5
+    assert state["train_config"]["steps"] == 5
+
+
+def test_train_from_an_onnx_export_starts_from_its_weights(data, tiny_model, exported, tmp_path):
+    out = tmp_path / "init"
+    messages = []
+    ckpt = train(_config(data, out, steps=1, lr=0.0, min_lr=0.0, eval_every=1), init_from=str(exported),
+                 log=messages.append)
+    assert any(str(exported) in m for m in messages)
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    assert state["step"] == 1
+    assert state["model_config"] == TINY.to_dict()
+    want = tiny_model.state_dict()
+    assert set(state["model"]) == set(want)
+    for name, tensor in want.items():
+        assert torch.equal(state["model"][name].float(), tensor), name
+    # the history carried in the export goes on counting
+    assert state["history"]["tokens"] > HISTORY["tokens"]
+    assert state["history"]["steps"] == HISTORY["steps"] + 1
+
+
+def test_train_from_an_export_without_history(data, exported, tmp_path):
+    model = onnx.load(str(exported))
+    for entry in model.metadata_props:
+        if entry.key == "emsync_history":
+            entry.value = "{}"  # what export_onnx writes when no history is given
+    bare = tmp_path / "bare.onnx"
+    onnx.save(model, str(bare))
+    ckpt = train(_config(data, tmp_path / "bare_run", steps=1, lr=0.0, min_lr=0.0), init_from=str(bare),
+                 log=lambda *_: None)
+    assert ckpt.exists()
