@@ -87,6 +87,6 @@ def load_onnx_weights(path: str | Path) -> tuple[Generator, dict]:
     state = {}
     for name, (init_name, transposed) in json.loads(meta["emsync_parameters"]).items():
         array = inits[init_name]
-        state[name] = torch.from_numpy(np.ascontiguousarray(array.T if transposed else array))
+        state[name] = torch.from_numpy(np.array(array.T if transposed else array))
     model.load_state_dict(state)
     return model, json.loads(meta.get("emsync_history", "{}"))

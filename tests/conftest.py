@@ -18,5 +18,5 @@ def run_cli(*args, cwd=None):
     """Run the real `emsync` entry point in a subprocess."""
     import subprocess
 
-    return subprocess.run([sys.executable, "-m", "emsync_core.cli", *map(str, args)], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "plugin_host.cli", *map(str, args)], capture_output=True,
                           text=True, cwd=cwd or REPO, timeout=600)

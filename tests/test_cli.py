@@ -4,7 +4,7 @@ import json
 import mido
 import pytest
 
-from conftest import REPO, run_cli
+from conftest import REPO, SHARED_DATA, run_cli
 from emsync_core.score import GM_PROGRAM, INSTRUMENTS
 
 
@@ -70,4 +70,44 @@ def test_bad_input_gets_one_line(tmp_path, args, says):
     assert "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and says in lines[0], result.stderr
+    assert not (tmp_path / "a.mid").exists()
+
+
+TIMELINES = sorted(p for p in (SHARED_DATA / "timelines").glob("*") if p.suffix in {".edl", ".xml", ".fcpxml", ".aaf"})
+
+
+@pytest.mark.skipif(not TIMELINES, reason="../shared/data/timelines not present")
+@pytest.mark.parametrize("path", TIMELINES, ids=lambda p: p.name)
+def test_cuts_json_for_every_editor_export(path):
+    result = run_cli("cuts", path, "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    times = [c["time"] for c in report["cuts"]]
+    assert report["duration"] > 0 and report["fps"] > 0
+    assert times == sorted(times) and all(0 < t < report["duration"] for t in times)
+    assert [s["start"] for s in report["scenes"][1:]] == times
+
+
+@pytest.mark.skipif(not TIMELINES, reason="../shared/data/timelines not present")
+def test_score_timeline_and_write_it_back(tmp_path):
+    source = SHARED_DATA / "timelines" / "25fps.edl"
+    midi, edit = tmp_path / "score.mid", tmp_path / "edit.otio"
+    result = run_cli("score", source, "-o", midi, "--emotion", "sad", "--otio", edit, "--seed", 3)
+    assert result.returncode == 0, result.stderr
+    original = json.loads(run_cli("cuts", source, "--json").stdout)
+    back = json.loads(run_cli("cuts", edit, "--json").stdout)
+    assert [c["time"] for c in back["cuts"]] == pytest.approx([c["time"] for c in original["cuts"]], abs=1e-6)
+    assert all(s["emotion_set_by_user"] for s in back["scenes"])
+    sad = back["scenes"][0]
+    assert sad["valence"] < 0
+    _check_smf(midi, [c["time"] for c in original["cuts"]])
+
+
+def test_score_rejects_unknown_emotion_and_bad_files(tmp_path):
+    broken = tmp_path / "broken.xml"
+    broken.write_text("<xmeml><sequence>")
+    result = run_cli("score", broken, "-o", tmp_path / "a.mid")
+    assert result.returncode == 2 and "broken.xml" in result.stderr and "Traceback" not in result.stderr
+    result = run_cli("score", SHARED_DATA / "timelines" / "25fps.edl", "-o", tmp_path / "a.mid", "--emotion", "blorp")
+    assert result.returncode == 2 and "--emotion" in result.stderr
     assert not (tmp_path / "a.mid").exists()

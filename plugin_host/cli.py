@@ -1,4 +1,4 @@
-"""The `emsync` command line."""
+"""The `emsync` command line: the outermost layer, over otio_adapters and emsync_core."""
 from __future__ import annotations
 
 import argparse
@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .errors import EmsyncError
+from emsync_core.errors import EmsyncError
 
 DEFAULT_CORPUS = "../shared/data/midi"
 
@@ -22,7 +22,7 @@ def _needs_torch():
 
 
 def cmd_data_build(args) -> None:
-    from .corpus import build
+    from emsync_core.corpus import build
 
     stats = build(args.src, args.out, workers=args.workers)
     splits = stats["splits"]
@@ -39,13 +39,13 @@ def cmd_train(args) -> None:
         out.mkdir(parents=True, exist_ok=True)
         argv = [a for a in sys.argv[1:] if a != "--background"]
         with open(out / "train.log", "a") as log:
-            process = subprocess.Popen([sys.executable, "-m", "emsync_core.cli", *argv], stdout=log,
+            process = subprocess.Popen([sys.executable, "-m", "plugin_host.cli", *argv], stdout=log,
                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         print(f"training in the background (pid {process.pid}); log: {out / 'train.log'}, "
               f"metrics: {out / 'log.jsonl'}")
         return
-    from .generator import default_model_path
-    from .train import TrainConfig, train
+    from emsync_core.generator import default_model_path
+    from emsync_core.train import TrainConfig, train
 
     init_from = None if args.fresh else (args.init_from or default_model_path())
     if init_from and not Path(init_from).exists():
@@ -61,8 +61,8 @@ def cmd_export(args) -> None:
     _needs_torch()
     import torch
 
-    from .export import export_onnx
-    from .model import Generator, GeneratorConfig
+    from emsync_core.export import export_onnx
+    from emsync_core.model import Generator, GeneratorConfig
 
     try:
         state = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
@@ -77,7 +77,7 @@ def cmd_export(args) -> None:
 
 
 def _scenes_from_args(args):
-    from .scenes import load_scene_file, scenes_from_cuts
+    from emsync_core.scenes import load_scene_file, scenes_from_cuts
 
     if args.scenes:
         return load_scene_file(args.scenes)
@@ -90,31 +90,104 @@ def _scenes_from_args(args):
     return args.duration, scenes_from_cuts(args.duration, cuts, args.valence, args.arousal)
 
 
-def cmd_generate(args) -> None:
-    from .conditions import EmotionCurve
-    from .generator import MusicGenerator
-    from .midi_io import write_midi
-    from .scenes import cut_markers, cuts_of
+def _write_score(args, duration: float, scenes, hits=()) -> None:
+    """Generate for the scenes (cuts and hits are boundaries) and write the MIDI file."""
+    from emsync_core.conditions import EmotionCurve
+    from emsync_core.generator import MusicGenerator
+    from emsync_core.midi_io import write_midi
+    from emsync_core.scenes import cut_markers, cuts_of
 
-    duration, scenes = _scenes_from_args(args)
     generator = MusicGenerator(args.model)
-    result = generator.generate(duration, cuts_of(scenes), EmotionCurve.from_scenes(scenes), seed=args.seed,
+    boundaries = sorted(set(cuts_of(scenes)) | set(hits))
+    result = generator.generate(duration, boundaries, EmotionCurve.from_scenes(scenes), seed=args.seed,
                                 temperature=args.temperature, top_p=args.top_p, hit_cuts=args.hit_cuts)
-    write_midi(args.output, result.notes, cut_markers(scenes))
+    write_midi(args.output, result.notes, cut_markers(scenes) + [(t, "hit") for t in hits])
     print(f"wrote {args.output}: {len(result.notes)} notes, {len(scenes) - 1} cut markers, "
           f"{duration:.1f} s of music in {result.seconds:.1f} s ({result.stats['realtime_factor']:.0f}x real time)")
 
 
+def cmd_generate(args) -> None:
+    _write_score(args, *_scenes_from_args(args))
+
+
+def _default_emotion(args) -> tuple[float, float]:
+    from emsync_core.emotions import emotion_for_word
+    from emsync_core.scenes import scenes_from_cuts
+
+    if args.emotion:
+        found = emotion_for_word(args.emotion)
+        if found is None:
+            raise EmsyncError(f"--emotion: unknown emotion word {args.emotion!r}")
+        return found
+    scene = scenes_from_cuts(1.0, [], args.valence, args.arousal)[0]  # validates the range
+    return scene.valence, scene.arousal
+
+
+def cmd_cuts(args) -> None:
+    from otio_adapters.timeline import read_timeline
+
+    timeline = read_timeline(args.timeline, fps=args.fps, transition=args.transition)
+    if args.json:
+        print(json.dumps(_timeline_json(timeline), indent=2))
+        return
+    print(f"{timeline.path}: {timeline.format}, {timeline.fps:.3f} fps ({timeline.fps_source}), "
+          f"{timeline.duration:.3f} s, {len(timeline.cuts)} cuts")
+    for number, scene in enumerate(timeline.scenes):
+        mood = f"valence={scene.valence:+.2f} arousal={scene.arousal:+.2f}" if scene.user_set else "emotion not set"
+        print(f"  {number:3d}  {scene.start:9.3f} - {scene.end:9.3f}  {scene.name or '(gap)'}  [{mood}]")
+
+
+def _timeline_json(timeline) -> dict:
+    return {
+        "file": str(timeline.path), "format": timeline.format, "fps": timeline.fps, "fps_source": timeline.fps_source,
+        "duration": timeline.duration, "global_start": timeline.global_start, "timeline": timeline.timeline_choice,
+        "cuts": [{"time": t, "frame": round(t * timeline.fps)} for t in timeline.cuts],
+        "scenes": [{"start": s.start, "end": s.end, "name": s.name, "media": s.media, "valence": s.valence,
+                    "arousal": s.arousal, "emotion_set_by_user": s.user_set} for s in timeline.scenes],
+        "hits": timeline.hits,
+    }
+
+
+def cmd_score(args) -> None:
+    from otio_adapters.timeline import read_timeline, write_timeline
+
+    timeline = read_timeline(args.timeline, fps=args.fps, transition=args.transition)
+    valence, arousal = _default_emotion(args)
+    for scene in timeline.scenes:  # emotions the editor set on the timeline win over the default
+        if not scene.user_set:
+            scene.valence, scene.arousal = valence, arousal
+    _write_score(args, timeline.duration, timeline.scenes, timeline.hits)
+    if args.otio:
+        write_timeline(timeline, args.otio, Path(args.output).resolve())
+        print(f"wrote {args.otio}: the edit with a music track and a marker at every cut")
+
+
 def cmd_eval(args) -> None:
-    from .evaluate import run_evaluation
+    from emsync_core.evaluate import run_evaluation
 
     report = run_evaluation(args.model, args.data, quick=args.quick, seed=args.seed)
     text = json.dumps(report, indent=2)
     if args.json_out:
-        from .fileio import atomic_write_bytes
+        from emsync_core.fileio import atomic_write_bytes
 
         atomic_write_bytes(args.json_out, text.encode())
     print(text)
+
+
+def _timeline_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("timeline", help="editor timeline: .otio/.otioz, .edl, FCP7 .xml, .fcpxml, .aaf")
+    parser.add_argument("--fps", help="frame rate, for EDLs (found from the timecodes when omitted)")
+    parser.add_argument("--transition", choices=("mid", "start", "end"), default="mid",
+                        help="where a dissolve counts as the cut")
+
+
+def _sampling_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--top-p", type=float, default=0.95)
+    parser.add_argument("--hit-cuts", action="store_true", help="guarantee a chord onset on every cut")
+    parser.add_argument("--model", help="ONNX generator (default: the bundled model)")
+    parser.add_argument("-o", "--output", required=True, help="MIDI file to write")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -153,13 +226,22 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--valence", type=float, default=0.0)
     gen.add_argument("--arousal", type=float, default=0.0)
     gen.add_argument("--scenes", help="JSON scene file (per-scene emotions)")
-    gen.add_argument("--seed", type=int, default=0)
-    gen.add_argument("--temperature", type=float, default=1.0)
-    gen.add_argument("--top-p", type=float, default=0.95)
-    gen.add_argument("--hit-cuts", action="store_true", help="guarantee a chord onset on every cut")
-    gen.add_argument("--model", help="ONNX generator (default: the bundled model)")
-    gen.add_argument("-o", "--output", required=True)
+    _sampling_options(gen)
     gen.set_defaults(func=cmd_generate)
+
+    cuts = sub.add_parser("cuts", help="cut points and scenes of an editor timeline")
+    _timeline_options(cuts)
+    cuts.add_argument("--json", action="store_true")
+    cuts.set_defaults(func=cmd_cuts)
+
+    score = sub.add_parser("score", help="MIDI score for an editor timeline (OTIO, EDL, FCP7 XML, FCPXML, AAF)")
+    _timeline_options(score)
+    score.add_argument("--emotion", help="emotion word for scenes without one on the timeline (e.g. joy, tense)")
+    score.add_argument("--valence", type=float, default=0.0)
+    score.add_argument("--arousal", type=float, default=0.0)
+    score.add_argument("--otio", metavar="OUT", help="write the edit back with the score (.otio, .xml, .fcpxml, .edl)")
+    _sampling_options(score)
+    score.set_defaults(func=cmd_score)
 
     ev = sub.add_parser("eval", help="boundary alignment, emotion control, musical sanity, speed")
     ev.add_argument("--model")
@@ -181,6 +263,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("emsync: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into `head` and the like
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     return 0
 
 
