@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -28,6 +29,10 @@ MAX_EVENTS_PER_STEP = 48
 MAX_POLYPHONY = 24
 HIT_NOTES = 2
 MODEL_NAME = "generator.onnx"
+
+
+class Cancelled(EmsyncError):
+    """The caller's cancel event was set before the music was finished; nothing was produced."""
 
 
 def default_model_path() -> Path:
@@ -105,8 +110,13 @@ class MusicGenerator:
 
     def generate(self, duration: float, cuts: Sequence[float], emotion: EmotionCurve, seed: int = 0,
                  temperature: float = 1.0, top_p: float = 0.95, prefix: Sequence[int] = (),
-                 hit_cuts: bool = False, mask_boundaries: bool = False) -> Generation:
-        """Music from the end of `prefix` (tokens from time 0) until `duration` seconds."""
+                 hit_cuts: bool = False, mask_boundaries: bool = False,
+                 progress: Callable[[float], None] | None = None,
+                 cancel: threading.Event | None = None) -> Generation:
+        """Music from the end of `prefix` (tokens from time 0) until `duration` seconds.
+
+        `progress(fraction)` hears how far the music has got before every token; a set
+        `cancel` event raises Cancelled within one token."""
         if duration <= 0:
             raise EmsyncError("duration: must be positive")
         if temperature <= 0 or not 0 < top_p <= 1:
@@ -149,7 +159,12 @@ class MusicGenerator:
 
         logits, past = prime()
         steps_run = 0
+        first_step = stream.step
         while stream.step < end_step:
+            if cancel is not None and cancel.is_set():
+                raise Cancelled("cancelled")
+            if progress is not None:
+                progress((stream.step - first_step) / max(1, end_step - first_step))
             mask = self._grammar(stream, cut_steps, hit if hit_cuts else None)
             token = _sample(np.where(mask, logits, -np.inf), temperature, top_p, rng)
             stream.push(token)

@@ -162,6 +162,12 @@ def cmd_score(args) -> None:
         print(f"wrote {args.otio}: the edit with a music track and a marker at every cut")
 
 
+def cmd_serve(args) -> None:
+    from plugin_host.osc_server import serve
+
+    serve(args.host, args.port, args.session, args.model)
+
+
 def cmd_eval(args) -> None:
     from emsync_core.evaluate import run_evaluation
 
@@ -242,6 +248,13 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--otio", metavar="OUT", help="write the edit back with the score (.otio, .xml, .fcpxml, .edl)")
     _sampling_options(score)
     score.set_defaults(func=cmd_score)
+
+    srv = sub.add_parser("serve", help="OSC service for DAW/NLE plugins (see docs/osc.md)")
+    srv.add_argument("--host", default="127.0.0.1", help="interface to listen on (loopback unless asked)")
+    srv.add_argument("--port", type=int, default=9000, help="UDP port (0: any free port)")
+    srv.add_argument("--session", help="session folder (default ./emsync-session); reopened where it was")
+    srv.add_argument("--model", help="ONNX generator (default: the bundled model)")
+    srv.set_defaults(func=cmd_serve)
 
     ev = sub.add_parser("eval", help="boundary alignment, emotion control, musical sanity, speed")
     ev.add_argument("--model")

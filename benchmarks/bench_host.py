@@ -1,0 +1,197 @@
+"""Latency of the plugin host: generate 60 s, regenerate a 10 s section, answer while busy.
+
+End to end over OSC (a server process on 127.0.0.1, this process as the client): from the
+request datagram to the last clip chunk received. Also the same work in-process (the core
+alone), the status round trip while a job runs, and, with --seam N, how the seam choice
+compares with taking the first candidate (pitch-class agreement across the range end
+between the regenerated music and the kept music, which is not one of the voting criteria).
+
+    python benchmarks/bench_host.py [--model PATH] [--candidates 3] [--seam 0]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import select
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from pythonosc.osc_message_builder import build_msg
+from pythonosc.osc_packet import OscPacket
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from emsync_core.conditions import EmotionCurve  # noqa: E402
+from emsync_core.regenerate import regenerate, split_notes  # noqa: E402
+from emsync_core.score import Scene  # noqa: E402
+
+DURATION = 60.0
+SCENES = [(0.0, 0.6, 0.3), (8.5, 0.2, -0.4), (17.0, -0.5, 0.5), (29.0, -0.3, 0.7), (41.0, 0.7, 0.6), (52.0, 0.4, -0.5)]
+SECTION = (25.0, 35.0)
+
+
+def scenes() -> list[Scene]:
+    edges = [s[0] for s in SCENES] + [DURATION]
+    return [Scene(s, e, v, a, f"scene {i}") for i, ((s, v, a), e) in enumerate(zip(SCENES, edges[1:]))]
+
+
+class Client:
+    def __init__(self, port: int):
+        self.server = ("127.0.0.1", port)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 21)
+        self.sock.bind(("127.0.0.1", 0))
+
+    def send(self, address: str, *args) -> None:
+        self.sock.sendto(build_msg(address, list(args)).dgram, self.server)
+
+    def until(self, address: str, timeout: float = 600.0) -> tuple[list, int]:
+        """Messages up to `address`; also how many datagrams and the largest one."""
+        deadline, count, largest = time.monotonic() + timeout, 0, 0
+        self.sock.settimeout(0.05)
+        while time.monotonic() < deadline:
+            try:
+                data, _ = self.sock.recvfrom(65536)
+            except socket.timeout:
+                continue
+            count, largest = count + 1, max(largest, len(data))
+            for m in OscPacket(data).messages:
+                if m.message.address == "/emsync/error":
+                    raise RuntimeError(f"server error: {m.message.params}")
+                if m.message.address == address:
+                    return list(m.message.params), largest
+        raise TimeoutError(address)
+
+
+def over_osc(model: str | None, candidates: int) -> dict:
+    folder = Path(tempfile.mkdtemp(prefix="emsync-bench-"))
+    scene_file = folder / "scenes.json"
+    scene_file.write_text(json.dumps({"duration": DURATION, "scenes": [
+        {"start": s, "valence": v, "arousal": a} for s, v, a in SCENES]}))
+    command = [sys.executable, "-m", "plugin_host.cli", "serve", "--port", "0", "--session", str(folder / "session")]
+    server = subprocess.Popen(command + (["--model", model] if model else []), cwd=REPO, stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL)
+    try:
+        select.select([server.stdout], [], [], 60)
+        port = int(server.stdout.readline().decode().split("udp://127.0.0.1:")[1].split(",")[0])
+        client = Client(port)
+        client.send("/emsync/open/scenes", str(scene_file))
+        client.until("/emsync/opened")
+        client.send("/emsync/settings/set", "candidates", candidates)
+        client.until("/emsync/settings")
+        time.sleep(2.0)  # let the model finish loading in the background, as it would in use
+
+        started = time.perf_counter()
+        client.send("/emsync/generate", 1)
+        done, _ = client.until("/emsync/job/done")
+        _, largest = client.until("/emsync/clips/end")
+        generate_s = time.perf_counter() - started
+
+        started = time.perf_counter()
+        client.send("/emsync/regenerate", *SECTION, 2)
+        # While it runs: how fast is a status round trip?
+        client.until("/emsync/job/started")
+        rtts = []
+        probe = Client(port)
+        for _ in range(20):
+            t0 = time.perf_counter()
+            probe.send("/emsync/status")
+            probe.until("/emsync/status")
+            rtts.append((time.perf_counter() - t0) * 1000)
+            time.sleep(0.05)
+        client.until("/emsync/job/done")
+        client.until("/emsync/clips/end")
+        regenerate_s = time.perf_counter() - started
+        return {"generate_60s_seconds": round(generate_s, 2), "notes": done[3],
+                "regenerate_10s_seconds": round(regenerate_s, 2), "candidates": candidates,
+                "status_rtt_ms_while_generating": {"median": round(statistics.median(rtts), 2),
+                                                   "max": round(max(rtts), 2)},
+                "largest_datagram_bytes": largest}
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def in_process(model: str | None, candidates: int) -> dict:
+    from emsync_core.generator import MusicGenerator
+
+    generator = MusicGenerator(model)
+    found = scenes()
+    curve, cuts = EmotionCurve.from_scenes(found), [s.start for s in found[1:]]
+    base = generator.generate(DURATION, cuts, curve, seed=1)
+    out = {"generate_60s_seconds": round(base.seconds, 2), "tokens_per_second": round(base.stats["tokens_per_second"]),
+           "x_real_time": round(base.stats["realtime_factor"], 1)}
+    for count in sorted({1, candidates}):
+        result = regenerate(generator, base.notes, DURATION, *SECTION, cuts, curve, seed=2, candidates=count)
+        out[f"regenerate_10s_seconds_{count}_candidates"] = round(result.seconds, 2)
+    return out
+
+
+def seam_study(model: str | None, trials: int, candidates: int) -> dict:
+    """Across the range end: pitch-class agreement (cosine, last 1 s of the range vs first 1 s
+    after it), chosen take vs first take vs the music the range replaced."""
+    from emsync_core.generator import MusicGenerator
+
+    generator = MusicGenerator(model)
+    rows = []
+    for trial in range(trials):
+        duration = 14.0
+        curve = EmotionCurve.constant([0.5, -0.4, 0.2][trial % 3], [0.3, 0.4, -0.3][trial % 3])
+        base = generator.generate(duration, [5.0, 10.0], curve, seed=100 + trial).notes
+        start, end = 4.0, 8.0
+        result = regenerate(generator, base, duration, start, end, [5.0, 10.0], curve, seed=trial,
+                            candidates=candidates)
+        before, inside, after = split_notes(base, start, end)
+
+        def across(new):
+            return _cos(before + list(new), after, end)
+
+        clipped = [n.__class__(n.start, min(n.end, end), n.pitch, n.velocity, n.instrument) for n in inside]
+        rows.append((across(clipped), across(result.candidates[0].notes), across(result.new_notes)))
+    rows = np.asarray(rows)
+    return {"trials": trials, "candidates": candidates,
+            "pitch_class_agreement_across_the_end": {"original": round(float(rows[:, 0].mean()), 3),
+                                                     "first_take": round(float(rows[:, 1].mean()), 3),
+                                                     "chosen_take": round(float(rows[:, 2].mean()), 3)}}
+
+
+def _cos(ours, theirs, end: float) -> float:
+    def profile(notes, low, high):
+        v = np.zeros(12)
+        for n in notes:
+            overlap = min(n.end, high) - max(n.start, low)
+            if n.instrument != 0 and overlap > 0:
+                v[n.pitch % 12] += overlap
+        return v
+    a, b = profile(ours, end - 1.0, end), profile(theirs, end, end + 1.0)
+    norm = np.linalg.norm(a) * np.linalg.norm(b)
+    return float(a @ b / norm) if norm > 0 else 0.0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model")
+    parser.add_argument("--candidates", type=int, default=3)
+    parser.add_argument("--seam", type=int, default=0, help="trials of the seam study (0: skip)")
+    args = parser.parse_args()
+    report = {"cpu_cores": os.cpu_count(), "load_average": [round(x, 2) for x in os.getloadavg()],
+              "over_osc": over_osc(args.model, args.candidates), "in_process": in_process(args.model, args.candidates)}
+    if args.seam:
+        report["seam"] = seam_study(args.model, args.seam, args.candidates)
+    print(json.dumps(report, indent=2))
+    osc = report["over_osc"]
+    print(f"over OSC: generate 60 s -> clips in {osc['generate_60s_seconds']} s; regenerate 10 s "
+          f"({args.candidates} candidates) -> clips in {osc['regenerate_10s_seconds']} s; status while busy "
+          f"{osc['status_rtt_ms_while_generating']['median']} ms median")
+
+
+if __name__ == "__main__":
+    main()
