@@ -39,7 +39,7 @@ class MusicFeatures:
         return asdict(self)
 
 
-def _key_scores(histogram: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def key_scores(histogram: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if histogram.sum() <= 0 or np.allclose(histogram, histogram[0]):
         return np.zeros(12), np.zeros(12)
     major = np.array([np.corrcoef(histogram, np.roll(MAJOR_PROFILE, k))[0, 1] for k in range(12)])
@@ -59,7 +59,7 @@ def music_features(notes: Sequence[Note], start: float | None = None, end: float
     histogram = np.zeros(12)
     for n in pitched:
         histogram[n.pitch % 12] += min(n.end, end) - n.start
-    major, minor = _key_scores(histogram)
+    major, minor = key_scores(histogram)
     if major.max() >= minor.max():
         tonic, scale = int(major.argmax()), MAJOR_SCALE
     else:

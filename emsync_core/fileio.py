@@ -23,7 +23,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
+        os.chmod(tmp, 0o666 & ~umask())  # mkstemp makes 0600; give the usual permissions
         os.replace(tmp, path)
     except OSError as exc:
         raise EmsyncError(f"{path}: cannot write ({exc.strerror or exc})") from None
@@ -33,7 +33,8 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     return path
 
 
-def _umask() -> int:
+def umask() -> int:
+    """The process umask (reading it means setting it, so set it back)."""
     mask = os.umask(0)
     os.umask(mask)
     return mask

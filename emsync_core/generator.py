@@ -3,7 +3,10 @@
 The sampler feeds one token at a time, each with the valence/arousal wanted at its
 instant and the quantized time to the next cut, exactly as in training. A small
 grammar keeps the stream well formed (no release of a silent note, bounded
-polyphony, time always moves on). With `hit_cuts`, time may not jump over a cut and
+polyphony, time always moves on) and releases a note the model can no longer see
+start: when the context window slides past its note-on (training windows never hold
+the release of a note they did not see start, so the model would hold it forever)
+or after MAX_NOTE_SECONDS. With `hit_cuts`, time may not jump over a cut and
 at least two pitched notes must start on it: a constrained mode for composers who
 want a hit on every cut, reported separately from the model's own alignment.
 """
@@ -27,6 +30,7 @@ from .score import DRUMS, Note
 
 MAX_EVENTS_PER_STEP = 48
 MAX_POLYPHONY = 24
+MAX_NOTE_SECONDS = 8.0
 HIT_NOTES = 2
 MODEL_NAME = "generator.onnx"
 
@@ -54,7 +58,9 @@ class _Stream:
 
     def __init__(self):
         self.step = 0
-        self.sounding: set[tuple[int, int]] = set()
+        self.sounding: dict[tuple[int, int], tuple[int, int]] = {}  # key -> (start step, token index)
+        self.count = 0  # tokens pushed
+        self.window_start = 0  # index of the oldest token in the model's context
         self.events_this_step = 0
         self.pitched_onsets_this_step = 0
         self.last = codec.BOS
@@ -69,11 +75,18 @@ class _Stream:
             if codec.is_on(token):
                 instrument, pitch = codec.on_target(token)
                 if instrument != DRUMS:
-                    self.sounding.add((instrument, pitch))
+                    self.sounding[instrument, pitch] = (self.step, self.count)
                     self.pitched_onsets_this_step += 1
             elif codec.is_off(token):
-                self.sounding.discard(codec.off_target(token))
+                self.sounding.pop(codec.off_target(token), None)
         self.last = token
+        self.count += 1
+
+    def stale(self) -> list[tuple[int, int]]:
+        """Sounding notes to release now: started out of the model's sight, or too long ago."""
+        limit = round(MAX_NOTE_SECONDS / codec.STEP_SECONDS)
+        return [key for key, (start, index) in self.sounding.items()
+                if index < self.window_start or self.step - start >= limit]
 
 
 class MusicGenerator:
@@ -151,6 +164,7 @@ class MusicGenerator:
 
         def prime():
             keep = block // 2 if tokens else 0
+            stream.window_start = len(tokens) - min(keep, len(tokens))
             window = tokens[len(tokens) - keep:] if keep else []
             window_clocks = clocks[len(clocks) - keep:] if keep else []
             first_clock = window_clocks[0] if window_clocks else stream.step * codec.STEP_SECONDS
@@ -212,6 +226,10 @@ class MusicGenerator:
         if stream.events_this_step >= MAX_EVENTS_PER_STEP:
             allowed[:] = False
             allowed[codec.SHIFT0:codec.VEL0] = True
+        stale = stream.stale()
+        if stale:
+            allowed[:] = False
+            allowed[[codec.off_token(instrument, pitch) for instrument, pitch in stale]] = True
         return allowed
 
 

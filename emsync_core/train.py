@@ -4,6 +4,12 @@ Windows are cut from whole pieces at training time so every window gets fresh
 augmentation: transposition (-5..+6 semitones), tempo stretch (0.9-1.1x), Groove MIDI
 drums laid on POP909's beat grid, random boundary dropout, and some windows with
 boundaries masked so the model also learns to play without a cut ahead.
+
+Mode swap: half of the clearly tonal windows move to the parallel mode (major third and
+sixth down a semitone, or minor ones up) and their valence moves with them by
+MODE_SWAP_VALENCE. Pop is mostly major and a window's key is given away by its first
+bars, so without this the model learns little reason to read valence; with it the same
+music comes in both modes and only the valence condition tells them apart.
 The run resumes from `OUT/ckpt.pt` when present, else from the weights inside an
 ONNX export (`--init-from`), so the committed model is always a valid starting point.
 """
@@ -22,6 +28,7 @@ import torch
 from . import codec
 from .conditions import NO_BOUNDARY, EmotionCurve, boundary_offset_bins
 from .errors import EmsyncError
+from .features import key_scores
 from .model import Generator, GeneratorConfig
 from .score import DRUMS, Note
 
@@ -29,6 +36,9 @@ WINDOW_SECONDS = 40.0  # enough music to fill a 512-token block at POP909 densit
 DRUM_OVERLAY_SHARE = 0.4
 MASKED_SHARE = 0.15
 BOUNDARY_DROPOUT = 0.3
+MODE_SWAP_SHARE = 0.5
+MODE_SWAP_VALENCE = 0.6  # about 1.3 standard deviations of the corpus valence labels
+MIN_KEY_CLARITY = 0.6
 
 
 @dataclass
@@ -83,12 +93,15 @@ class WindowSampler:
             beats = self._part("beats", piece) * stretch
             if len(beats) > 8 and self.grooves.size and rng.random() < DRUM_OVERLAY_SHARE:
                 window = np.concatenate([window, self._drums_on_beats(rng, beats, t0)])
+            valence_shift = swap_mode(window) if rng.random() < MODE_SWAP_SHARE else 0.0
+        else:
+            valence_shift = 0.0
         tokens, clock = codec.encode([Note(float(s), float(e), int(p), int(v), int(i)) for s, e, p, v, i in window],
                                      start_seconds=t0)
         tokens = np.concatenate([[codec.BOS], tokens])[: self.block_size + 1]
         clock = np.concatenate([[t0], clock])[: self.block_size + 1]
         curve = self._part("curve", piece)
-        emotion = EmotionCurve(curve[:, 0] * stretch, curve[:, 1], curve[:, 2]).at(clock)
+        emotion = EmotionCurve(curve[:, 0] * stretch, np.clip(curve[:, 1] + valence_shift, -1, 1), curve[:, 2]).at(clock)
         boundaries = self._part("boundaries", piece) * stretch
         if augment and rng.random() < MASKED_SHARE:
             offsets = np.full(len(clock), NO_BOUNDARY)
@@ -126,6 +139,25 @@ class WindowSampler:
     def batch(self, rng: np.random.Generator, size: int, augment: bool = True):
         items = [self.sample(rng, augment) for _ in range(size)]
         return [torch.from_numpy(np.stack(column)) for column in zip(*items)]
+
+
+def swap_mode(window: np.ndarray) -> float:
+    """Move a tonal window (rows: start, end, pitch, velocity, instrument) to its parallel
+    mode in place; returns the valence change that goes with it (0 when left alone)."""
+    pitched = window[:, 4] != DRUMS
+    histogram = np.bincount(window[pitched, 2].astype(int) % 12,
+                            weights=window[pitched, 1] - window[pitched, 0], minlength=12)
+    major, minor = key_scores(histogram)
+    if max(major.max(), minor.max()) < MIN_KEY_CLARITY:
+        return 0.0
+    if major.max() >= minor.max():
+        tonic, moves, shift = int(major.argmax()), {4: -1, 9: -1}, -MODE_SWAP_VALENCE
+    else:
+        tonic, moves, shift = int(minor.argmax()), {3: 1, 8: 1}, MODE_SWAP_VALENCE
+    degree = (window[:, 2].astype(int) - tonic) % 12
+    for step, move in moves.items():
+        window[pitched & (degree == step), 2] += move
+    return shift
 
 
 def learning_rate(step: int, cfg: TrainConfig) -> float:

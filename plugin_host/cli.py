@@ -104,6 +104,18 @@ def _write_score(args, duration: float, scenes, hits=()) -> None:
     write_midi(args.output, result.notes, cut_markers(scenes) + [(t, "hit") for t in hits])
     print(f"wrote {args.output}: {len(result.notes)} notes, {len(scenes) - 1} cut markers, "
           f"{duration:.1f} s of music in {result.seconds:.1f} s ({result.stats['realtime_factor']:.0f}x real time)")
+    audio = None
+    if args.audio:
+        from emsync_core.render import render
+
+        audio = Path(args.output).with_suffix(".wav")
+        print(render(args.output, audio, args.soundfont).summary())
+    if args.plot:
+        from emsync_core.pianoroll import plot
+
+        picture = plot(args.output, Path(args.output).with_suffix(".png"), scenes)
+        print(f"wrote {picture}: piano roll with cuts and the emotion curve")
+    return audio
 
 
 def cmd_generate(args) -> None:
@@ -156,10 +168,27 @@ def cmd_score(args) -> None:
     for scene in timeline.scenes:  # emotions the editor set on the timeline win over the default
         if not scene.user_set:
             scene.valence, scene.arousal = valence, arousal
-    _write_score(args, timeline.duration, timeline.scenes, timeline.hits)
+    audio = _write_score(args, timeline.duration, timeline.scenes, timeline.hits)
     if args.otio:
-        write_timeline(timeline, args.otio, Path(args.output).resolve())
+        write_timeline(timeline, args.otio, Path(args.output).resolve(), audio.resolve() if audio else None)
         print(f"wrote {args.otio}: the edit with a music track and a marker at every cut")
+
+
+def cmd_render(args) -> None:
+    from emsync_core.render import render
+
+    print(render(args.score, args.output, args.soundfont, args.stems).summary())
+
+
+def cmd_plot(args) -> None:
+    from emsync_core.pianoroll import plot
+
+    scenes = None
+    if args.scenes:
+        from emsync_core.scenes import load_scene_file
+
+        scenes = load_scene_file(args.scenes)[1]
+    print(f"wrote {plot(args.score, args.output, scenes)}")
 
 
 def cmd_serve(args) -> None:
@@ -194,6 +223,9 @@ def _sampling_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hit-cuts", action="store_true", help="guarantee a chord onset on every cut")
     parser.add_argument("--model", help="ONNX generator (default: the bundled model)")
     parser.add_argument("-o", "--output", required=True, help="MIDI file to write")
+    parser.add_argument("--audio", action="store_true", help="also render a WAV beside the MIDI file")
+    parser.add_argument("--soundfont", help="General MIDI SoundFont for --audio (default: TimGM6mb)")
+    parser.add_argument("--plot", action="store_true", help="also draw a piano roll (PNG) beside the MIDI file")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -248,6 +280,19 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--otio", metavar="OUT", help="write the edit back with the score (.otio, .xml, .fcpxml, .edl)")
     _sampling_options(score)
     score.set_defaults(func=cmd_score)
+
+    ren = sub.add_parser("render", help="MIDI to a 48 kHz 24-bit WAV (-16 LUFS) with a GM SoundFont")
+    ren.add_argument("score", help="MIDI file")
+    ren.add_argument("-o", "--output", required=True, help="WAV file to write")
+    ren.add_argument("--soundfont", help="General MIDI .sf2/.sf3 (default: TimGM6mb from pretty_midi)")
+    ren.add_argument("--stems", metavar="DIR", help="also write one WAV per instrument track here")
+    ren.set_defaults(func=cmd_render)
+
+    plo = sub.add_parser("plot", help="piano roll per instrument with cuts and the emotion curve (PNG)")
+    plo.add_argument("score", help="MIDI file")
+    plo.add_argument("-o", "--output", required=True, help="PNG file to write")
+    plo.add_argument("--scenes", help="JSON scene file (emotions are otherwise read from the cut markers)")
+    plo.set_defaults(func=cmd_plot)
 
     srv = sub.add_parser("serve", help="OSC service for DAW/NLE plugins (see docs/osc.md)")
     srv.add_argument("--host", default="127.0.0.1", help="interface to listen on (loopback unless asked)")
