@@ -30,7 +30,7 @@ def default_instrument(track_name: str, channel: int, program: int) -> int:
     return DRUMS if channel == DRUM_CHANNEL else instrument_for_program(program)
 
 
-class _TempoMap:
+class TempoMap:
     """Converts absolute ticks to seconds across tempo changes."""
 
     def __init__(self, midi: mido.MidiFile):
@@ -57,18 +57,25 @@ class _TempoMap:
         return self.seconds[i] + (tick - self.ticks[i]) * self.tempos[i] / 1e6 / self.tpb
 
 
-def read_midi(path: str | Path, instrument_of: InstrumentRule = default_instrument) -> list[Note]:
-    """All notes of a MIDI file in seconds, sorted; raises EmsyncError naming the file."""
+def open_midi(path: str | Path) -> mido.MidiFile:
+    """Parse a Standard MIDI File; anything mido cannot read is an EmsyncError naming the file."""
     path = Path(path)
     try:
         midi = mido.MidiFile(path)
     except FileNotFoundError:
         raise EmsyncError(f"{path}: file not found") from None
     except Exception as exc:  # mido raises OSError, EOFError, ValueError, KeyError...
-        raise EmsyncError(f"{path}: not a readable MIDI file ({type(exc).__name__}: {exc})") from None
+        detail = " ".join(str(exc).split())[:200]
+        raise EmsyncError(f"{path}: not a readable MIDI file ({type(exc).__name__}: {detail})") from None
     if midi.ticks_per_beat <= 0:
         raise EmsyncError(f"{path}: SMPTE time division is not supported")
-    tempo = _TempoMap(midi)
+    return midi
+
+
+def read_midi(path: str | Path, instrument_of: InstrumentRule = default_instrument) -> list[Note]:
+    """All notes of a MIDI file in seconds, sorted; raises EmsyncError naming the file."""
+    midi = open_midi(path)
+    tempo = TempoMap(midi)
     notes: list[Note] = []
     for track in midi.tracks:
         notes.extend(_track_notes(track, tempo, instrument_of))
@@ -76,7 +83,7 @@ def read_midi(path: str | Path, instrument_of: InstrumentRule = default_instrume
     return notes
 
 
-def _track_notes(track: mido.MidiTrack, tempo: _TempoMap, instrument_of: InstrumentRule) -> list[Note]:
+def _track_notes(track: mido.MidiTrack, tempo: TempoMap, instrument_of: InstrumentRule) -> list[Note]:
     name = ""
     programs = defaultdict(int)
     pending: dict[tuple[int, int], deque] = defaultdict(deque)
@@ -102,7 +109,7 @@ def _track_notes(track: mido.MidiTrack, tempo: _TempoMap, instrument_of: Instrum
     return notes
 
 
-def _note(tempo: _TempoMap, start: int, end: int, pitch: int, velocity: int, instrument: int) -> Note:
+def _note(tempo: TempoMap, start: int, end: int, pitch: int, velocity: int, instrument: int) -> Note:
     return Note(tempo.to_seconds(start), tempo.to_seconds(end), pitch, velocity, instrument)
 
 

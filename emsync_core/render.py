@@ -94,23 +94,13 @@ class MidiScore:
 
 def read_score(path: str | os.PathLike) -> MidiScore:
     """The tracks, markers and length of a Standard MIDI File; EmsyncError naming the file."""
-    import mido
-
-    from .midi_io import _TempoMap
+    from .midi_io import TempoMap, open_midi
 
     path = Path(path)
-    try:
-        midi = mido.MidiFile(path)
-    except FileNotFoundError:
-        raise EmsyncError(f"{path}: file not found") from None
-    except Exception as exc:  # mido raises OSError, EOFError, ValueError, KeyError...
-        detail = " ".join(str(exc).split())[:200]
-        raise EmsyncError(f"{path}: not a readable MIDI file ({type(exc).__name__}: {detail})") from None
+    midi = open_midi(path)
     if midi.type == 2:
         raise EmsyncError(f"{path}: type 2 (sequential patterns) MIDI files are not supported")
-    if midi.ticks_per_beat <= 0:
-        raise EmsyncError(f"{path}: SMPTE time division is not supported")
-    tempo = _TempoMap(midi)
+    tempo = TempoMap(midi)
     markers, tempos, parts, names = [], [], [], {}
     end_tick = 0
     for track_index, track in enumerate(midi.tracks):
