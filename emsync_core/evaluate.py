@@ -6,7 +6,8 @@
    chance line (the same measure at random instants of the same music).
 2. Emotion control on a 5x5 valence/arousal grid: Pearson correlation between the
    requested values and measured features (arousal: note density, velocity;
-   valence: major-vs-minor key evidence).
+   valence: major-vs-minor key evidence), with the sampler's valence guidance (the
+   default) and without it (the model alone).
 3. Musical sanity: generated vs held-out corpus features.
 4. Speed: onnxruntime with KV cache vs torch without cache (when torch is installed).
 """
@@ -19,7 +20,7 @@ import numpy as np
 
 from .conditions import EmotionCurve
 from .features import music_features
-from .generator import MusicGenerator
+from .generator import VALENCE_GUIDANCE, MusicGenerator
 from .score import Note, Scene
 
 TOLERANCE = 0.05
@@ -67,13 +68,14 @@ def boundary_alignment(generator: MusicGenerator, n_lists: int, duration: float,
             for name, values in rows.items()} | {"cut_lists": n_lists, "duration_s": duration}
 
 
-def emotion_control(generator: MusicGenerator, grid: int, duration: float, seed: int) -> tuple[dict, list]:
+def emotion_control(generator: MusicGenerator, grid: int, duration: float, seed: int,
+                    valence_guidance: float = VALENCE_GUIDANCE) -> tuple[dict, list]:
     levels = np.linspace(-0.8, 0.8, grid)
     rows, outputs = [], []
     for i, valence in enumerate(levels):
         for j, arousal in enumerate(levels):
             result = generator.generate(duration, [], EmotionCurve.constant(valence, arousal),
-                                        seed=seed + i * grid + j)
+                                        seed=seed + i * grid + j, valence_guidance=valence_guidance)
             f = music_features(result.notes, 0.0, duration)
             rows.append((valence, arousal, f.notes_per_second, f.mean_velocity, f.major_minus_minor))
             outputs.append(result.notes)
@@ -84,6 +86,7 @@ def emotion_control(generator: MusicGenerator, grid: int, duration: float, seed:
 
     return {
         "grid": f"{grid}x{grid}, {duration:.0f} s each",
+        "valence_guidance": valence_guidance,
         "arousal_vs_note_density_r": r(table[:, 1], table[:, 2]),
         "arousal_vs_velocity_r": r(table[:, 1], table[:, 3]),
         "valence_vs_major_minus_minor_r": r(table[:, 0], table[:, 4]),
@@ -152,6 +155,8 @@ def run_evaluation(model_path: str | None, data: str | None, quick: bool = False
     report["boundary_alignment"] = boundary_alignment(generator, 4 if quick else 20, duration, seed)
     control, outputs = emotion_control(generator, 3 if quick else 5, 12.0 if quick else 20.0, seed)
     report["emotion_control"] = control
+    report["emotion_control_model_only"] = emotion_control(generator, 3 if quick else 5, 12.0 if quick else 20.0,
+                                                           seed, valence_guidance=0.0)[0]
     window = 12.0 if quick else 20.0
     report["musical_sanity"] = {"generated": _feature_means(outputs, window)}
     if data and (Path(data) / "valid.npz").exists():

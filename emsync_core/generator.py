@@ -6,7 +6,14 @@ grammar keeps the stream well formed (no release of a silent note, bounded
 polyphony, time always moves on) and releases a note the model can no longer see
 start: when the context window slides past its note-on (training windows never hold
 the release of a note they did not see start, so the model would hold it forever)
-or after MAX_NOTE_SECONDS. With `hit_cuts`, time may not jump over a cut and
+or after MAX_NOTE_SECONDS.
+
+Valence guidance (`valence_guidance`, on by default, 0 turns it off): the model answers
+arousal but has not yet learned to read valence (see the model card), so the sampler
+holds back the mode-defining degrees of the other mode -- the minor third and sixth
+above the tonic of what has been playing for positive valence, the major ones for
+negative -- by `valence_guidance * |valence|` logits. It only lowers (raising notes made
+the model repeat them), never forbids; evaluation reports the model with and without it. With `hit_cuts`, time may not jump over a cut and
 at least two pitched notes must start on it: a constrained mode for composers who
 want a hit on every cut, reported separately from the model's own alignment.
 """
@@ -26,12 +33,15 @@ import numpy as np
 from . import codec
 from .conditions import NO_BOUNDARY, EmotionCurve, boundary_offset_bins
 from .errors import EmsyncError
+from .features import key_scores
 from .score import DRUMS, Note
 
 MAX_EVENTS_PER_STEP = 48
 MAX_POLYPHONY = 24
 MAX_NOTE_SECONDS = 8.0
 HIT_NOTES = 2
+VALENCE_GUIDANCE = 4.0  # logits at |valence| = 1
+GUIDE_SECONDS = 8.0  # the tonic is read from the note-ons of this much recent music
 MODEL_NAME = "generator.onnx"
 
 
@@ -89,6 +99,62 @@ class _Stream:
                 if index < self.window_start or self.step - start >= limit]
 
 
+def _degree_tilts() -> np.ndarray:
+    """(12, vocab): +1 on pitched note-ons a major third or sixth above each tonic, -1 on
+    those a minor third or sixth above it."""
+    tilts = np.zeros((12, codec.VOCAB_SIZE))
+    pitches = np.arange(codec.N_PITCH)
+    for tonic in range(12):
+        degree = (pitches - tonic) % 12
+        sign = np.where(np.isin(degree, (4, 9)), 1.0, np.where(np.isin(degree, (3, 8)), -1.0, 0.0))
+        for instrument in codec.PITCHED:
+            tilts[tonic, codec.on_token(instrument, 0):codec.on_token(instrument, 0) + codec.N_PITCH] = sign
+    return tilts
+
+
+_TILTS = _degree_tilts()
+
+
+class _ModeGuide:
+    """Valence guidance: which tonic the music is in, and the logit tilt toward the mode asked for."""
+
+    def __init__(self, strength: float, seed: int):
+        self.strength = strength
+        self.onsets: list[tuple[int, int]] = []  # (step, pitch class) of recent pitched note-ons
+        self.tonic = int(np.random.default_rng(seed + 7919).integers(12))
+        self.heard = False  # the tonic has been read from the music, not drawn
+
+    def push(self, token: int, step: int) -> None:
+        if codec.is_on(token):
+            instrument, pitch = codec.on_target(token)
+            if instrument != DRUMS:
+                self.onsets.append((step, pitch % 12))
+        horizon = step - round(GUIDE_SECONDS / codec.STEP_SECONDS)
+        while self.onsets and self.onsets[0][0] < horizon:
+            self.onsets.pop(0)
+
+    def tilt(self, valence: float) -> np.ndarray | None:
+        if self.strength == 0 or abs(valence) < 0.05:
+            return None
+        if len(self.onsets) >= 6:
+            self._follow_key()
+        unwanted = np.minimum(_TILTS[self.tonic] * np.sign(valence), 0.0)  # -1 on the other mode's degrees
+        return self.strength * abs(valence) * unwanted
+
+    def _follow_key(self) -> None:
+        """Track the tonic of the music, sticky across parallel-mode moves: C minor reads as
+        its relative Eb major, so a move to the relative key is not a new tonic, and another
+        key must fit clearly better before the tonic follows it."""
+        major, minor = key_scores(np.bincount([pc for _, pc in self.onsets], minlength=12).astype(float))
+        fit = np.maximum(major, minor)
+        best = int(fit.argmax())
+        if not self.heard:
+            self.tonic, self.heard = best, True
+        elif best not in (self.tonic, (self.tonic + 3) % 12, (self.tonic + 9) % 12) \
+                and fit[best] > fit[self.tonic] + 0.1:
+            self.tonic = best
+
+
 class MusicGenerator:
     def __init__(self, model_path: str | Path | None = None, threads: int | None = None):
         import onnxruntime as ort
@@ -129,6 +195,7 @@ class MusicGenerator:
     def generate(self, duration: float, cuts: Sequence[float], emotion: EmotionCurve, seed: int = 0,
                  temperature: float = 1.0, top_p: float = 0.95, prefix: Sequence[int] = (),
                  hit_cuts: bool = False, mask_boundaries: bool = False,
+                 valence_guidance: float = VALENCE_GUIDANCE,
                  progress: Callable[[float], None] | None = None,
                  cancel: threading.Event | None = None) -> Generation:
         """Music from the end of `prefix` (tokens from time 0) until `duration` seconds.
@@ -147,6 +214,7 @@ class MusicGenerator:
         end_step = round(duration / codec.STEP_SECONDS)
 
         stream = _Stream()
+        guide = _ModeGuide(valence_guidance, seed)
         tokens: list[int] = []
         clocks: list[float] = []
         for token in prefix:
@@ -154,6 +222,7 @@ class MusicGenerator:
             if not 0 <= token < codec.VOCAB_SIZE or token in (codec.PAD, codec.BOS):
                 raise EmsyncError(f"prefix: token {token} is not an event of this vocabulary")
             stream.push(token)
+            guide.push(token, stream.step)
             tokens.append(token)
             clocks.append(stream.step * codec.STEP_SECONDS)
         new_from = len(tokens)
@@ -185,8 +254,12 @@ class MusicGenerator:
             if progress is not None:
                 progress((stream.step - first_step) / max(1, end_step - first_step))
             mask = self._grammar(stream, cut_steps, hit if hit_cuts else None)
+            tilt = guide.tilt(float(emotion.at([stream.step * codec.STEP_SECONDS])[0, 0]))
+            if tilt is not None:
+                logits = logits + tilt
             token = _sample(np.where(mask, logits, -np.inf), temperature, top_p, rng)
             stream.push(token)
+            guide.push(token, stream.step)
             if hit_cuts and stream.step in cut_steps and stream.pitched_onsets_this_step >= HIT_NOTES:
                 hit.add(stream.step)
             tokens.append(token)

@@ -6,10 +6,12 @@ drums laid on POP909's beat grid, random boundary dropout, and some windows with
 boundaries masked so the model also learns to play without a cut ahead.
 
 Mode swap: half of the clearly tonal windows move to the parallel mode (major third and
-sixth down a semitone, or minor ones up) and their valence moves with them by
-MODE_SWAP_VALENCE. Pop is mostly major and a window's key is given away by its first
-bars, so without this the model learns little reason to read valence; with it the same
-music comes in both modes and only the valence condition tells them apart.
+sixth down a semitone, or minor ones up) from some instant on -- the window start or a
+point inside it -- and their valence moves with them by MODE_SWAP_VALENCE from that
+instant. A window's key is given away by its first bars, so a model trained on whole
+pieces learns nothing from valence (measured: the valence input moved the next-token
+distribution by KL 1e-4); a mode change mid-window that only the valence condition
+announces is what a scene change asks of the music.
 The run resumes from `OUT/ckpt.pt` when present, else from the weights inside an
 ONNX export (`--init-from`), so the committed model is always a valid starting point.
 """
@@ -93,15 +95,17 @@ class WindowSampler:
             beats = self._part("beats", piece) * stretch
             if len(beats) > 8 and self.grooves.size and rng.random() < DRUM_OVERLAY_SHARE:
                 window = np.concatenate([window, self._drums_on_beats(rng, beats, t0)])
-            valence_shift = swap_mode(window) if rng.random() < MODE_SWAP_SHARE else 0.0
+            swap_from = t0 if rng.random() < 0.5 else t0 + float(rng.uniform(2.0, 10.0))
+            valence_shift = swap_mode(window, swap_from) if rng.random() < MODE_SWAP_SHARE else 0.0
         else:
-            valence_shift = 0.0
+            swap_from, valence_shift = t0, 0.0
         tokens, clock = codec.encode([Note(float(s), float(e), int(p), int(v), int(i)) for s, e, p, v, i in window],
                                      start_seconds=t0)
         tokens = np.concatenate([[codec.BOS], tokens])[: self.block_size + 1]
         clock = np.concatenate([[t0], clock])[: self.block_size + 1]
         curve = self._part("curve", piece)
-        emotion = EmotionCurve(curve[:, 0] * stretch, np.clip(curve[:, 1] + valence_shift, -1, 1), curve[:, 2]).at(clock)
+        emotion = EmotionCurve(curve[:, 0] * stretch, curve[:, 1], curve[:, 2]).at(clock)
+        emotion[:, 0] = np.clip(emotion[:, 0] + valence_shift * (clock >= swap_from - 1e-6), -1, 1)
         boundaries = self._part("boundaries", piece) * stretch
         if augment and rng.random() < MASKED_SHARE:
             offsets = np.full(len(clock), NO_BOUNDARY)
@@ -141,9 +145,10 @@ class WindowSampler:
         return [torch.from_numpy(np.stack(column)) for column in zip(*items)]
 
 
-def swap_mode(window: np.ndarray) -> float:
-    """Move a tonal window (rows: start, end, pitch, velocity, instrument) to its parallel
-    mode in place; returns the valence change that goes with it (0 when left alone)."""
+def swap_mode(window: np.ndarray, since: float = -np.inf) -> float:
+    """Move the notes of a tonal window (rows: start, end, pitch, velocity, instrument) that
+    start at `since` or later to the parallel mode, in place; returns the valence change
+    that goes with it (0 when left alone)."""
     pitched = window[:, 4] != DRUMS
     histogram = np.bincount(window[pitched, 2].astype(int) % 12,
                             weights=window[pitched, 1] - window[pitched, 0], minlength=12)
@@ -155,8 +160,9 @@ def swap_mode(window: np.ndarray) -> float:
     else:
         tonic, moves, shift = int(minor.argmax()), {3: 1, 8: 1}, MODE_SWAP_VALENCE
     degree = (window[:, 2].astype(int) - tonic) % 12
+    later = window[:, 0] >= since - 1e-6
     for step, move in moves.items():
-        window[pitched & (degree == step), 2] += move
+        window[pitched & later & (degree == step), 2] += move
     return shift
 
 

@@ -77,3 +77,21 @@ def test_missing_or_foreign_model_file(tmp_path):
     junk.write_bytes(np.random.default_rng(0).bytes(1000))
     with pytest.raises(EmsyncError, match="junk.onnx"):
         MusicGenerator(junk)
+
+
+def test_valence_guidance_holds_back_the_other_modes_third_and_sixth():
+    from emsync_core.generator import _ModeGuide
+
+    guide = _ModeGuide(4.0, seed=0)
+    for step, pitch in enumerate([60, 64, 67, 65, 69, 72, 67, 71, 74, 60, 64, 67]):  # C major: I IV V I
+        guide.push(codec.on_token(1, pitch), step * 10)
+    sad, happy = guide.tilt(-0.5), guide.tilt(0.5)
+    assert guide.tonic == 0
+    lowered = {codec.on_target(t)[1] % 12 for t in np.flatnonzero(sad < 0)}
+    assert lowered == {4, 9} and sad.min() == pytest.approx(-2.0) and sad.max() == 0
+    assert {codec.on_target(t)[1] % 12 for t in np.flatnonzero(happy < 0)} == {3, 8}
+    assert guide.tilt(0.0) is None and _ModeGuide(0.0, seed=0).tilt(0.8) is None
+    for step, pitch in enumerate([63, 67, 70, 63, 68, 72], start=20):  # now C minor (reads as Eb major)
+        guide.push(codec.on_token(1, pitch), step * 10)
+    guide.tilt(-0.5)
+    assert guide.tonic == 0, "a move to the parallel mode keeps the tonic"
