@@ -8,9 +8,8 @@ start: when the context window slides past its note-on (training windows never h
 the release of a note they did not see start, so the model would hold it forever)
 or after MAX_NOTE_SECONDS.
 
-Valence guidance (`valence_guidance`, on by default, 0 turns it off): the model answers
-arousal but has not yet learned to read valence (see the model card), so the sampler
-holds back the mode-defining degrees of the other mode -- the minor third and sixth
+Valence guidance (`valence_guidance`, off by default): while the model's own response to
+valence is weak (see the model card), the sampler can hold back the mode-defining degrees of the other mode -- the minor third and sixth
 above the tonic of what has been playing for positive valence, the major ones for
 negative -- by `valence_guidance * |valence|` logits. It only lowers (raising notes made
 the model repeat them), never forbids; evaluation reports the model with and without it. With `hit_cuts`, time may not jump over a cut and
@@ -40,7 +39,7 @@ MAX_EVENTS_PER_STEP = 48
 MAX_POLYPHONY = 24
 MAX_NOTE_SECONDS = 8.0
 HIT_NOTES = 2
-VALENCE_GUIDANCE = 4.0  # logits at |valence| = 1
+VALENCE_GUIDANCE = 4.0  # logits at |valence| = 1, when asked for (--valence-guidance)
 GUIDE_SECONDS = 8.0  # the tonic is read from the note-ons of this much recent music
 MODEL_NAME = "generator.onnx"
 
@@ -195,7 +194,7 @@ class MusicGenerator:
     def generate(self, duration: float, cuts: Sequence[float], emotion: EmotionCurve, seed: int = 0,
                  temperature: float = 1.0, top_p: float = 0.95, prefix: Sequence[int] = (),
                  hit_cuts: bool = False, mask_boundaries: bool = False,
-                 valence_guidance: float = VALENCE_GUIDANCE,
+                 valence_guidance: float = 0.0,
                  progress: Callable[[float], None] | None = None,
                  cancel: threading.Event | None = None) -> Generation:
         """Music from the end of `prefix` (tokens from time 0) until `duration` seconds.

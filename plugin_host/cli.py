@@ -100,7 +100,8 @@ def _write_score(args, duration: float, scenes, hits=()) -> None:
     generator = MusicGenerator(args.model)
     boundaries = sorted(set(cuts_of(scenes)) | set(hits))
     result = generator.generate(duration, boundaries, EmotionCurve.from_scenes(scenes), seed=args.seed,
-                                temperature=args.temperature, top_p=args.top_p, hit_cuts=args.hit_cuts)
+                                temperature=args.temperature, top_p=args.top_p, hit_cuts=args.hit_cuts,
+                                valence_guidance=args.valence_guidance)
     write_midi(args.output, result.notes, cut_markers(scenes) + [(t, "hit") for t in hits])
     print(f"wrote {args.output}: {len(result.notes)} notes, {len(scenes) - 1} cut markers, "
           f"{duration:.1f} s of music in {result.seconds:.1f} s ({result.stats['realtime_factor']:.0f}x real time)")
@@ -221,6 +222,8 @@ def _sampling_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--top-p", type=float, default=0.95)
     parser.add_argument("--hit-cuts", action="store_true", help="guarantee a chord onset on every cut")
+    parser.add_argument("--valence-guidance", type=float, nargs="?", const=4.0, default=0.0, metavar="S",
+                        help="steer the mode by valence: hold back the other mode's third and sixth (S logits, 4)")
     parser.add_argument("--model", help="ONNX generator (default: the bundled model)")
     parser.add_argument("-o", "--output", required=True, help="MIDI file to write")
     parser.add_argument("--audio", action="store_true", help="also render a WAV beside the MIDI file")
