@@ -11,6 +11,7 @@ import json
 import os
 
 from emsync_core.evaluate import speed
+from emsync_core.generator import MusicGenerator
 
 
 def main() -> None:
@@ -18,7 +19,7 @@ def main() -> None:
     parser.add_argument("--model")
     parser.add_argument("--tokens", type=int, default=256, help="context length for the uncached torch run")
     args = parser.parse_args()
-    report = speed(args.model, args.tokens)
+    report = speed(MusicGenerator(args.model), args.tokens)
     report["cpu_cores"] = os.cpu_count()
     print(json.dumps(report, indent=2))
     ort = report["onnxruntime_kv_cache"]

@@ -114,9 +114,8 @@ def held_out_windows(data: str | Path, duration: float, count: int, seed: int) -
     return windows
 
 
-def speed(model_path: str | Path | None, n_tokens: int = 256, seed: int = 0) -> dict:
+def speed(generator: MusicGenerator, n_tokens: int = 256, seed: int = 0) -> dict:
     """Tokens/s for onnxruntime with the KV cache vs torch re-running the whole prefix."""
-    generator = MusicGenerator(model_path)
     curve = EmotionCurve.constant(0.3, 0.3)
     run = generator.generate(120.0, [10.0, 20.0], curve, seed=seed)
     ort_tps = run.stats["tokens_per_second"]
@@ -162,5 +161,5 @@ def run_evaluation(model_path: str | None, data: str | None, quick: bool = False
     report["musical_sanity"] = {"generated": _feature_means(outputs, window)}
     if data and (Path(data) / "valid.npz").exists():
         report["musical_sanity"]["held_out"] = _feature_means(held_out_windows(data, window, 50, seed), window)
-    report["speed"] = speed(model_path, 128 if quick else 256, seed)
+    report["speed"] = speed(generator, 128 if quick else 256, seed)
     return report

@@ -253,9 +253,10 @@ class MusicGenerator:
             if progress is not None:
                 progress((stream.step - first_step) / max(1, end_step - first_step))
             mask = self._grammar(stream, cut_steps, hit if hit_cuts else None)
-            tilt = guide.tilt(float(emotion.at([stream.step * codec.STEP_SECONDS])[0, 0]))
-            if tilt is not None:
-                logits = logits + tilt
+            if guide.strength:
+                tilt = guide.tilt(float(emotion.at([stream.step * codec.STEP_SECONDS])[0, 0]))
+                if tilt is not None:
+                    logits = logits + tilt
             token = _sample(np.where(mask, logits, -np.inf), temperature, top_p, rng)
             stream.push(token)
             guide.push(token, stream.step)
