@@ -14,7 +14,6 @@ import argparse
 import json
 import os
 import select
-import socket
 import statistics
 import subprocess
 import sys
@@ -23,11 +22,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-from pythonosc.osc_message_builder import build_msg
-from pythonosc.osc_packet import OscPacket
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))
+
+from conftest import Peer  # noqa: E402  (the tests' OSC client: python-osc on its own socket)
 
 from emsync_core.conditions import EmotionCurve  # noqa: E402
 from emsync_core.regenerate import regenerate, split_notes  # noqa: E402
@@ -43,32 +43,13 @@ def scenes() -> list[Scene]:
     return [Scene(s, e, v, a, f"scene {i}") for i, ((s, v, a), e) in enumerate(zip(SCENES, edges[1:]))]
 
 
-class Client:
-    def __init__(self, port: int):
-        self.server = ("127.0.0.1", port)
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 21)
-        self.sock.bind(("127.0.0.1", 0))
-
-    def send(self, address: str, *args) -> None:
-        self.sock.sendto(build_msg(address, list(args)).dgram, self.server)
-
-    def until(self, address: str, timeout: float = 600.0) -> tuple[list, int]:
-        """Messages up to `address`; also how many datagrams and the largest one."""
-        deadline, count, largest = time.monotonic() + timeout, 0, 0
-        self.sock.settimeout(0.05)
-        while time.monotonic() < deadline:
-            try:
-                data, _ = self.sock.recvfrom(65536)
-            except socket.timeout:
-                continue
-            count, largest = count + 1, max(largest, len(data))
-            for m in OscPacket(data).messages:
-                if m.message.address == "/emsync/error":
-                    raise RuntimeError(f"server error: {m.message.params}")
-                if m.message.address == address:
-                    return list(m.message.params), largest
-        raise TimeoutError(address)
+def until(peer: Peer, address: str, timeout: float = 600.0) -> list:
+    """The arguments of the first `address` reply; any /emsync/error before it stops the run."""
+    messages = peer.until(address, timeout)
+    errors = [args for name, args, _ in messages if name == "/emsync/error"]
+    if errors:
+        raise RuntimeError(f"server error: {errors[0]}")
+    return messages[-1][1]
 
 
 def over_osc(model: str | None, candidates: int) -> dict:
@@ -82,33 +63,34 @@ def over_osc(model: str | None, candidates: int) -> dict:
     try:
         select.select([server.stdout], [], [], 60)
         port = int(server.stdout.readline().decode().split("udp://127.0.0.1:")[1].split(",")[0])
-        client = Client(port)
+        client = Peer(port)
         client.send("/emsync/open/scenes", str(scene_file))
-        client.until("/emsync/opened")
+        until(client, "/emsync/opened")
         client.send("/emsync/settings/set", "candidates", candidates)
-        client.until("/emsync/settings")
+        until(client, "/emsync/settings")
         time.sleep(2.0)  # let the model finish loading in the background, as it would in use
 
         started = time.perf_counter()
         client.send("/emsync/generate", 1)
-        done, _ = client.until("/emsync/job/done")
-        _, largest = client.until("/emsync/clips/end")
+        done = until(client, "/emsync/job/done")
+        until(client, "/emsync/clips/end")
+        largest = max(len(data) for data in client.datagrams)
         generate_s = time.perf_counter() - started
 
         started = time.perf_counter()
         client.send("/emsync/regenerate", *SECTION, 2)
         # While it runs: how fast is a status round trip?
-        client.until("/emsync/job/started")
+        until(client, "/emsync/job/started")
         rtts = []
-        probe = Client(port)
+        probe = Peer(port)
         for _ in range(20):
             t0 = time.perf_counter()
             probe.send("/emsync/status")
-            probe.until("/emsync/status")
+            until(probe, "/emsync/status")
             rtts.append((time.perf_counter() - t0) * 1000)
             time.sleep(0.05)
-        client.until("/emsync/job/done")
-        client.until("/emsync/clips/end")
+        until(client, "/emsync/job/done")
+        until(client, "/emsync/clips/end")
         regenerate_s = time.perf_counter() - started
         return {"generate_60s_seconds": round(generate_s, 2), "notes": done[3],
                 "regenerate_10s_seconds": round(regenerate_s, 2), "candidates": candidates,

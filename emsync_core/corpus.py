@@ -205,12 +205,31 @@ def fit_estimator(pieces: list[Piece]) -> tuple[EmotionEstimator, dict]:
         report[name] = {
             "cv_sign_accuracy": round(sign_accuracy, 3),
             "majority_baseline": round(majority, 3),
-            "cv_pearson_with_raw_curve_mean": round(float(np.corrcoef(curve_pred, curve_means)[0, 1]), 3)
-            if len(curve_means) > 3 else None,
+            "cv_pearson_with_raw_curve_mean": _pearson(curve_pred, curve_means),
         }
+    with_curve = [f for f, p in zip(feats, labelled) if p.labelled_curve]
+    report["valence"]["mode_evidence_pearson_with_raw_curve_mean"] = _pearson(
+        [f.major_minus_minor for f in with_curve], [np.mean(p.labelled_curve[1]) for p in labelled if p.labelled_curve])
     estimator = EmotionEstimator(fit_logistic(vx, vy), fit_logistic(ax, ay))
     report["weights"] = {"valence": estimator.valence_weights, "arousal": estimator.arousal_weights}
     return estimator, report
+
+
+def _pearson(x, y) -> float | None:
+    return round(float(np.corrcoef(x, y)[0, 1]), 3) if len(x) > 3 and np.std(x) > 0 and np.std(y) > 0 else None
+
+
+def estimate_emotion(features, estimator: EmotionEstimator) -> tuple[float, float]:
+    """(valence, arousal) of unlabelled music, before spread_estimates.
+
+    Arousal comes from the estimator fitted on VGMIDI's human labels. Valence is the mode
+    evidence alone (best major minus best minor key correlation): on VGMIDI it follows the
+    human valence curves about as well as the fitted estimator (stats.json: r 0.47 vs
+    0.53), whose fit leans on key clarity -- a cue the generator cannot be steered by.
+    Mode is the valence cue listeners hear most reliably (Hevner 1935; Gabrielsson and
+    Lindstrom 2010), and with it the valence condition tells the model which mode to play.
+    """
+    return features.major_minus_minor, estimator.estimate(features)[1]
 
 
 def emotion_curve_of(piece: Piece, estimator: EmotionEstimator) -> tuple[list, list, list]:
@@ -220,7 +239,7 @@ def emotion_curve_of(piece: Piece, estimator: EmotionEstimator) -> tuple[list, l
         return piece.labelled_curve
     if piece.label is not None:
         return [0.0], [0.6 * piece.label[0]], [0.6 * piece.label[1]]
-    whole_v, whole_a = estimator.estimate(music_features(piece.notes))
+    whole_v, whole_a = estimate_emotion(music_features(piece.notes), estimator)
     end = max(n.end for n in piece.notes)
     starts = np.array([n.start for n in piece.notes])
     times, valence, arousal = [], [], []
@@ -228,7 +247,7 @@ def emotion_curve_of(piece: Piece, estimator: EmotionEstimator) -> tuple[list, l
         lo, hi = np.searchsorted(starts, [t0, t0 + WINDOW])
         if hi - lo < 8:
             continue
-        v, a = estimator.estimate(music_features(piece.notes[lo:hi], t0, min(t0 + WINDOW, end)))
+        v, a = estimate_emotion(music_features(piece.notes[lo:hi], t0, min(t0 + WINDOW, end)), estimator)
         times.append(float(t0 + WINDOW / 2))
         valence.append(0.5 * (v + whole_v))
         arousal.append(0.5 * (a + whole_a))

@@ -7,7 +7,7 @@
 2. Emotion control on a 5x5 valence/arousal grid: Pearson correlation between the
    requested values and measured features (arousal: note density, velocity;
    valence: major-vs-minor key evidence), the model alone and with the sampler's
-   optional valence guidance.
+   optional emotion guidance.
 3. Musical sanity: generated vs held-out corpus features.
 4. Speed: onnxruntime with KV cache vs torch without cache (when torch is installed).
 """
@@ -20,7 +20,7 @@ import numpy as np
 
 from .conditions import EmotionCurve
 from .features import music_features
-from .generator import VALENCE_GUIDANCE, MusicGenerator
+from .generator import EMOTION_GUIDANCE, MusicGenerator
 from .score import Note, Scene
 
 TOLERANCE = 0.05
@@ -69,13 +69,13 @@ def boundary_alignment(generator: MusicGenerator, n_lists: int, duration: float,
 
 
 def emotion_control(generator: MusicGenerator, grid: int, duration: float, seed: int,
-                    valence_guidance: float = VALENCE_GUIDANCE) -> tuple[dict, list]:
+                    emotion_guidance: float = EMOTION_GUIDANCE) -> tuple[dict, list]:
     levels = np.linspace(-0.8, 0.8, grid)
     rows, outputs = [], []
     for i, valence in enumerate(levels):
         for j, arousal in enumerate(levels):
             result = generator.generate(duration, [], EmotionCurve.constant(valence, arousal),
-                                        seed=seed + i * grid + j, valence_guidance=valence_guidance)
+                                        seed=seed + i * grid + j, emotion_guidance=emotion_guidance)
             f = music_features(result.notes, 0.0, duration)
             rows.append((valence, arousal, f.notes_per_second, f.mean_velocity, f.major_minus_minor))
             outputs.append(result.notes)
@@ -86,7 +86,7 @@ def emotion_control(generator: MusicGenerator, grid: int, duration: float, seed:
 
     return {
         "grid": f"{grid}x{grid}, {duration:.0f} s each",
-        "valence_guidance": valence_guidance,
+        "emotion_guidance": emotion_guidance,
         "arousal_vs_note_density_r": r(table[:, 1], table[:, 2]),
         "arousal_vs_velocity_r": r(table[:, 1], table[:, 3]),
         "valence_vs_major_minus_minor_r": r(table[:, 0], table[:, 4]),
@@ -115,13 +115,22 @@ def held_out_windows(data: str | Path, duration: float, count: int, seed: int) -
 
 
 def speed(generator: MusicGenerator, n_tokens: int = 256, seed: int = 0) -> dict:
-    """Tokens/s for onnxruntime with the KV cache vs torch re-running the whole prefix."""
+    """Tokens/s and x real time for onnxruntime with the KV cache (the int8 runtime copy and the
+    float file when both exist) vs torch re-running the whole prefix for every token."""
     curve = EmotionCurve.constant(0.3, 0.3)
-    run = generator.generate(120.0, [10.0, 20.0], curve, seed=seed)
-    ort_tps = run.stats["tokens_per_second"]
+    weights = generator.path
+    runtimes = {"onnxruntime_kv_cache": generator}
+    if generator.precision == "int8":
+        weights = generator.path.with_name(generator.path.name.replace("-int8", ""))
+        runtimes = {"onnxruntime_kv_cache_int8": generator}
+        if weights.exists():
+            runtimes["onnxruntime_kv_cache_float"] = MusicGenerator(weights)
+    report = {}
+    for name, runtime in runtimes.items():
+        run = runtime.generate(120.0, [10.0, 20.0], curve, seed=seed)
+        report[name] = {"tokens_per_s": round(run.stats["tokens_per_second"], 1),
+                        "x_real_time": round(run.stats["realtime_factor"], 1)}
     music_per_token = 120.0 / max(1, run.stats["tokens"])
-    report = {"onnxruntime_kv_cache": {"tokens_per_s": round(ort_tps, 1),
-                                       "x_real_time": round(ort_tps * music_per_token, 1)}}
     try:
         import torch
 
@@ -129,8 +138,11 @@ def speed(generator: MusicGenerator, n_tokens: int = 256, seed: int = 0) -> dict
     except ImportError:
         report["torch_uncached"] = "torch not installed"
         return report
+    if not weights.exists():
+        report["torch_uncached"] = f"{weights}: float weights not found"
+        return report
     torch.set_num_threads(min(2, torch.get_num_threads()))
-    model, _ = load_onnx_weights(generator.path)
+    model, _ = load_onnx_weights(weights)
     model.eval()
     tokens = torch.tensor([run.tokens[:n_tokens]])
     emotion = torch.full((1, n_tokens, 2), 0.3)
@@ -142,7 +154,7 @@ def speed(generator: MusicGenerator, n_tokens: int = 256, seed: int = 0) -> dict
     torch_tps = n_tokens / (time.perf_counter() - started)
     report["torch_uncached"] = {"tokens_per_s": round(torch_tps, 1), "x_real_time": round(torch_tps * music_per_token, 1),
                                 "context_tokens": n_tokens}
-    report["kv_cache_speedup"] = round(ort_tps / torch_tps, 2)
+    report["kv_cache_speedup"] = round(report[next(iter(runtimes))]["tokens_per_s"] / torch_tps, 2)
     return report
 
 
@@ -153,9 +165,9 @@ def run_evaluation(model_path: str | None, data: str | None, quick: bool = False
                                                          for k in ("steps", "tokens", "seconds", "val_loss")}}
     report["boundary_alignment"] = boundary_alignment(generator, 4 if quick else 20, duration, seed)
     control, outputs = emotion_control(generator, 3 if quick else 5, 12.0 if quick else 20.0, seed,
-                                       valence_guidance=0.0)
+                                       emotion_guidance=0.0)
     report["emotion_control"] = control
-    report["emotion_control_valence_guidance"] = emotion_control(generator, 3 if quick else 5,
+    report["emotion_control_with_guidance"] = emotion_control(generator, 3 if quick else 5,
                                                                  12.0 if quick else 20.0, seed)[0]
     window = 12.0 if quick else 20.0
     report["musical_sanity"] = {"generated": _feature_means(outputs, window)}

@@ -8,18 +8,23 @@ start: when the context window slides past its note-on (training windows never h
 the release of a note they did not see start, so the model would hold it forever)
 or after MAX_NOTE_SECONDS.
 
-Valence guidance (`valence_guidance`, off by default): while the model's own response to
-valence is weak (see the model card), the sampler can hold back the mode-defining degrees of the other mode -- the minor third and sixth
-above the tonic of what has been playing for positive valence, the major ones for
-negative -- by `valence_guidance * |valence|` logits. It only lowers (raising notes made
-the model repeat them), never forbids; evaluation reports the model with and without it. With `hit_cuts`, time may not jump over a cut and
-at least two pitched notes must start on it: a constrained mode for composers who
-want a hit on every cut, reported separately from the model's own alignment.
+Emotion guidance (`emotion_guidance`, off by default): every step also runs the same
+music under the mirrored emotion (-valence, -arousal), as a second row of the batch, and
+moves the logits away from it: logits(e) + g * (logits(e) - logits(-e)). This is
+classifier-free guidance with the opposite emotion standing in for "no condition": it
+strengthens whatever the model learned about emotion, adds nothing it did not, and
+vanishes at a neutral request. At batch 2 a step costs little more (weights are read once).
+
+With `hit_cuts`, time may not jump over a cut and at least two pitched notes must start
+on it: a constrained mode for composers who want a hit on every cut, reported separately
+from the model's own alignment.
+
+The bundled model runs as a weight-only int8 copy (see export.py), and the key/value
+cache is one onnxruntime value per layer and kind, kept between steps.
 """
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -32,16 +37,14 @@ import numpy as np
 from . import codec
 from .conditions import NO_BOUNDARY, EmotionCurve, boundary_offset_bins
 from .errors import EmsyncError
-from .features import key_scores
 from .score import DRUMS, Note
 
 MAX_EVENTS_PER_STEP = 48
 MAX_POLYPHONY = 24
 MAX_NOTE_SECONDS = 8.0
 HIT_NOTES = 2
-VALENCE_GUIDANCE = 4.0  # logits at |valence| = 1, when asked for (--valence-guidance)
-GUIDE_SECONDS = 8.0  # the tonic is read from the note-ons of this much recent music
-MODEL_NAME = "generator.onnx"
+EMOTION_GUIDANCE = 1.0  # strength g when asked for without a value (--emotion-guidance)
+MODEL_NAME = "generator.onnx"  # float weights of record: training resumes from them
 
 
 class Cancelled(EmsyncError):
@@ -50,6 +53,24 @@ class Cancelled(EmsyncError):
 
 def default_model_path() -> Path:
     return Path(str(resources.files("emsync_core") / "models" / MODEL_NAME))
+
+
+def int8_path(path: str | Path) -> Path:
+    """Where the int8 runtime copy of a float export lives: generator.onnx -> generator-int8.onnx
+    (written by export.quantize_int8)."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}-int8{path.suffix}")
+
+
+def runtime_model_path() -> Path:
+    """The bundled model generation uses: the int8 copy, or the float file without one."""
+    int8 = int8_path(default_model_path())
+    return int8 if int8.exists() else default_model_path()
+
+
+def cache_names(n_layer: int, kind: str) -> list[str]:
+    """ONNX input ("past") or output ("present") names of the key/value cache, in model order."""
+    return [f"{kind}_{part}_{i}" for i in range(n_layer) for part in ("key", "value")]
 
 
 @dataclass
@@ -98,67 +119,11 @@ class _Stream:
                 if index < self.window_start or self.step - start >= limit]
 
 
-def _degree_tilts() -> np.ndarray:
-    """(12, vocab): +1 on pitched note-ons a major third or sixth above each tonic, -1 on
-    those a minor third or sixth above it."""
-    tilts = np.zeros((12, codec.VOCAB_SIZE))
-    pitches = np.arange(codec.N_PITCH)
-    for tonic in range(12):
-        degree = (pitches - tonic) % 12
-        sign = np.where(np.isin(degree, (4, 9)), 1.0, np.where(np.isin(degree, (3, 8)), -1.0, 0.0))
-        for instrument in codec.PITCHED:
-            tilts[tonic, codec.on_token(instrument, 0):codec.on_token(instrument, 0) + codec.N_PITCH] = sign
-    return tilts
-
-
-_TILTS = _degree_tilts()
-
-
-class _ModeGuide:
-    """Valence guidance: which tonic the music is in, and the logit tilt toward the mode asked for."""
-
-    def __init__(self, strength: float, seed: int):
-        self.strength = strength
-        self.onsets: list[tuple[int, int]] = []  # (step, pitch class) of recent pitched note-ons
-        self.tonic = int(np.random.default_rng(seed + 7919).integers(12))
-        self.heard = False  # the tonic has been read from the music, not drawn
-
-    def push(self, token: int, step: int) -> None:
-        if codec.is_on(token):
-            instrument, pitch = codec.on_target(token)
-            if instrument != DRUMS:
-                self.onsets.append((step, pitch % 12))
-        horizon = step - round(GUIDE_SECONDS / codec.STEP_SECONDS)
-        while self.onsets and self.onsets[0][0] < horizon:
-            self.onsets.pop(0)
-
-    def tilt(self, valence: float) -> np.ndarray | None:
-        if self.strength == 0 or abs(valence) < 0.05:
-            return None
-        if len(self.onsets) >= 6:
-            self._follow_key()
-        unwanted = np.minimum(_TILTS[self.tonic] * np.sign(valence), 0.0)  # -1 on the other mode's degrees
-        return self.strength * abs(valence) * unwanted
-
-    def _follow_key(self) -> None:
-        """Track the tonic of the music, sticky across parallel-mode moves: C minor reads as
-        its relative Eb major, so a move to the relative key is not a new tonic, and another
-        key must fit clearly better before the tonic follows it."""
-        major, minor = key_scores(np.bincount([pc for _, pc in self.onsets], minlength=12).astype(float))
-        fit = np.maximum(major, minor)
-        best = int(fit.argmax())
-        if not self.heard:
-            self.tonic, self.heard = best, True
-        elif best not in (self.tonic, (self.tonic + 3) % 12, (self.tonic + 9) % 12) \
-                and fit[best] > fit[self.tonic] + 0.1:
-            self.tonic = best
-
-
 class MusicGenerator:
     def __init__(self, model_path: str | Path | None = None, threads: int | None = None):
         import onnxruntime as ort
 
-        path = Path(model_path) if model_path else default_model_path()
+        path = Path(model_path) if model_path else runtime_model_path()
         if not path.exists():
             raise EmsyncError(f"{path}: generator model not found")
         options = ort.SessionOptions()
@@ -174,27 +139,47 @@ class MusicGenerator:
             raise EmsyncError(f"{path}: ONNX file lacks emsync metadata (not an emsync generator)")
         self.config = json.loads(meta["emsync_config"])
         self.history = json.loads(meta.get("emsync_history", "{}"))
+        self.precision = meta.get("emsync_precision", "float32")
         self.path = path
         cfg = self.config
-        self._empty_past = np.zeros((cfg["n_layer"], 2, 1, cfg["n_head"], 0, cfg["n_embd"] // cfg["n_head"]),
-                                    dtype=np.float32)
+        self._past_names = cache_names(cfg["n_layer"], "past")
+        self._outputs = ["logits", *cache_names(cfg["n_layer"], "present")]
+        self._empty_past = np.zeros((1, cfg["n_head"], 0, cfg["n_embd"] // cfg["n_head"]), dtype=np.float32)
 
-    def _run(self, tokens, emotion, offsets, past):
-        """Logits after the last token, and the grown cache; the cache stays an onnxruntime
-        value between steps (no copy through numpy: that copy was half the cost of a step)."""
+    def forward(self, tokens, emotion, offsets, past: list | None = None):
+        """Logits (B, T, vocab) and the grown cache for T tokens under B conditionings:
+        emotion is (T, 2), or (B, T, 2) for the same tokens and offsets under B emotions.
+        The cache stays a list of onnxruntime values between steps (no copy through numpy:
+        that copy was half the cost of a step)."""
         from onnxruntime import OrtValue
 
-        feeds = {"tokens": OrtValue.ortvalue_from_numpy(np.asarray(tokens, dtype=np.int64)[None]),
-                 "emotion": OrtValue.ortvalue_from_numpy(np.asarray(emotion, dtype=np.float32)[None]),
-                 "offsets": OrtValue.ortvalue_from_numpy(np.asarray(offsets, dtype=np.int64)[None]),
-                 "past": past if isinstance(past, OrtValue) else OrtValue.ortvalue_from_numpy(past)}
-        logits, present = self.session.run_with_ort_values(["logits", "present"], feeds)
-        return logits.numpy()[0, -1].astype(np.float64), present
+        emotion = np.asarray(emotion, dtype=np.float32)
+        emotion = emotion[None] if emotion.ndim == 2 else emotion
+        rows = (emotion.shape[0], emotion.shape[1])
+        feeds = {"tokens": np.ascontiguousarray(np.broadcast_to(np.asarray(tokens, dtype=np.int64), rows)),
+                 "emotion": np.ascontiguousarray(emotion),
+                 "offsets": np.ascontiguousarray(np.broadcast_to(np.asarray(offsets, dtype=np.int64), rows))}
+        feeds = {name: OrtValue.ortvalue_from_numpy(array) for name, array in feeds.items()}
+        if past is None:
+            empty = OrtValue.ortvalue_from_numpy(np.repeat(self._empty_past, rows[0], axis=0))
+            past = [empty] * len(self._past_names)
+        feeds.update(zip(self._past_names, past))
+        logits, *present = self.session.run_with_ort_values(self._outputs, feeds)
+        return logits.numpy(), present
+
+    def _run(self, tokens, emotion, offsets, past, guidance: float):
+        """Logits after the last token (guided when emotion has a mirrored second row), and
+        the grown cache."""
+        logits, present = self.forward(tokens, emotion, offsets, past)
+        last = logits[:, -1].astype(np.float64)
+        if guidance:
+            return last[0] + guidance * (last[0] - last[1]), present
+        return last[0], present
 
     def generate(self, duration: float, cuts: Sequence[float], emotion: EmotionCurve, seed: int = 0,
                  temperature: float = 1.0, top_p: float = 0.95, prefix: Sequence[int] = (),
                  hit_cuts: bool = False, mask_boundaries: bool = False,
-                 valence_guidance: float = 0.0,
+                 emotion_guidance: float = 0.0,
                  progress: Callable[[float], None] | None = None,
                  cancel: threading.Event | None = None) -> Generation:
         """Music from the end of `prefix` (tokens from time 0) until `duration` seconds.
@@ -213,7 +198,6 @@ class MusicGenerator:
         end_step = round(duration / codec.STEP_SECONDS)
 
         stream = _Stream()
-        guide = _ModeGuide(valence_guidance, seed)
         tokens: list[int] = []
         clocks: list[float] = []
         for token in prefix:
@@ -221,7 +205,6 @@ class MusicGenerator:
             if not 0 <= token < codec.VOCAB_SIZE or token in (codec.PAD, codec.BOS):
                 raise EmsyncError(f"prefix: token {token} is not an event of this vocabulary")
             stream.push(token)
-            guide.push(token, stream.step)
             tokens.append(token)
             clocks.append(stream.step * codec.STEP_SECONDS)
         new_from = len(tokens)
@@ -231,7 +214,8 @@ class MusicGenerator:
             clock_array = np.asarray(clock_values, dtype=np.float64)
             offs = boundary_offset_bins(clock_array, boundaries) if boundaries else \
                 np.full(len(clock_array), NO_BOUNDARY)
-            return emotion.at(clock_array), offs
+            wanted = emotion.at(clock_array)
+            return (np.stack([wanted, -wanted]) if emotion_guidance else wanted), offs
 
         block = self.config["block_size"]
 
@@ -242,7 +226,7 @@ class MusicGenerator:
             window_clocks = clocks[len(clocks) - keep:] if keep else []
             first_clock = window_clocks[0] if window_clocks else stream.step * codec.STEP_SECONDS
             emo, offs = conditions([first_clock] + window_clocks)
-            return (*self._run([codec.BOS] + window, emo, offs, self._empty_past), len(window) + 1)
+            return (*self._run([codec.BOS] + window, emo, offs, None, emotion_guidance), len(window) + 1)
 
         logits, past, cached = prime()
         steps_run = 0
@@ -253,13 +237,8 @@ class MusicGenerator:
             if progress is not None:
                 progress((stream.step - first_step) / max(1, end_step - first_step))
             mask = self._grammar(stream, cut_steps, hit if hit_cuts else None)
-            if guide.strength:
-                tilt = guide.tilt(float(emotion.at([stream.step * codec.STEP_SECONDS])[0, 0]))
-                if tilt is not None:
-                    logits = logits + tilt
             token = _sample(np.where(mask, logits, -np.inf), temperature, top_p, rng)
             stream.push(token)
-            guide.push(token, stream.step)
             if hit_cuts and stream.step in cut_steps and stream.pitched_onsets_this_step >= HIT_NOTES:
                 hit.add(stream.step)
             tokens.append(token)
@@ -271,7 +250,7 @@ class MusicGenerator:
                 logits, past, cached = prime()
             else:
                 emo, offs = conditions([clocks[-1]])
-                logits, past = self._run([token], emo, offs, past)
+                logits, past = self._run([token], emo, offs, past, emotion_guidance)
                 cached += 1
         notes = [n for n in codec.decode(tokens, end_seconds=duration) if n.start < duration]
         notes = [Note(n.start, min(n.end, duration), n.pitch, n.velocity, n.instrument) for n in notes]

@@ -141,20 +141,14 @@ def seam_logprob(generator: MusicGenerator, context: Sequence[int], context_cloc
     """
     if not len(follow):
         return 0.0
-    cfg = generator.config
-    block = cfg["block_size"]
+    block = generator.config["block_size"]
     follow, follow_clocks = list(follow)[:SEAM_MAX_TOKENS], list(follow_clocks)[:SEAM_MAX_TOKENS]
     keep = max(0, block - 1 - len(follow))
     ctx, ctx_clocks = list(context)[len(context) - keep:], list(context_clocks)[len(context_clocks) - keep:]
     sequence = [codec.BOS] + ctx + follow
     clocks = np.asarray([(ctx_clocks or follow_clocks)[0]] + ctx_clocks + follow_clocks, dtype=np.float64)
     offsets = boundary_offset_bins(clocks, boundaries) if len(boundaries) else np.full(len(clocks), NO_BOUNDARY)
-    past = np.zeros((cfg["n_layer"], 2, 1, cfg["n_head"], 0, cfg["n_embd"] // cfg["n_head"]), dtype=np.float32)
-    logits, _ = generator.session.run(None, {
-        "tokens": np.asarray(sequence, dtype=np.int64)[None],
-        "emotion": emotion.at(clocks)[None],
-        "offsets": np.asarray(offsets, dtype=np.int64)[None],
-        "past": past})
+    logits, _ = generator.forward(sequence, emotion.at(clocks), offsets)
     first = 1 + len(ctx)
     scores = logits[0, first - 1:first - 1 + len(follow)].astype(np.float64)
     scores -= scores.max(axis=1, keepdims=True)

@@ -23,7 +23,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 import numpy as np
 
@@ -221,14 +221,23 @@ def shots_from_predictions(cut_probs: np.ndarray, trans_probs: np.ndarray, times
 _DETECTORS: dict[tuple, CutDetector] = {}
 
 
+def _tapped(reader: SmallFrames, on_frame):
+    for frame, seconds in reader:
+        if on_frame is not None:
+            on_frame(frame, seconds)
+        yield frame
+
+
 def detect_cuts(video_path: str | os.PathLike, threshold: float = 0.5, *, transition_threshold: float | None = None,
                 min_transition_frames: int = 5, model_path: str | os.PathLike | None = None,
-                threads: int | None = None, batch: int = 1) -> ShotResult:
+                threads: int | None = None, batch: int = 1, reader: SmallFrames | None = None,
+                on_frame: Callable[[np.ndarray, float], None] | None = None) -> ShotResult:
     """Hard cuts and gradual transitions of a video file.
 
     `threshold` applies to the cut head (lower finds more cuts); `transition_threshold`
     (default: the same) to the transition head. Raises EmsyncError naming the file when it
-    cannot be read or holds no video."""
+    cannot be read or holds no video. Other analyses share the decode pass through `reader`
+    (a 48x27 `SmallFrames` of the file with their own sinks) and `on_frame(frame, seconds)`."""
     if not 0.0 < threshold < 1.0:
         raise EmsyncError(f"threshold: must be between 0 and 1, got {threshold}")
     if transition_threshold is not None and not 0.0 < transition_threshold < 1.0:
@@ -238,8 +247,8 @@ def detect_cuts(video_path: str | os.PathLike, threshold: float = 0.5, *, transi
     if detector is None:
         detector = _DETECTORS[key] = CutDetector(model_path, threads=threads, batch=batch)
     start = time.perf_counter()
-    reader = SmallFrames(video_path, WIDTH, HEIGHT)
-    cut_probs, trans_probs = detector.predict_stream(frame for frame, _ in reader)
+    reader = reader or SmallFrames(video_path, WIDTH, HEIGHT)
+    cut_probs, trans_probs = detector.predict_stream(_tapped(reader, on_frame))
     elapsed = time.perf_counter() - start
     info = reader.info
     n = len(cut_probs)

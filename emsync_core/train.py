@@ -12,6 +12,11 @@ instant. A window's key is given away by its first bars, so a model trained on w
 pieces learns nothing from valence (measured: the valence input moved the next-token
 distribution by KL 1e-4); a mode change mid-window that only the valence condition
 announces is what a scene change asks of the music.
+
+Tempo swap, the same idea for arousal: some windows speed up or slow down (0.65-1.5x)
+from an instant on, play louder when faster, and their arousal moves with log2 of the
+factor. The corpus labels give arousal per piece, so without it nothing inside a window
+tells the model that density and loudness follow the arousal input.
 The run resumes from `OUT/ckpt.pt` when present, else from the weights inside an
 ONNX export (`--init-from`), so the committed model is always a valid starting point.
 """
@@ -41,6 +46,9 @@ BOUNDARY_DROPOUT = 0.3
 MODE_SWAP_SHARE = 0.5
 MODE_SWAP_VALENCE = 0.6  # about 1.3 standard deviations of the corpus valence labels
 MIN_KEY_CLARITY = 0.6
+TEMPO_SWAP_SHARE = 0.5
+TEMPO_SWAP_RANGE = (0.65, 1.5)  # speed factors; > 1 is faster
+AROUSAL_PER_DOUBLING = 0.6  # arousal change for twice the speed (labels' std is about 0.4)
 
 
 @dataclass
@@ -83,20 +91,26 @@ class WindowSampler:
         piece = int(rng.choice(self.music, p=self.weights))
         notes = self._part("notes", piece).copy()
         stretch = rng.uniform(0.9, 1.1) if augment else 1.0
-        notes[:, :2] *= stretch
-        end = float(notes[:, 1].max())
+        end = float(notes[:, 1].max()) * stretch
         t0 = float(rng.uniform(0.0, max(0.0, end - 8.0)))
         t0 = round(t0 / codec.STEP_SECONDS) * codec.STEP_SECONDS
+        warp = TempoWarp(stretch)
+        if augment and rng.random() < TEMPO_SWAP_SHARE:
+            since = t0 if rng.random() < 0.5 else t0 + float(rng.uniform(2.0, 10.0))
+            warp = TempoWarp(stretch, since, float(np.exp(rng.uniform(*np.log(TEMPO_SWAP_RANGE)))))
+        notes[:, :2] = warp(notes[:, :2])
         window = notes[(notes[:, 0] >= t0) & (notes[:, 0] < t0 + WINDOW_SECONDS)]
         if augment:
             shift = int(rng.integers(-5, 7))
             pitched = window[:, 4] != DRUMS
             window[pitched, 2] = np.clip(window[pitched, 2] + shift, 0, 127)
-            beats = self._part("beats", piece) * stretch
+            beats = warp(self._part("beats", piece))
             if len(beats) > 8 and self.grooves.size and rng.random() < DRUM_OVERLAY_SHARE:
                 window = np.concatenate([window, self._drums_on_beats(rng, beats, t0)])
             swap_from = t0 if rng.random() < 0.5 else t0 + float(rng.uniform(2.0, 10.0))
             valence_shift = swap_mode(window, swap_from) if rng.random() < MODE_SWAP_SHARE else 0.0
+            louder = window[:, 0] >= warp.since - 1e-6
+            window[louder, 3] = np.clip(np.round(window[louder, 3] * warp.speed ** 0.5), 1, 127)
         else:
             swap_from, valence_shift = t0, 0.0
         tokens, clock = codec.encode([Note(float(s), float(e), int(p), int(v), int(i)) for s, e, p, v, i in window],
@@ -104,9 +118,10 @@ class WindowSampler:
         tokens = np.concatenate([[codec.BOS], tokens])[: self.block_size + 1]
         clock = np.concatenate([[t0], clock])[: self.block_size + 1]
         curve = self._part("curve", piece)
-        emotion = EmotionCurve(curve[:, 0] * stretch, curve[:, 1], curve[:, 2]).at(clock)
+        emotion = EmotionCurve(warp(curve[:, 0]), curve[:, 1], curve[:, 2]).at(clock)
         emotion[:, 0] = np.clip(emotion[:, 0] + valence_shift * (clock >= swap_from - 1e-6), -1, 1)
-        boundaries = self._part("boundaries", piece) * stretch
+        emotion[:, 1] = np.clip(emotion[:, 1] + warp.arousal_shift * (clock >= warp.since - 1e-6), -1, 1)
+        boundaries = warp(self._part("boundaries", piece))
         if augment and rng.random() < MASKED_SHARE:
             offsets = np.full(len(clock), NO_BOUNDARY)
         else:
@@ -143,6 +158,21 @@ class WindowSampler:
     def batch(self, rng: np.random.Generator, size: int, augment: bool = True):
         items = [self.sample(rng, augment) for _ in range(size)]
         return [torch.from_numpy(np.stack(column)) for column in zip(*items)]
+
+
+class TempoWarp:
+    """Piece time -> window time: a uniform stretch, then `speed` times faster from `since`
+    (in stretched time) on. Continuous and increasing, so note order and lengths survive."""
+
+    def __init__(self, stretch: float, since: float = np.inf, speed: float = 1.0):
+        self.stretch, self.since, self.speed = stretch, since, speed
+        self.arousal_shift = AROUSAL_PER_DOUBLING * math.log2(speed)
+
+    def __call__(self, times: np.ndarray) -> np.ndarray:
+        t = np.asarray(times, dtype=np.float64) * self.stretch
+        if self.speed == 1.0:
+            return t
+        return np.where(t > self.since, self.since + (t - self.since) / self.speed, t)
 
 
 def swap_mode(window: np.ndarray, since: float = -np.inf) -> float:

@@ -8,6 +8,10 @@ the right seconds; rotation metadata (portrait phone video) is applied to the sm
 frames; files without audio, with a single frame or hours long are all fine (frames
 are yielded one at a time, memory is the caller's choice).
 
+The same pass can also hand out larger frames a few times a second (for face and picture
+models) and the soundtrack as mono samples at a low rate, so analysing a film costs one
+decode of each stream, never two.
+
 PyAV (`av`) is the only dependency besides numpy; torch is never imported here.
 """
 from __future__ import annotations
@@ -15,7 +19,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -122,20 +126,36 @@ class SmallFrames:
     `width` x `height` is the size of the *displayed* picture handed out (rotation applied);
     the aspect ratio is not kept (TransNetV2 looks at the whole picture squeezed to 48x27).
     After iteration `info`, `times` and `end_time` describe what was read.
+
+    From the same decoded frames, `on_large(rgb, seconds)` receives `large_width`-wide
+    frames (aspect kept, never upscaled) about `large_fps` times a second, at most
+    `large_max` of them (long files get a lower rate, so memory stays bounded whatever the
+    caller keeps). `on_audio(samples)` receives the first audio stream as contiguous mono
+    float32 chunks at `audio_rate` Hz; `audio_start` is then the time of its first sample
+    in seconds from the first video frame (None: no audio in the file).
     """
 
     def __init__(self, path: str | os.PathLike, width: int = 48, height: int = 27, *, threads: int = 0,
-                 interpolation: str = DEFAULT_INTERPOLATION, fast_decode: bool = False):
+                 interpolation: str = DEFAULT_INTERPOLATION, fast_decode: bool = False,
+                 on_large: Callable[[np.ndarray, float], None] | None = None, large_width: int = 320,
+                 large_fps: float = 2.0, large_max: int = 1800,
+                 on_audio: Callable[[np.ndarray], None] | None = None, audio_rate: int = 16000):
         self.path = Path(path)
         self.width, self.height = int(width), int(height)
         self.threads = threads
         self.interpolation = interpolation
         self.fast_decode = fast_decode
+        self.on_large, self.large_width, self.large_fps, self.large_max = on_large, large_width, large_fps, large_max
+        self.on_audio, self.audio_rate = on_audio, audio_rate
         self.times: list[float] = []
         self.end_time = 0.0
         self.info: VideoInfo | None = None
+        self.audio_start: float | None = None
+        self._audio_time: float | None = None   # container seconds of the first audio sample
         self._container = _open(self.path)
         self._stream = self._container.streams.video[0]
+        audio = self._container.streams.audio
+        self._audio_stream = audio[0] if audio and on_audio is not None else None
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, float]]:
         import av  # noqa: PLC0415
@@ -158,8 +178,11 @@ class SmallFrames:
         last_pts = None
         rotation = None
         start = None
+        large = _LargeFrames(self) if self.on_large is not None else None
+        streams = [stream] if self._audio_stream is None else [stream, self._audio_stream]
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=self.audio_rate) if len(streams) > 1 else None
         try:
-            for frame in container.decode(stream):
+            for frame in self._frames(container, streams, resampler):
                 if rotation is None:
                     rotation = _rotation(stream, frame)
                     self.info = _info(container, self.path, rotation)
@@ -181,8 +204,9 @@ class SmallFrames:
                 small = scaler.reformat(frame, width=scale_w, height=scale_h, format="rgb24",
                                         interpolation=self.interpolation, threads=1).to_ndarray()
                 if rotation:
-                    small = np.rot90(small, k=-rotation // 90)  # clockwise
-                    small = np.ascontiguousarray(small)
+                    small = _rotate(small, rotation)
+                if large is not None:
+                    large.offer(frame, t - start, rotation)
                 self.times.append(t - start)
                 self.end_time = t - start + step
                 yield small, t - start
@@ -194,6 +218,71 @@ class SmallFrames:
             container.close()
         if not self.times:
             raise EmsyncError(f"{self.path}: the video stream holds no decodable frames")
+        if self._audio_time is not None:
+            self.audio_start = self._audio_time - start
+
+    def _frames(self, container, streams, resampler):
+        """Decoded video frames, in file order; audio packets met on the way go to `on_audio`."""
+        import av  # noqa: PLC0415
+
+        for packet in container.demux(*streams):
+            if packet.stream.type == "video":
+                yield from packet.decode()
+                continue
+            try:  # a damaged audio packet costs its few milliseconds of sound, not the analysis
+                decoded = packet.decode()
+            except av.FFmpegError:
+                continue
+            for frame in decoded:
+                if self._audio_time is None:
+                    self._audio_time = float(frame.time or 0.0)
+                for mono in resampler.resample(frame):
+                    self.on_audio(mono.to_ndarray().reshape(-1))
+        if resampler is not None and self._audio_time is not None:
+            for mono in resampler.resample(None):
+                self.on_audio(mono.to_ndarray().reshape(-1))
+
+
+def _rotate(picture: np.ndarray, rotation: int) -> np.ndarray:
+    return np.ascontiguousarray(np.rot90(picture, k=-rotation // 90))  # clockwise
+
+
+class _LargeFrames:
+    """Picks and scales the frames `SmallFrames` hands to `on_large`: the first frame, then one
+    whenever 1/rate seconds have passed, the rate lowered for long files to keep `large_max`."""
+
+    def __init__(self, reader: SmallFrames):
+        from av.video.reformatter import VideoReformatter  # noqa: PLC0415
+
+        self.reader = reader
+        self.scaler = VideoReformatter()   # its own scaler: switching sizes would rebuild the context
+        self.next_time = 0.0
+        self.step = 0.0
+        self.size = (0, 0)
+
+    def offer(self, frame, t: float, rotation: int) -> None:
+        reader = self.reader
+        if not self.step:
+            duration = reader.info.duration if reader.info else 0.0
+            rate = reader.large_fps if duration <= 0 else min(reader.large_fps, reader.large_max / duration)
+            self.step = 1.0 / rate
+            self.size = _large_size(frame.width, frame.height, reader.large_width, rotation)
+        if t + 1e-9 < self.next_time:
+            return
+        self.next_time += self.step
+        if self.next_time <= t:   # after a gap in the timestamps: restart the grid, no burst
+            self.next_time = t + self.step
+        picture = self.scaler.reformat(frame, width=self.size[0], height=self.size[1], format="rgb24",
+                                       interpolation="AREA", threads=1).to_ndarray()
+        reader.on_large(_rotate(picture, rotation) if rotation else picture, t)
+
+
+def _large_size(coded_w: int, coded_h: int, width: int, rotation: int) -> tuple[int, int]:
+    """Coded-orientation (width, height) whose displayed width is at most `width`, aspect kept, even."""
+    shown_w, shown_h = (coded_h, coded_w) if rotation in (90, 270) else (coded_w, coded_h)
+    scale = min(1.0, width / shown_w)
+    out_w, out_h = max(2, round(shown_w * scale / 2) * 2), max(2, round(shown_h * scale / 2) * 2)
+    return (out_h, out_w) if rotation in (90, 270) else (out_w, out_h)
 
 
 def read_small_frames(path: str | os.PathLike, width: int = 48, height: int = 27, **kwargs

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from emsync_core.errors import EmsyncError
+from emsync_core.generator import EMOTION_GUIDANCE
 
 DEFAULT_CORPUS = "../shared/data/midi"
 
@@ -61,7 +62,8 @@ def cmd_export(args) -> None:
     _needs_torch()
     import torch
 
-    from emsync_core.export import export_onnx
+    from emsync_core.export import export_onnx, quantize_int8
+    from emsync_core.generator import int8_path
     from emsync_core.model import Generator, GeneratorConfig
 
     try:
@@ -74,6 +76,8 @@ def cmd_export(args) -> None:
     history["train_config"] = state.get("train_config")
     export_onnx(model, args.output, history)
     print(f"wrote {args.output} ({os.path.getsize(args.output) / 1e6:.1f} MB)")
+    int8 = quantize_int8(args.output, int8_path(args.output))
+    print(f"wrote {int8} ({os.path.getsize(int8) / 1e6:.1f} MB), the int8 copy generation loads")
 
 
 def _scenes_from_args(args):
@@ -101,7 +105,7 @@ def _write_score(args, duration: float, scenes, hits=()) -> None:
     boundaries = sorted(set(cuts_of(scenes)) | set(hits))
     result = generator.generate(duration, boundaries, EmotionCurve.from_scenes(scenes), seed=args.seed,
                                 temperature=args.temperature, top_p=args.top_p, hit_cuts=args.hit_cuts,
-                                valence_guidance=args.valence_guidance)
+                                emotion_guidance=args.emotion_guidance)
     write_midi(args.output, result.notes, cut_markers(scenes) + [(t, "hit") for t in hits])
     print(f"wrote {args.output}: {len(result.notes)} notes, {len(scenes) - 1} cut markers, "
           f"{duration:.1f} s of music in {result.seconds:.1f} s ({result.stats['realtime_factor']:.0f}x real time)")
@@ -123,17 +127,20 @@ def cmd_generate(args) -> None:
     _write_score(args, *_scenes_from_args(args))
 
 
-def _default_emotion(args) -> tuple[float, float]:
+def _default_emotion(args) -> tuple[float | None, float | None]:
+    """What the flags ask for: a word sets both axes, --valence/--arousal each their own (None: not given)."""
     from emsync_core.emotions import emotion_for_word
-    from emsync_core.scenes import scenes_from_cuts
 
     if args.emotion:
         found = emotion_for_word(args.emotion)
         if found is None:
             raise EmsyncError(f"--emotion: unknown emotion word {args.emotion!r}")
         return found
-    scene = scenes_from_cuts(1.0, [], args.valence, args.arousal)[0]  # validates the range
-    return scene.valence, scene.arousal
+    for name in ("valence", "arousal"):
+        value = getattr(args, name)
+        if value is not None and not -1.0 <= value <= 1.0:  # (NaN fails this too)
+            raise EmsyncError(f"--{name}: {value} is outside [-1, 1]")
+    return args.valence, args.arousal
 
 
 def cmd_cuts(args) -> None:
@@ -161,14 +168,79 @@ def _timeline_json(timeline) -> dict:
     }
 
 
+def _is_timeline(path: str) -> bool:
+    from otio_adapters.formats import SUFFIXES
+
+    return Path(path).suffix.lower() in SUFFIXES
+
+
+def cmd_analyze(args) -> None:
+    from emsync_core.scene_emotion import analyze_video
+
+    analysis = analyze_video(args.video, args.threshold)
+    if args.json:
+        print(json.dumps(analysis.to_dict(), indent=2))
+        return
+    _print_analysis(analysis)
+
+
+def _print_analysis(analysis) -> None:
+    print(f"{analysis.path}: {analysis.duration:.2f} s, {analysis.fps:.3f} fps, {len(analysis.cuts)} cuts, "
+          f"sound {'analysed' if analysis.has_audio else 'none'}, faces {analysis.faces}; "
+          f"{analysis.realtime_factor:.1f}x real time")
+    for number, s in enumerate(analysis.scenes):
+        spoke = ", ".join(f"{source} {share:.2f}" for source, share in s.evidence.items())
+        top = max(s.emotions, key=s.emotions.get)
+        print(f"  {number:3d}  {s.start:8.3f} - {s.end:8.3f}  {s.word:<11} valence={s.valence:+.2f} "
+              f"arousal={s.arousal:+.2f}  confidence {s.confidence:.2f}  {top} {s.emotions[top]:.2f}  [{spoke}]")
+
+
+def _score_video(args) -> None:
+    """Cuts and emotions from the picture and sound; the emotion flags override the analysis."""
+    from emsync_core.scene_emotion import analyze_video, with_overrides
+
+    valence, arousal = _default_emotion(args)
+    analysis = analyze_video(args.timeline, args.threshold)
+    _print_analysis(analysis)
+    scenes = [s.to_scene() for s in with_overrides(analysis.scenes, valence, arousal)]
+    audio = _write_score(args, analysis.duration, scenes)
+    if args.otio:
+        from otio_adapters.timeline import write_timeline
+
+        write_timeline(_video_timeline(analysis, scenes), args.otio, Path(args.output).resolve(),
+                       audio.resolve() if audio else None)
+        print(f"wrote {args.otio}: the video cut at the scenes, a music track and a marker at every cut")
+
+
+def _video_timeline(analysis, scenes):
+    """The analysed video as an edit: one clip of the file per scene, so timelines read back its cuts."""
+    import opentimelineio as otio
+
+    from otio_adapters.picture import Segment
+    from otio_adapters.timeline import TimelineScenes
+
+    path, fps = Path(analysis.path), analysis.fps
+    length = otio.opentime.TimeRange(otio.opentime.RationalTime(0, fps),
+                                     otio.opentime.RationalTime(round(analysis.duration * fps), fps))
+    clip = otio.schema.Clip(name=path.name, source_range=length, media_reference=otio.schema.ExternalReference(
+        target_url=path.resolve().as_uri(), available_range=length))
+    return TimelineScenes(path=path, format="video", fps=fps, fps_source="file", duration=analysis.duration,
+                          cuts=list(analysis.cuts), scenes=scenes, hits=[], global_start=0.0, markers=[],
+                          segments=[Segment(s.start, s.end, clip) for s in scenes])
+
+
 def cmd_score(args) -> None:
+    if not _is_timeline(args.timeline):
+        _score_video(args)
+        return
     from otio_adapters.timeline import read_timeline, write_timeline
 
     timeline = read_timeline(args.timeline, fps=args.fps, transition=args.transition)
     valence, arousal = _default_emotion(args)
     for scene in timeline.scenes:  # emotions the editor set on the timeline win over the default
         if not scene.user_set:
-            scene.valence, scene.arousal = valence, arousal
+            scene.valence = 0.0 if valence is None else valence
+            scene.arousal = 0.0 if arousal is None else arousal
     audio = _write_score(args, timeline.duration, timeline.scenes, timeline.hits)
     if args.otio:
         write_timeline(timeline, args.otio, Path(args.output).resolve(), audio.resolve() if audio else None)
@@ -198,6 +270,30 @@ def cmd_serve(args) -> None:
     serve(args.host, args.port, args.session, args.model)
 
 
+def cmd_play(args) -> None:
+    import signal
+    import threading
+
+    from plugin_host.live import Player, Score, open_output
+
+    score = Score.from_file(args.score, args.track)
+    port, label = open_output(args.port)
+    player = Player(port, score)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # a kill still releases held notes
+    try:
+        if args.follow:
+            followed = player.follow(args.follow)
+            print(f"{args.score}: following {followed} (clock, start/continue/stop, song position), playing to "
+                  f"{label}; Ctrl-C quits", flush=True)
+            threading.Event().wait()
+        print(f"{args.score}: playing {score.duration:.2f} s to {label} from {args.start:.2f} s; Ctrl-C stops",
+              flush=True)
+        player.play(args.start, args.end)
+        player.wait_stopped()
+    finally:
+        player.close()
+
+
 def cmd_eval(args) -> None:
     from emsync_core.evaluate import run_evaluation
 
@@ -217,13 +313,19 @@ def _timeline_options(parser: argparse.ArgumentParser) -> None:
                         help="where a dissolve counts as the cut")
 
 
+def _threshold_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threshold", type=float, default=0.5,
+                        help="video cut detection threshold, 0..1 (lower finds more cuts)")
+
+
 def _sampling_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--top-p", type=float, default=0.95)
     parser.add_argument("--hit-cuts", action="store_true", help="guarantee a chord onset on every cut")
-    parser.add_argument("--valence-guidance", type=float, nargs="?", const=4.0, default=0.0, metavar="S",
-                        help="steer the mode by valence: hold back the other mode's third and sixth (S logits, 4)")
+    parser.add_argument("--emotion-guidance", type=float, nargs="?", const=EMOTION_GUIDANCE, default=0.0,
+                        metavar="G", help="follow the emotion more strongly: push away from the mirrored "
+                        f"emotion by G (default when given: {EMOTION_GUIDANCE}); a little slower")
     parser.add_argument("--model", help="ONNX generator (default: the bundled model)")
     parser.add_argument("-o", "--output", required=True, help="MIDI file to write")
     parser.add_argument("--audio", action="store_true", help="also render a WAV beside the MIDI file")
@@ -275,12 +377,21 @@ def build_parser() -> argparse.ArgumentParser:
     cuts.add_argument("--json", action="store_true")
     cuts.set_defaults(func=cmd_cuts)
 
-    score = sub.add_parser("score", help="MIDI score for an editor timeline (OTIO, EDL, FCP7 XML, FCPXML, AAF)")
+    analyze = sub.add_parser("analyze", help="cuts and per-scene emotion of a video file (picture, sound, faces)")
+    analyze.add_argument("video", help="video file (anything FFmpeg reads: .mp4, .mov, .mkv, ...)")
+    analyze.add_argument("--json", action="store_true")
+    _threshold_option(analyze)
+    analyze.set_defaults(func=cmd_analyze)
+
+    score = sub.add_parser("score", help="MIDI score for an editor timeline (OTIO, EDL, FCP7 XML, FCPXML, AAF) "
+                                         "or a video file (cuts and emotions analysed)")
     _timeline_options(score)
-    score.add_argument("--emotion", help="emotion word for scenes without one on the timeline (e.g. joy, tense)")
-    score.add_argument("--valence", type=float, default=0.0)
-    score.add_argument("--arousal", type=float, default=0.0)
+    score.add_argument("--emotion", help="emotion word for scenes without one on the timeline, or for every "
+                                         "scene of a video (e.g. joy, tense)")
+    score.add_argument("--valence", type=float, help="as --emotion, one axis (-1..1; a video keeps its other axis)")
+    score.add_argument("--arousal", type=float, help="as --emotion, one axis (-1..1; a video keeps its other axis)")
     score.add_argument("--otio", metavar="OUT", help="write the edit back with the score (.otio, .xml, .fcpxml, .edl)")
+    _threshold_option(score)
     _sampling_options(score)
     score.set_defaults(func=cmd_score)
 
@@ -303,6 +414,17 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--session", help="session folder (default ./emsync-session); reopened where it was")
     srv.add_argument("--model", help="ONNX generator (default: the bundled model)")
     srv.set_defaults(func=cmd_serve)
+
+    ply = sub.add_parser("play", help="play a MIDI file to a MIDI port, or follow a host's MIDI clock")
+    ply.add_argument("score", help="MIDI file")
+    ply.add_argument("--port", help="existing MIDI output port, name or a unique part of it (default: a new "
+                                    "virtual port emsync:out)")
+    ply.add_argument("--from", dest="start", type=float, default=0.0, metavar="SECONDS", help="where to start")
+    ply.add_argument("--to", dest="end", type=float, metavar="SECONDS", help="where to stop (default: the end)")
+    ply.add_argument("--track", help="play only this track (by name, e.g. piano)")
+    ply.add_argument("--follow", metavar="INPUT", help="MIDI input port to follow: clock, start/continue/stop, "
+                                                       "song position pointer")
+    ply.set_defaults(func=cmd_play)
 
     ev = sub.add_parser("eval", help="boundary alignment, emotion control, musical sanity, speed")
     ev.add_argument("--model")

@@ -35,7 +35,7 @@ from emsync_core.emotions import find_emotion, nearest_word
 from emsync_core.errors import EmsyncError
 from emsync_core.score import Scene
 
-from . import clips
+from . import clips, dialects
 from .session import SETTINGS, Session
 
 log = logging.getLogger("emsync.osc")
@@ -49,6 +49,7 @@ MAX_BUNDLE_MESSAGES = 64
 TYPE_TAGS = set("ifsbhdtTFN")  # what requests may carry; python-osc would skip others silently
 PROGRESS_INTERVAL = 0.2  # seconds between /emsync/job/progress messages
 TRANSFER_CACHE = 8  # versions whose clip chunks are kept built
+PUSH_GAP = 0.005  # seconds between datagrams pushed to a DAW: AbletonOSC reads its socket once per Live tick
 
 
 class RequestError(Exception):
@@ -205,6 +206,9 @@ class Host:
         self._generator_lock = threading.Lock()
         self._transfers: OrderedDict[int, clips.Transfer] = OrderedDict()
         self._timeline = None  # TimelineScenes of the opened timeline, for export
+        self.player = None  # plugin_host.live.Player on the chosen MIDI output, opened on first use
+        self.output_label = ""
+        self.live_track = ""  # the instrument track /emsync/play chose ("" all)
 
     # ---- sending ---------------------------------------------------------------------
     def destination(self, client: tuple[str, int]) -> tuple[str, int]:
@@ -362,6 +366,7 @@ class Host:
                        float(time.monotonic() - job.started), int(version.params.get("chosen_seed", job.seed)))
             with self.lock:
                 self.send_clips(job.client, version.id)
+                self._reload_live()
         elif outcome[0] == "cancelled":
             self.reply(job.client, "/emsync/job/cancelled", job.id)
         else:
@@ -374,6 +379,10 @@ class Host:
                 job.cancel.set()
         if thread is not None:
             thread.join(timeout)
+        with self.lock:
+            if self.player is not None:
+                self.player.close()
+                self.player = None
 
     def _seed(self, given: list) -> int:
         if given:
@@ -480,6 +489,7 @@ class Host:
         value = self.session.set_setting(name, value)
         if name == "bpm":
             self._transfers.clear()
+            self._reload_live()
         self.reply(client, "/emsync/settings", name, value)
 
     @route("/emsync/settings/get", "", reply="a bundle of /emsync/settings s:name value",
@@ -559,6 +569,7 @@ class Host:
         kind = self.session.version(version_id).kind if version_id else "empty"
         self.reply(client, "/emsync/version", version_id, self.session.position, len(self.session.history), kind)
         self.send_clips(client, version_id)
+        self._reload_live()
 
     @route("/emsync/undo", "", reply="/emsync/version i:version i:position i:versions s:kind, then the clips",
            summary="back to the previous version (0: no music)")
@@ -631,6 +642,159 @@ class Host:
         written = write_timeline(timeline, path, midi_path.resolve())
         self.reply(client, "/emsync/exported", "timeline", str(Path(written).resolve()), self.session.current_id)
 
+
+    # ---- live MIDI and other hosts (plugin_host.live, plugin_host.dialects) ----------------
+    def _live_score(self, track: str):
+        from .live import Score
+
+        return Score.from_notes(self.session.current_notes(), self.session.settings["bpm"], track or None)
+
+    def _reload_live(self) -> None:
+        """A new current version (or bpm) reaches the player at once, at the same position."""
+        if self.player is not None:
+            self.player.load(self._live_score(self.live_track))
+
+    def _live(self):
+        """The player, on a virtual port emsync:out unless /emsync/midi/output chose one."""
+        if self.player is None:
+            self._open_output(None, False)
+        return self.player
+
+    def _open_output(self, name: str | None, virtual: bool) -> None:
+        from .live import Player, open_output
+
+        port, label = open_output(name, virtual)
+        old = self.player
+        self.player, self.output_label = Player(port, self._live_score(self.live_track)), label
+        if old is not None:
+            self.player.follow(old.input.name if old.input else None)
+            old.close()
+
+    def _transport(self, client) -> None:
+        player = self.player
+        state, position = (player.state, player.position) if player else ("stopped", 0.0)
+        self.reply(client, "/emsync/transport", state, float(position), self.output_label, self.live_track or "all",
+                   self.session.current_id)
+
+    def _need_music(self, address: str):
+        version = self.session.current()
+        if version is None:
+            raise RequestError(address, f"{address.rsplit('/', 1)[-1]}: no music yet (send /emsync/generate first)")
+        return version
+
+    @route("/emsync/midi/ports", "", reply="a bundle: /emsync/midi/ports s:api i:outputs i:inputs, then "
+           "/emsync/midi/port s:direction s:name per port", summary="MIDI ports to play to (out) and follow (in)")
+    def on_midi_ports(self, client):
+        from .live import port_names
+
+        api, outputs, inputs = port_names()
+        items = [clips.message_bytes("/emsync/midi/ports", api, len(outputs), len(inputs))]
+        items += [clips.message_bytes("/emsync/midi/port", kind, _cut(name, 200))
+                  for kind, names in (("out", outputs), ("in", inputs)) for name in names]
+        for data in clips.chunked_messages(items):
+            self.send(client, data)
+
+    @route("/emsync/midi/output", "", "port:s", "port:s virtual:b", reply="/emsync/midi/output s:port",
+           summary="where /emsync/play sends: an existing port (name or unique part), or virtual port emsync:NAME")
+    def on_midi_output(self, client, name="", virtual=False):
+        self._open_output(name or None, bool(virtual))
+        self.reply(client, "/emsync/midi/output", self.output_label)
+
+    @route("/emsync/play", "", "from:f", "from:f track:s", "from:f track:s end:f",
+           reply="/emsync/transport s:state f:position s:port s:track i:version",
+           summary="play the current version (or one instrument track) to the MIDI output, from a time")
+    def on_play(self, client, start=None, track="", end=0.0):
+        self._need_music("/emsync/play")
+        if start is not None and not 0 <= start <= self.session.duration:
+            raise EmsyncError(f"from: {start} is outside the score [0, {self.session.duration}]")
+        if end and start is not None and end <= start:
+            raise EmsyncError(f"end: {end} must be after from ({start}), or 0 for the end of the score")
+        score = self._live_score(track)
+        player = self._live()
+        self.live_track = track
+        player.load(score)
+        player.play(start, end or None)
+        self._transport(client)
+
+    @route("/emsync/stop", "", reply="/emsync/transport ...", summary="stop playing; held notes are released")
+    def on_stop(self, client):
+        if self.player is not None:
+            self.player.stop()
+        self._transport(client)
+
+    @route("/emsync/locate", "seconds:f", reply="/emsync/transport ...",
+           summary="move the play position (playing goes on from there)")
+    def on_locate(self, client, seconds):
+        if not 0 <= seconds <= self.session.duration:
+            raise EmsyncError(f"seconds: {seconds} is outside the score [0, {self.session.duration}]")
+        self._live().locate(seconds)
+        self._transport(client)
+
+    @route("/emsync/transport", "", reply="/emsync/transport s:state f:position s:port s:track i:version",
+           summary="where the player is: playing, stopped or armed (waiting for the host's clock)")
+    def on_transport(self, client):
+        self._transport(client)
+
+    @route("/emsync/midi/follow", "input:s", reply="/emsync/midi/follow s:input",
+           summary="follow a host's MIDI clock, Start/Continue/Stop and Song Position Pointer (\"\": stop)")
+    def on_midi_follow(self, client, name):
+        player = self._live() if name else self.player
+        followed = player.follow(name) if player is not None else None
+        self.reply(client, "/emsync/midi/follow", followed or "")
+
+    @staticmethod
+    def _daw(host: str, port: int) -> tuple[str, int]:
+        """The DAW's IPv4 address and port, checked before anything is written or sent."""
+        if not host:
+            raise EmsyncError("host: empty")
+        if not 0 < port <= 65535:
+            raise EmsyncError(f"port: {port} is outside 1..65535")
+        try:
+            return socket.getaddrinfo(host, port, socket.AF_INET, socket.SOCK_DGRAM)[0][4][:2]
+        except (socket.gaierror, UnicodeError) as exc:
+            raise EmsyncError(f"host: cannot resolve {host!r} ({exc})") from None
+
+    def _push(self, client, kind: str, daw: tuple[str, int], datagrams: list[bytes], version: int) -> None:
+        """Send to the DAW paced (off this thread), then tell the client."""
+        def send_all():
+            try:
+                for data in datagrams:
+                    self.send_raw(data, daw)
+                    time.sleep(PUSH_GAP)
+            except OSError as exc:
+                self.error(client, f"/emsync/push/{kind}", f"host: cannot send to {daw[0]}:{daw[1]} "
+                                                           f"({exc.strerror or exc})")
+                return
+            self.reply(client, "/emsync/pushed", kind, daw[0], daw[1], version, len(datagrams))
+
+        threading.Thread(target=send_all, name=f"emsync-push-{kind}", daemon=True).start()
+
+    @route("/emsync/push/ableton", "", "host:s port:i", "host:s port:i track:i slot:i",
+           reply="/emsync/pushed s:\"ableton\" s:host i:port i:version i:messages",
+           summary="the current version as Session clips in Live through AbletonOSC (tracks track..track+4)")
+    def on_push_ableton(self, client, host="127.0.0.1", port=dialects.ABLETON_PORT, track=0, slot=0):
+        version = self._need_music("/emsync/push/ableton")
+        daw = self._daw(host, port)
+        if track < 0 or slot < 0:
+            raise EmsyncError(f"track/slot: {track}/{slot} must be 0 or more")
+        datagrams = dialects.ableton_messages(version.notes, self.session.settings["bpm"], self.session.duration,
+                                              track, slot, name=f"emsync v{version.id}")
+        self._push(client, "ableton", daw, datagrams, version.id)
+
+    @route("/emsync/push/reaper", "", "host:s port:i",
+           reply="/emsync/exported s:\"midi\" s:path i:version, then /emsync/pushed s:\"reaper\" s:host i:port "
+           "i:version i:messages", summary="export the SMF into the session folder, set REAPER's tempo and cursor")
+    def on_push_reaper(self, client, host="127.0.0.1", port=dialects.REAPER_PORT):
+        version = self._need_music("/emsync/push/reaper")
+        daw = self._daw(host, port)
+        folder = self.session.dir / "exports"
+        try:
+            folder.mkdir(exist_ok=True)
+        except OSError as exc:
+            raise EmsyncError(f"{folder}: cannot create ({exc.strerror or exc})") from None
+        written = self._write_midi(str(folder / f"v{version.id:06d}.mid"))
+        self.reply(client, "/emsync/exported", "midi", str(written.resolve()), version.id)
+        self._push(client, "reaper", daw, dialects.reaper_messages(self.session.settings["bpm"]), version.id)
 
 # ---- the UDP loop ------------------------------------------------------------------------
 class OscServer:

@@ -1,7 +1,16 @@
+import os
+import select
+import shutil
+import signal
+import socket
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+from pythonosc.osc_message_builder import OscMessageBuilder
+from pythonosc.osc_packet import OscPacket
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -16,7 +25,154 @@ def generator():
 
 def run_cli(*args, cwd=None):
     """Run the real `emsync` entry point in a subprocess."""
-    import subprocess
-
     return subprocess.run([sys.executable, "-m", "plugin_host.cli", *map(str, args)], capture_output=True,
                           text=True, cwd=cwd or REPO, timeout=600)
+
+
+class Server:
+    """`emsync serve` on a free port, in its own process."""
+
+    def __init__(self, session: Path, log: Path, env: dict | None = None):
+        self.session, self.log, self.env = session, log, env
+        self.start()
+
+    def start(self):
+        self.err = open(self.log, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "plugin_host.cli", "serve", "--port", "0", "--session", str(self.session)],
+            cwd=REPO, stdout=subprocess.PIPE, stderr=self.err, stdin=subprocess.DEVNULL, env=self.env)
+        ready, _, _ = select.select([self.proc.stdout], [], [], 30)
+        assert ready, f"server did not start: {self.log.read_text()}"
+        line = self.proc.stdout.readline().decode()
+        assert "serving OSC on udp://127.0.0.1:" in line, line + self.log.read_text()
+        self.port = int(line.split("udp://127.0.0.1:")[1].split(",")[0])
+
+    def kill(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+        self.err.close()
+        self.proc.stdout.close()
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self.err.close()
+        self.proc.stdout.close()
+
+
+class Peer:
+    """An OSC client on its own UDP socket: python-osc builds and parses, nothing else."""
+
+    def __init__(self, port: int):
+        self.server = ("127.0.0.1", port)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 21)
+        self.sock.bind(("127.0.0.1", 0))
+        self.datagrams: list[bytes] = []  # every datagram received, raw
+
+    def send(self, address: str, *args, types: str | None = None):
+        builder = OscMessageBuilder(address)
+        for i, arg in enumerate(args):
+            builder.add_arg(arg, types[i] if types else None)
+        self.raw(builder.build().dgram)
+
+    def raw(self, data: bytes):
+        self.sock.sendto(data, self.server)
+
+    def receive(self, timeout: float) -> list[tuple[str, list, bytes]]:
+        """Messages (address, args, datagram) until nothing arrives for `timeout` seconds."""
+        out = []
+        self.sock.settimeout(timeout)
+        while True:
+            try:
+                data, _ = self.sock.recvfrom(65536)
+            except socket.timeout:
+                return out
+            self.datagrams.append(data)
+            out += [(m.message.address, list(m.message.params), data) for m in OscPacket(data).messages]
+
+    def until(self, address: str, timeout: float = 30.0, predicate=lambda args: True) -> list:
+        """Messages up to and including the first `address` whose args satisfy `predicate`."""
+        out, deadline = [], time.monotonic() + timeout
+        self.sock.settimeout(0.05)
+        while time.monotonic() < deadline:
+            try:
+                data, _ = self.sock.recvfrom(65536)
+            except socket.timeout:
+                continue
+            self.datagrams.append(data)
+            for m in OscPacket(data).messages:
+                out.append((m.message.address, list(m.message.params), data))
+                if m.message.address == address and predicate(list(m.message.params)):
+                    return out
+        raise AssertionError(f"no {address} within {timeout} s; got {[(a, p[:6]) for a, p, _ in out][-10:]}")
+
+    def ask(self, address: str, *args, reply: str, timeout: float = 10.0, types: str | None = None) -> list:
+        self.send(address, *args, types=types)
+        got = self.until(reply, timeout)
+        return got[-1][1]
+
+    def error_for(self, address: str, timeout: float = 5.0) -> str:
+        return self.until("/emsync/error", timeout, lambda a: a[0] == address)[-1][1][1]
+
+    def close(self):
+        self.sock.close()
+
+
+def seeded_session(folder: Path, notes, duration: float, bpm: float = 120.0) -> Path:
+    """A session folder holding one version with exactly these notes (no model needed)."""
+    from emsync_core.score import Scene
+    from plugin_host.session import Session
+
+    session = Session(folder)
+    session.set_scenes(duration, [Scene(0.0, duration, name="all")], [], {"kind": "scenes", "path": str(folder)})
+    session.set_setting("bpm", bpm)
+    session.add_version("generate", notes, 0, {"seed": 0})
+    return folder
+
+
+@pytest.fixture(scope="session")
+def jack_server():
+    """A JACK server with the dummy driver (no sound hardware) under a name of this run's own.
+
+    Sets JACK_DEFAULT_SERVER for this process and the servers and CLIs it starts.
+    """
+    if not shutil.which("jackd"):
+        pytest.skip("jackd not installed (apt-get install jackd2): live MIDI tests need a JACK server")
+    name = f"emsync-test-{os.getpid()}"
+    # 64-frame periods at 48 kHz: JACK delivers MIDI once a period, so 1.3 ms is its resolution.
+    command = ["jackd", "-n", name, "-d", "dummy", "-r", "48000", "-p", "64", "-w", "1333"]
+    for extra in ([], ["--no-realtime"]):  # realtime scheduling where allowed
+        proc = subprocess.Popen(command[:3] + extra + command[3:], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        subprocess.run(["jack_wait", "-w", "-s", name, "-t", "10"], capture_output=True, timeout=20)
+        if proc.poll() is None:
+            break
+    else:
+        pytest.skip("jackd -d dummy did not start")
+    previous = os.environ.get("JACK_DEFAULT_SERVER")
+    os.environ["JACK_DEFAULT_SERVER"] = name
+    yield name
+    if previous is None:
+        os.environ.pop("JACK_DEFAULT_SERVER", None)
+    else:
+        os.environ["JACK_DEFAULT_SERVER"] = previous
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+
+
+@pytest.fixture
+def peer(server):
+    """A Peer of the test module's `server` fixture."""
+    client = Peer(server.port)
+    yield client
+    client.close()

@@ -113,6 +113,29 @@ def test_split_bass_moves_only_the_lowest_low_piano_note_of_each_onset():
     assert corpus.split_bass([]) == []
 
 
+# ---------------------------------------------------------------- estimated emotion
+
+
+def test_estimated_valence_follows_the_mode_and_arousal_the_density():
+    """Unlabelled music: minor harmony reads as lower valence than the same harmony in major,
+    and the same progression played four times as densely as higher arousal."""
+    from emsync_core.features import EmotionEstimator
+
+    def piece(third: int, step: float) -> corpus.Piece:
+        notes = []
+        for k, t in enumerate(np.arange(0, 36, step)):
+            root = 60 + (0, 5, 7, 0)[int(t // 2) % 4]
+            notes += [Note(t, t + step, p, 80, 1) for p in (root, root + third, root + 7)]
+        return corpus.Piece(f"p{third}{step}", "pop909", "x.mid", notes)
+
+    estimator = EmotionEstimator([4.0, 0.5, 0.0, 0.0], [1.0, 1.0, 0.5, 0.0])
+    curves = {name: corpus.emotion_curve_of(piece(third, step), estimator)
+              for name, third, step in (("major", 4, 1.0), ("minor", 3, 1.0), ("busy", 4, 0.25))}
+    assert len(curves["major"][0]) > 3, "a curve over sliding windows, not one value"
+    assert np.mean(curves["major"][1]) > np.mean(curves["minor"][1])
+    assert np.mean(curves["busy"][2]) > np.mean(curves["major"][2])
+
+
 # ---------------------------------------------------------------- spread_estimates
 
 

@@ -50,4 +50,6 @@ def test_quick_evaluation_end_to_end(tmp_path):
         assert 0 <= report["boundary_alignment"][name]["hit_rate_50ms"] <= 1
     assert report["boundary_alignment"]["constrained_hit_cuts"]["hit_rate_50ms"] == 1.0
     assert set(report["emotion_control"]) >= {"arousal_vs_note_density_r", "valence_vs_major_minus_minor_r"}
-    assert report["speed"]["onnxruntime_kv_cache"]["tokens_per_s"] > 0
+    speed = report["speed"]
+    assert speed["onnxruntime_kv_cache_int8"]["tokens_per_s"] > 0 and speed["onnxruntime_kv_cache_float"]["tokens_per_s"] > 0
+    assert speed["kv_cache_speedup"] > 1

@@ -3,9 +3,10 @@ import numpy as np
 import pytest
 
 from emsync_core import codec
-from emsync_core.conditions import EmotionCurve
+from emsync_core.conditions import NO_BOUNDARY, EmotionCurve
 from emsync_core.errors import EmsyncError
 from emsync_core.generator import MusicGenerator
+from emsync_core.score import Note
 
 CURVE = EmotionCurve.constant(0.5, 0.2)
 
@@ -79,19 +80,20 @@ def test_missing_or_foreign_model_file(tmp_path):
         MusicGenerator(junk)
 
 
-def test_valence_guidance_holds_back_the_other_modes_third_and_sixth():
-    from emsync_core.generator import _ModeGuide
-
-    guide = _ModeGuide(4.0, seed=0)
-    for step, pitch in enumerate([60, 64, 67, 65, 69, 72, 67, 71, 74, 60, 64, 67]):  # C major: I IV V I
-        guide.push(codec.on_token(1, pitch), step * 10)
-    sad, happy = guide.tilt(-0.5), guide.tilt(0.5)
-    assert guide.tonic == 0
-    lowered = {codec.on_target(t)[1] % 12 for t in np.flatnonzero(sad < 0)}
-    assert lowered == {4, 9} and sad.min() == pytest.approx(-2.0) and sad.max() == 0
-    assert {codec.on_target(t)[1] % 12 for t in np.flatnonzero(happy < 0)} == {3, 8}
-    assert guide.tilt(0.0) is None and _ModeGuide(0.0, seed=0).tilt(0.8) is None
-    for step, pitch in enumerate([63, 67, 70, 63, 68, 72], start=20):  # now C minor (reads as Eb major)
-        guide.push(codec.on_token(1, pitch), step * 10)
-    guide.tilt(-0.5)
-    assert guide.tonic == 0, "a move to the parallel mode keeps the tonic"
+def test_emotion_guidance_runs_the_mirrored_emotion_beside_and_pushes_away_from_it():
+    generator = MusicGenerator()
+    notes = [Note(i * 0.5, i * 0.5 + 0.4, 60 + (0, 4, 7, 12)[i % 4], 80, 1) for i in range(16)]
+    song = [codec.BOS, *codec.encode(notes)[0][:60]]
+    wanted = np.tile([0.7, -0.4], (len(song), 1))
+    offsets = np.full(len(song), NO_BOUNDARY)
+    both, _ = generator.forward(song, np.stack([wanted, -wanted]), offsets)
+    alone, _ = generator.forward(song, wanted, offsets)
+    mirrored, _ = generator.forward(song, -wanted, offsets)
+    assert both.shape == (2, len(song), codec.VOCAB_SIZE)
+    np.testing.assert_allclose(both[0], alone[0], atol=1e-3)
+    np.testing.assert_allclose(both[1], mirrored[0], atol=1e-3)
+    guided, _ = generator._run(song, np.stack([wanted, -wanted]), offsets, None, 1.0)
+    np.testing.assert_allclose(guided, 2 * alone[0, -1] - mirrored[0, -1], atol=1e-3)
+    runs = [generator.generate(4.0, [2.0], EmotionCurve.constant(0.7, -0.4), seed=1, emotion_guidance=1.0)
+            for _ in range(2)]
+    assert runs[0].notes and runs[0].tokens == runs[1].tokens

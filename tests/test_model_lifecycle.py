@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from conftest import run_cli
-from emsync_core.generator import default_model_path
+from emsync_core.generator import cache_names, default_model_path
 
 torch = pytest.importorskip("torch")
 
@@ -26,14 +26,45 @@ def test_committed_model_matches_its_torch_weights():
     emotion = rng.uniform(-1, 1, size=(1, 40, 2)).astype(np.float32)
     offsets = rng.integers(0, model.cfg.n_offset_bins, size=(1, 40))
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    past = model.empty_past(1).numpy()
-    head, present = session.run(None, {"tokens": tokens[:, :30], "emotion": emotion[:, :30],
-                                       "offsets": offsets[:, :30], "past": past})
-    tail, _ = session.run(None, {"tokens": tokens[:, 30:], "emotion": emotion[:, 30:],
-                                 "offsets": offsets[:, 30:], "past": present})
+    names = cache_names(model.cfg.n_layer, "past")
+    head, *present = session.run(None, {"tokens": tokens[:, :30], "emotion": emotion[:, :30],
+                                        "offsets": offsets[:, :30],
+                                        **{n: p.numpy() for n, p in zip(names, model.empty_past(1))}})
+    tail = session.run(["logits"], {"tokens": tokens[:, 30:], "emotion": emotion[:, 30:],
+                                    "offsets": offsets[:, 30:], **dict(zip(names, present))})[0]
     with torch.no_grad():
         reference, _ = model(torch.from_numpy(tokens), torch.from_numpy(emotion), torch.from_numpy(offsets))
     np.testing.assert_allclose(np.concatenate([head, tail], axis=1), reference.numpy(), atol=2e-3)
+
+
+def test_int8_copy_samples_like_the_float_model():
+    """The runtime loads the int8 copy; on real music its next-token distributions match the
+    float weights of record (mean KL < 1e-3 nats, same most likely token almost always)."""
+    from emsync_core import codec
+    from emsync_core.generator import MusicGenerator, runtime_model_path
+    from emsync_core.score import Note
+
+    assert runtime_model_path().name == "generator-int8.onnx"
+    notes = []
+    for bar, root in enumerate((60, 57, 53, 55) * 3):  # I-vi-IV-V on piano, bass below, a melody
+        t = bar * 2.0
+        notes += [Note(t, t + 1.9, p, 70, 1) for p in (root, root + 4 - (root == 57), root + 7)]
+        notes += [Note(t, t + 1.0, root - 24, 80, 3)]
+        notes += [Note(t + i / 2, t + i / 2 + 0.45, 72 + (bar + i) % 5, 90, 4) for i in range(4)]
+    tokens, _ = codec.encode(notes)
+    song = np.concatenate([[codec.BOS], tokens])[:400]
+    emotion = np.tile([0.5, 0.2], (len(song), 1))
+    offsets = np.full(len(song), 40)
+    float_logits = MusicGenerator(default_model_path()).forward(song, emotion, offsets)[0][0]
+    int8_logits = MusicGenerator().forward(song, emotion, offsets)[0][0]
+
+    def log_softmax(x):
+        x = x.astype(np.float64) - x.max(axis=1, keepdims=True)
+        return x - np.log(np.exp(x).sum(axis=1, keepdims=True))
+
+    p, q = log_softmax(float_logits), log_softmax(int8_logits)
+    assert (np.exp(p) * (p - q)).sum(axis=1).mean() < 1e-3
+    assert (float_logits.argmax(axis=1) == int8_logits.argmax(axis=1)).mean() > 0.9
 
 
 def test_build_train_resume_export_generate(tmp_path):
@@ -58,9 +89,14 @@ def test_build_train_resume_export_generate(tmp_path):
     assert steps == [1, 2, 3]
 
     out = tmp_path / "song.mid"
-    result = run_cli("generate", "--model", exported, "--duration", 6, "--cuts", "2,4", "-o", out)
-    assert result.returncode == 0, result.stderr
-    assert out.stat().st_size > 0
+    assert (run / "model-int8.onnx").exists(), "export writes the int8 runtime copy beside the float file"
+    for model in (exported, run / "model-int8.onnx"):
+        result = run_cli("generate", "--model", model, "--duration", 6, "--cuts", "2,4", "-o", out)
+        assert result.returncode == 0, result.stderr
+        assert out.stat().st_size > 0
+    result = run_cli("train", "--data", data, "--out", tmp_path / "run2", "--steps", 1,
+                     "--init-from", run / "model-int8.onnx")
+    assert result.returncode == 2 and "float export" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_train_without_a_corpus_is_one_line(tmp_path):

@@ -10,7 +10,6 @@ import os
 import random
 import select
 import shutil
-import signal
 import socket
 import struct
 import subprocess
@@ -18,114 +17,17 @@ import sys
 import threading
 import time
 import zlib
-from pathlib import Path
 
 import pytest
 from pythonosc.osc_message_builder import OscMessageBuilder
-from pythonosc.osc_packet import OscPacket
 
-from conftest import REPO
+from conftest import REPO, Peer, Server
 from test_regenerate import assert_midi_identical_outside
 
 SCENES = {"duration": 8.0, "scenes": [{"start": 0.0, "valence": 0.6, "arousal": 0.3, "name": "open"},
                                       {"start": 3.0, "valence": -0.4, "arousal": 0.5, "name": "chase"},
                                       {"start": 5.5, "valence": 0.2, "arousal": -0.3, "name": "end"}]}
 MAX_DATAGRAM = 1400
-
-
-class Server:
-    """`emsync serve` on a free port, in its own process."""
-
-    def __init__(self, session: Path, log: Path):
-        self.session, self.log = session, log
-        self.start()
-
-    def start(self):
-        self.err = open(self.log, "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "plugin_host.cli", "serve", "--port", "0", "--session", str(self.session)],
-            cwd=REPO, stdout=subprocess.PIPE, stderr=self.err, stdin=subprocess.DEVNULL)
-        ready, _, _ = select.select([self.proc.stdout], [], [], 30)
-        assert ready, f"server did not start: {self.log.read_text()}"
-        line = self.proc.stdout.readline().decode()
-        assert "serving OSC on udp://127.0.0.1:" in line, line + self.log.read_text()
-        self.port = int(line.split("udp://127.0.0.1:")[1].split(",")[0])
-
-    def kill(self):
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-        self.err.close()
-        self.proc.stdout.close()
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self.err.close()
-        self.proc.stdout.close()
-
-
-class Peer:
-    """An OSC client on its own UDP socket: python-osc builds and parses, nothing else."""
-
-    def __init__(self, port: int):
-        self.server = ("127.0.0.1", port)
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 21)
-        self.sock.bind(("127.0.0.1", 0))
-        self.datagrams: list[bytes] = []  # every datagram received, raw
-
-    def send(self, address: str, *args, types: str | None = None):
-        builder = OscMessageBuilder(address)
-        for i, arg in enumerate(args):
-            builder.add_arg(arg, types[i] if types else None)
-        self.raw(builder.build().dgram)
-
-    def raw(self, data: bytes):
-        self.sock.sendto(data, self.server)
-
-    def receive(self, timeout: float) -> list[tuple[str, list, bytes]]:
-        """Messages (address, args, datagram) until nothing arrives for `timeout` seconds."""
-        out = []
-        self.sock.settimeout(timeout)
-        while True:
-            try:
-                data, _ = self.sock.recvfrom(65536)
-            except socket.timeout:
-                return out
-            self.datagrams.append(data)
-            out += [(m.message.address, list(m.message.params), data) for m in OscPacket(data).messages]
-
-    def until(self, address: str, timeout: float = 30.0, predicate=lambda args: True) -> list:
-        """Messages up to and including the first `address` whose args satisfy `predicate`."""
-        out, deadline = [], time.monotonic() + timeout
-        self.sock.settimeout(0.05)
-        while time.monotonic() < deadline:
-            try:
-                data, _ = self.sock.recvfrom(65536)
-            except socket.timeout:
-                continue
-            self.datagrams.append(data)
-            for m in OscPacket(data).messages:
-                out.append((m.message.address, list(m.message.params), data))
-                if m.message.address == address and predicate(list(m.message.params)):
-                    return out
-        raise AssertionError(f"no {address} within {timeout} s; got {[(a, p[:6]) for a, p, _ in out][-10:]}")
-
-    def ask(self, address: str, *args, reply: str, timeout: float = 10.0, types: str | None = None) -> list:
-        self.send(address, *args, types=types)
-        got = self.until(reply, timeout)
-        return got[-1][1]
-
-    def error_for(self, address: str, timeout: float = 5.0) -> str:
-        return self.until("/emsync/error", timeout, lambda a: a[0] == address)[-1][1][1]
-
-    def close(self):
-        self.sock.close()
 
 
 def clips_of(messages) -> dict:
@@ -170,13 +72,6 @@ def server(tmp_path_factory):
     running = Server(folder / "session", folder / "server.log")
     yield running
     running.stop()
-
-
-@pytest.fixture
-def peer(server):
-    client = Peer(server.port)
-    yield client
-    client.close()
 
 
 def test_status_answers_the_sender_or_its_registered_port(server, peer):

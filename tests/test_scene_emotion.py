@@ -1,0 +1,259 @@
+"""Per-scene emotion of a video (emsync_core.scene_emotion), the one-pass decode behind it
+(emsync_core.video) and `emsync analyze` / `emsync score VIDEO`.
+
+Videos are made here with PyAV from the example script's generators
+(examples/make_example_video.py): scenes made to differ in brightness, colour, motion and
+sound, and the bundled 20 s example itself.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from conftest import REPO, run_cli
+from emsync_core.emotions import nearest_word
+from emsync_core.errors import EmsyncError
+from emsync_core.scene_emotion import (EKMAN_NAMES, SceneEmotion, SoundTrack, analyze_video, smooth,
+                                       with_overrides)
+from emsync_core.video import SmallFrames
+
+av = pytest.importorskip("av")
+
+_spec = importlib.util.spec_from_file_location("make_example_video", REPO / "examples" / "make_example_video.py")
+example = sys.modules.setdefault("make_example_video", importlib.util.module_from_spec(_spec))
+_spec.loader.exec_module(example)
+EXAMPLE = REPO / "examples" / "five_scenes.mp4"
+LOOKS = {look.name: look for look in example.SCENES}
+
+
+def film(path, *looks, audio=True, seconds=3.0):
+    """A video of the given example looks, `seconds` each, hard cuts between them."""
+    frames = int(seconds * example.FPS)
+    pictures = [example.picture(LOOKS[name], k, frames) for k, name in enumerate(looks)]
+    sounds = [example.sound(LOOKS[name], k, seconds) for k, name in enumerate(looks)]
+    return example.encode(path, np.concatenate(pictures), np.concatenate(sounds) if audio else None)
+
+
+def evidence(scene, source):
+    return next(e for e in scene.details if e.source == source)
+
+
+@pytest.fixture(scope="module")
+def contrast_video(tmp_path_factory):
+    """Dark, slow, desaturated and quiet, then bright, fast, saturated and loud."""
+    return film(tmp_path_factory.mktemp("emotion") / "contrast.mp4", "dusk", "carnival")
+
+
+@pytest.fixture(scope="module")
+def contrast(contrast_video):
+    return analyze_video(contrast_video, faces=False)
+
+
+@pytest.fixture(scope="module")
+def example_report():
+    result = run_cli("analyze", EXAMPLE, "--json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+# ---------------------------------------------------------------- the decode pass
+
+def test_one_pass_gives_small_large_frames_and_sound(tmp_path):
+    path = film(tmp_path / "two.mp4", "dusk", "carnival", seconds=2.0)
+    large, chunks = [], []
+    reader = SmallFrames(path, on_large=lambda frame, t: large.append((t, frame)), large_fps=2.0,
+                         on_audio=chunks.append)
+    small = [frame for frame, _ in reader]
+    plain = [frame for frame, _ in SmallFrames(path)]
+    assert len(small) == len(plain) == 96 and all(np.array_equal(a, b) for a, b in zip(small, plain))
+    times = [t for t, _ in large]
+    assert times == pytest.approx([0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5], abs=1 / 24)
+    assert large[0][1].shape == (180, 320, 3) and large[0][1].dtype == np.uint8   # 480x270 -> 320 wide
+    sound = np.concatenate(chunks)
+    assert len(sound) / 16000 == pytest.approx(4.0, abs=0.1) and reader.audio_start == pytest.approx(0.0, abs=0.05)
+    loud = np.abs(sound[int(2.2 * 16000):]).mean() > 5 * np.abs(sound[:int(1.8 * 16000)]).mean()
+    assert loud  # the carnival's drums, after the dusk's drone, in time
+
+
+def test_large_frames_follow_rotation_and_length_cap(tmp_path):
+    frame = np.zeros((96, 160, 3), np.uint8)
+    frame[:, :80] = (250, 20, 20)
+    path = tmp_path / "portrait.mp4"
+    with av.open(str(path), "w") as out:   # a phone clip: coded landscape, displayed turned 90 degrees clockwise
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 160, 96, "yuv420p"
+        stream.set_display_rotation(-90)
+        for _ in range(50):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    large = []
+    reader = SmallFrames(path, on_large=lambda f, t: large.append(f), large_fps=10.0, large_max=4)
+    list(reader)
+    assert reader.audio_start is None
+    assert len(large) == 4 and large[0].shape == (160, 96, 3)    # 2 s at most 4 frames; portrait
+    assert large[0][:40].mean(axis=(0, 1))[0] > 150 > large[0][-40:].mean(axis=(0, 1))[0]  # red on top
+
+
+def test_sound_features_do_not_depend_on_chunking():
+    samples = example.sound(LOOKS["carnival"], 0, 3.0)[::3].copy()   # 16 kHz
+    results = []
+    for size in (341, 4096, len(samples)):
+        track = SoundTrack()
+        for start in range(0, len(samples), size):
+            track.feed(samples[start:start + size])
+        results.append(track.finish(0.0))
+    for other in results[1:]:
+        assert np.allclose(other.power, results[0].power, rtol=1e-4, atol=1e-10)
+        assert np.array_equal(other.onsets, results[0].onsets)
+    assert 3.5 <= len(results[0].onsets) / 3.0 <= 5.5   # drums on eighths at 150 bpm: 5 a second
+
+
+# ---------------------------------------------------------------- emotion moves the right way
+
+def test_features_and_emotion_move_the_right_way(contrast):
+    assert [round(c * 24) for c in contrast.cuts] == [72]
+    dark, bright = contrast.scenes
+    for name in ("brightness", "saturation", "colourfulness", "warmth", "motion"):
+        assert evidence(bright, "picture").features[name] > evidence(dark, "picture").features[name], name
+    loud, quiet = evidence(bright, "sound").features, evidence(dark, "sound").features
+    assert loud["loudness"] > quiet["loudness"] + 10 and loud["onset_rate"] > quiet["onset_rate"] + 2
+    assert bright.arousal > 0 > dark.arousal and bright.arousal - dark.arousal > 0.5
+    assert bright.valence > 0 > dark.valence and bright.valence - dark.valence > 0.5
+    assert max(bright.emotions, key=bright.emotions.get) == "joy"
+    assert max(dark.emotions, key=dark.emotions.get) == "sadness"
+    for scene in (dark, bright):
+        assert set(scene.emotions) == set(EKMAN_NAMES) and sum(scene.emotions.values()) == pytest.approx(1)
+        assert set(scene.evidence) == {"picture", "sound", "neutral"} and 0 < scene.confidence < 1
+
+
+def test_without_sound_the_picture_speaks(tmp_path, contrast):
+    silent = analyze_video(film(tmp_path / "silent.mp4", "dusk", "carnival", audio=False), faces=False)
+    assert not silent.has_audio
+    dark, bright = silent.scenes
+    assert set(bright.evidence) == {"picture", "neutral"}
+    assert bright.arousal > dark.arousal and bright.valence > dark.valence
+    # less evidence, less confidence, and nearer the neutral default
+    assert bright.confidence < contrast.scenes[1].confidence
+    assert abs(bright.arousal) < abs(contrast.scenes[1].arousal)
+
+
+def test_a_smiling_face_lifts_the_valence(tmp_path):
+    data = pytest.importorskip("skimage.data", reason="pip install scikit-image (the test extra)")
+    fog = example.picture(LOOKS["fog"], 0, 48)
+    portrait = data.astronaut()[16:256, 104:344]   # the head and shoulders, 240 px square
+    with_face = fog.copy()
+    with_face[:, 15:255, 120:360] = portrait
+    path = example.encode(tmp_path / "face.mp4", np.concatenate([with_face, fog]))
+    analysis = analyze_video(path)
+    if analysis.faces != "used":
+        pytest.skip(f"face model {analysis.faces}")
+    smiling, plain = analysis.scenes
+    assert "faces" in smiling.evidence and "faces" not in plain.evidence
+    faces = evidence(smiling, "faces")
+    assert faces.valence > 0.3 and max(faces.emotions, key=faces.emotions.get) == "joy"
+    assert smiling.valence > plain.valence + 0.2
+
+
+# ---------------------------------------------------------------- smoothing and overrides
+
+def _scene(start, end, valence, arousal, confidence):
+    return SceneEmotion(start, end, dict.fromkeys(EKMAN_NAMES, 1 / 6), valence, arousal, confidence, {})
+
+
+def test_smoothing_pulls_short_uncertain_scenes_not_long_confident_ones():
+    scenes = [_scene(0, 10, 0.6, 0.5, 0.9), _scene(10, 10.5, -0.6, -0.5, 0.3), _scene(10.5, 20, 0.6, 0.5, 0.9)]
+    out = smooth(scenes)
+    assert out[1].valence > -0.2 and out[1].arousal > -0.2          # the blip leans to its neighbours
+    assert out[0].valence == pytest.approx(0.6, abs=0.02) and out[2].arousal == pytest.approx(0.5, abs=0.02)
+    apart = [_scene(0, 10, 0.6, 0.5, 0.9), _scene(10, 20, -0.6, -0.5, 0.9)]
+    far = smooth(apart)
+    assert far[0].valence > 0.5 and far[1].valence < -0.5             # two long scenes stay themselves
+    user = [scenes[0], replace(scenes[1], user_set=True), scenes[2]]
+    assert smooth(user)[1].valence == -0.6                             # the editor's scene does not move
+
+
+def test_overrides_win(contrast):
+    dark, bright = contrast.scenes
+    one = with_overrides(contrast.scenes, per_scene={1: (-0.6, -0.3)})
+    assert one[0] is dark and (one[1].valence, one[1].arousal) == (-0.6, -0.3)
+    assert one[1].user_set and one[1].evidence == {"user": 1.0} and one[1].to_scene().user_set
+    axis = with_overrides(contrast.scenes, valence=0.5)
+    assert [s.valence for s in axis] == [0.5, 0.5] and [s.arousal for s in axis] == [dark.arousal, bright.arousal]
+
+
+# ---------------------------------------------------------------- the CLI on the example
+
+def test_analyze_json_finds_the_scenes_the_script_made(example_report):
+    report = example_report
+    assert report["duration"] == pytest.approx(20.0, abs=1e-6) and report["has_audio"]
+    frames = [c * 24 for c in report["cuts"]]
+    assert len(frames) == 4 and all(abs(f - t) <= 2 for f, t in zip(frames, example.cut_frames()))
+    assert len(report["transitions"]) == 1
+    scenes = {look.name: s for look, s in zip(example.SCENES, report["scenes"])}
+    for s in report["scenes"]:
+        assert set(s) >= {"start", "end", "emotions", "valence", "arousal", "confidence", "evidence"}
+        assert "sound" in s["evidence"] and "picture" in s["evidence"]
+    for lively in ("carnival", "parade"):
+        for still in ("dusk", "fog", "morning"):
+            assert scenes[lively]["arousal"] > scenes[still]["arousal"] + 0.3, (lively, still)
+        for gloomy in ("dusk", "fog"):
+            assert scenes[lively]["valence"] > scenes[gloomy]["valence"] + 0.3, (lively, gloomy)
+    assert scenes["morning"]["valence"] > 0 > scenes["morning"]["arousal"]   # bright, still, soft: calm
+    assert scenes["dusk"]["valence"] < 0 and scenes["dusk"]["arousal"] < 0
+
+
+def test_score_video_end_to_end(tmp_path, example_report):
+    from test_cli import _check_smf
+
+    midi, edit = tmp_path / "five.mid", tmp_path / "five.otio"
+    result = run_cli("score", EXAMPLE, "-o", midi, "--otio", edit, "--seed", 1)
+    assert result.returncode == 0, result.stderr
+    cuts = example_report["cuts"]
+    _check_smf(midi, cuts)
+    back = json.loads(run_cli("cuts", edit, "--json").stdout)
+    assert [c["time"] for c in back["cuts"]] == pytest.approx(cuts, abs=1e-6)
+    assert [s["valence"] for s in back["scenes"]] == pytest.approx([s["valence"] for s in example_report["scenes"]],
+                                                                   abs=0.006)
+
+
+def test_score_video_emotion_flags_win(tmp_path, contrast_video, contrast):
+    import mido
+
+    def labels(*flags):
+        midi = tmp_path / "flags.mid"
+        result = run_cli("score", contrast_video, "-o", midi, "--seed", 1, *flags)
+        assert result.returncode == 0, result.stderr
+        return [m.text for m in mido.MidiFile(midi).tracks[0] if m.type == "marker"]
+
+    assert labels("--emotion", "sad") == ["cut 1 sadness | valence=-0.63 arousal=-0.27"]
+    kept = contrast.scenes[1].arousal   # one axis flag: the other axis stays the analysis's
+    assert labels("--valence", "-0.5") == [f"cut 1 {nearest_word(-0.5, kept)} | valence=-0.50 arousal={kept:+.2f}"]
+
+
+@pytest.mark.parametrize("kind", ["text", "truncated", "missing"])
+def test_unreadable_video_is_one_line_naming_it(tmp_path, kind):
+    path = tmp_path / f"{kind}.mp4"
+    if kind == "text":
+        path.write_text("not a video\n" * 20)
+    elif kind == "truncated":
+        path.write_bytes(EXAMPLE.read_bytes()[:400])
+    for command in (["analyze", path], ["score", path, "-o", tmp_path / "a.mid"]):
+        result = run_cli(*command)
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 2 and len(lines) == 1 and str(path) in lines[0], result.stderr
+    assert not (tmp_path / "a.mid").exists()
+    with pytest.raises(EmsyncError, match=kind):
+        analyze_video(path)
+
+
+def test_example_is_small_and_short():
+    assert EXAMPLE.stat().st_size < 2e6
+    assert math.isclose(sum(s.frames for s in example.SCENES) / example.FPS, 20.0)
