@@ -42,6 +42,14 @@ class Sink:
         return [(t, m.channel, m.note, m.velocity) for t, m in self.of("note_on") if m.velocity]
 
     def close(self):
+        """Close once nothing has arrived for 0.1 s: closing a JACK input while its thread waits
+        to deliver a burst (the All Notes Off after a player closes) can hang in rtmidi."""
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            count = len(self.got)
+            time.sleep(0.1)
+            if len(self.got) == count:
+                break
         self.port.close()
 
 
@@ -97,9 +105,9 @@ def test_notes_arrive_in_order_with_their_velocities_and_times(player, sink):
 
 def test_stop_releases_held_notes_and_nothing_follows(player, sink):
     player.play(0.0)
-    time.sleep(0.6)
+    wait_for(lambda: (0, 62) in {(c, p) for _, c, p, _ in sink.notes_on()})  # struck at 0.5 s (however loaded)
     player.stop()
-    stopped_at = time.monotonic()
+    stopped_at, position = time.monotonic(), player.position
     time.sleep(0.4)
     held = {(2, 40), (0, 62)}  # the bass (0-2 s) and the piano note struck at 0.5 s
     released = [(t, (m.channel, m.note)) for t, m in sink.of("note_off")]
@@ -107,7 +115,7 @@ def test_stop_releases_held_notes_and_nothing_follows(player, sink):
     all_off = {m.channel for _, m in sink.of("control_change") if m.control == live.ALL_NOTES_OFF}
     assert all_off == {0, 1, 2, 3, 9}
     assert not [t for t, *_ in sink.notes_on() if t > stopped_at], "no note after stop"
-    assert player.position == pytest.approx(0.6, abs=0.05) and player.state == "stopped"
+    assert 0.5 <= player.position == position < 1.0 and player.state == "stopped"
 
 
 def test_play_from_and_locate_resume_at_the_right_place(player, sink):
@@ -123,7 +131,7 @@ def test_play_from_and_locate_resume_at_the_right_place(player, sink):
     after = sink.notes_on()
     assert [o[1:] for o in after][:2] == [e[1:] for e in expected_onsets(3.0)][:2]
     assert after[0][0] - located < 0.05 and 0.2 < after[1][0] - located < 0.3
-    assert player.position == pytest.approx(3.4, abs=0.05)
+    assert player.position == pytest.approx(3.0 + time.monotonic() - located, abs=0.02)
 
 
 class Host:
