@@ -515,10 +515,12 @@ class Host:
 
         def work(generator, progress, cancel):
             result = generator.generate(duration, boundaries, curve, seed=seed, temperature=settings["temperature"],
-                                        top_p=settings["top_p"], hit_cuts=settings["hit_cuts"], progress=progress,
+                                        top_p=settings["top_p"], hit_cuts=settings["hit_cuts"],
+                                        emotion_guidance=settings["emotion_guidance"], progress=progress,
                                         cancel=cancel)
             params = {"seed": seed, "duration": duration, "temperature": settings["temperature"],
-                      "top_p": settings["top_p"], "hit_cuts": settings["hit_cuts"], "tokens": result.stats["tokens"]}
+                      "top_p": settings["top_p"], "hit_cuts": settings["hit_cuts"],
+                      "emotion_guidance": settings["emotion_guidance"], "tokens": result.stats["tokens"]}
             return result.notes, parent, params
 
         self.start_job(client, "/emsync/generate", "generate", seed, work)
@@ -548,10 +550,12 @@ class Host:
             result = regenerate(generator, notes, duration, start, end, boundaries, curve, seed=seed,
                                 candidates=settings["candidates"], temperature=settings["temperature"],
                                 top_p=settings["top_p"], hit_cuts=settings["hit_cuts"],
+                                emotion_guidance=settings["emotion_guidance"],
                                 seam_seconds=settings["seam_seconds"], progress=progress, cancel=cancel)
             params = {"seed": seed, "chosen_seed": result.seed, "start": result.start, "end": result.end,
                       "temperature": settings["temperature"], "top_p": settings["top_p"],
-                      "hit_cuts": settings["hit_cuts"], "candidates": result.stats["candidates"]}
+                      "hit_cuts": settings["hit_cuts"], "emotion_guidance": settings["emotion_guidance"],
+                      "candidates": result.stats["candidates"]}
             return result.notes, base.id, params
 
         self.start_job(client, "/emsync/regenerate", "regenerate", seed, work)

@@ -44,6 +44,7 @@ SETTINGS: dict[str, tuple[type, float, float, Any]] = {
     "candidates": (int, 1, 8, 3),
     "seam_seconds": (float, 0.0, 8.0, 1.0),
     "bpm": (float, 20.0, 400.0, 120.0),
+    "emotion_guidance": (float, 0.0, 4.0, 0.0),  # see emsync_core.generator
 }
 
 
