@@ -329,6 +329,29 @@ def test_open_a_timeline_and_export_it_with_the_score(server, peer, tmp_path):
     assert "missing.otio" in peer.error_for("/emsync/open/timeline")
 
 
+def test_open_a_video_as_a_job_then_the_users_emotion_wins(server, peer, tmp_path):
+    """The bundled film: its cuts and analysed emotions become the session's scenes (status
+    answers while the analysis runs); a scene emotion set over OSC replaces the analysed one."""
+    video = REPO / "examples" / "five_scenes.mp4"
+    peer.send("/emsync/open/video", str(video))
+    started = peer.until("/emsync/job/started")[-1][1]
+    assert started[1] == "open"
+    assert peer.ask("/emsync/status", reply="/emsync/status")[0] == "running"
+    messages = peer.until("/emsync/job/done", timeout=120)
+    opened = [args for address, args, _ in messages if address == "/emsync/opened"][0]
+    assert opened[:2] == ["video", str(video.resolve())] and opened[2] == pytest.approx(20.0, abs=0.1)
+    assert opened[3:6] == [5, 4, 0] and opened[6] == pytest.approx(24.0)
+    peer.send("/emsync/scenes/list")
+    scenes = [m[1] for m in peer.until("/emsync/scene", predicate=lambda a: a[0] == 4) if m[0] == "/emsync/scene"]
+    assert not any(s[7] for s in scenes), "analysed, not set by the user"
+    assert scenes[1][3] > scenes[0][3] and scenes[1][4] > scenes[0][4], "carnival is happier and livelier than dusk"
+    changed = peer.ask("/emsync/scene/emotion", 1, "sad", reply="/emsync/scene")
+    assert changed[3] < 0 and changed[7] is True
+    peer.send("/emsync/open/video", str(tmp_path / "missing.mp4"))
+    failed = peer.until("/emsync/job/failed")[-1][1]
+    assert "missing.mp4" in failed[1]
+
+
 def test_kill_9_during_generation_keeps_the_acknowledged_state(tmp_path, scene_file):
     server = Server(tmp_path / "session", tmp_path / "server.log")
     try:
