@@ -24,6 +24,7 @@ from .errors import EmsyncError
 from .generator import cache_names
 from .model import Generator, GeneratorConfig
 
+
 class _WithCache(torch.nn.Module):
     """The generator with its cache as separate graph inputs and outputs (ONNX has no lists)."""
 

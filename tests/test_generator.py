@@ -5,8 +5,8 @@ import pytest
 from emsync_core import codec
 from emsync_core.conditions import NO_BOUNDARY, EmotionCurve
 from emsync_core.errors import EmsyncError
-from emsync_core.generator import MusicGenerator
-from emsync_core.score import Note
+from emsync_core.generator import MAX_NOTE_SECONDS, MusicGenerator
+from emsync_core.score import DRUMS, Note
 
 CURVE = EmotionCurve.constant(0.5, 0.2)
 
@@ -58,6 +58,9 @@ def test_long_generation_crosses_the_context_window(generator):
     result = generator.generate(60.0, [20.0, 40.0], CURVE, seed=7)
     assert len(result.tokens) > block, "expected more tokens than one context window"
     assert max(n.start for n in result.notes) > 50.0
+    longest = max(n.end - n.start for n in result.notes if n.instrument != DRUMS)
+    # released at the first event past MAX_NOTE_SECONDS: at most one time shift (1 s) later
+    assert longest <= MAX_NOTE_SECONDS + codec.MAX_SHIFT_STEPS * codec.STEP_SECONDS + 1e-6
 
 
 @pytest.mark.parametrize("kwargs, field", [
