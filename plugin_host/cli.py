@@ -325,7 +325,7 @@ def _sampling_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hit-cuts", action="store_true", help="guarantee a chord onset on every cut")
     parser.add_argument("--emotion-guidance", type=float, nargs="?", const=EMOTION_GUIDANCE, default=0.0,
                         metavar="G", help="follow the emotion more strongly: push away from the mirrored "
-                        f"emotion by G (default when given: {EMOTION_GUIDANCE}); a little slower")
+                        f"emotion by G (default when given: {EMOTION_GUIDANCE}); about half the speed")
     parser.add_argument("--model", help="ONNX generator (default: the bundled model)")
     parser.add_argument("-o", "--output", required=True, help="MIDI file to write")
     parser.add_argument("--audio", action="store_true", help="also render a WAV beside the MIDI file")
