@@ -201,9 +201,9 @@ def swap_mode(window: np.ndarray, since: float = -np.inf) -> float:
 def _optimizer(model: Generator, cfg: TrainConfig) -> torch.optim.AdamW:
     """AdamW with weight decay on matrices, except the emotion embedding, which also learns
     EMOTION_LR_SCALE times faster. The emotion input informs few tokens (the notes where a
-    scene's mode or pace turns), so its gradient is small: with decay, the valence weights of
-    the first model shrank from 0.11 to 0.008 (norm). Without it they still stayed near 0.013
-    over 1,300 steps (see the model card): decay was not the only obstacle."""
+    scene's mode or pace turns), so its gradient is small and decay wins: the valence column
+    shrank from its initial norm of about 0.11 to 0.01. Without decay it did not grow back
+    (benchmarks/probe_generator.py; see the model card): decay was not the only obstacle."""
     emotion = [p for n, p in model.named_parameters() if n.startswith("emotion_emb.")]
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and not n.startswith("emotion_emb.")]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2 and not n.startswith("emotion_emb.")]

@@ -1,0 +1,120 @@
+"""The generator's figures that the model card quotes beside `emsync eval`.
+
+- step cost: one generated token at 300 cached tokens, int8 copy vs float file, batch 1
+  (plain sampling) and batch 2 (`--emotion-guidance`);
+- int8 vs float: mean KL of the next-token distributions and top-token agreement on held-out
+  windows (needs --data);
+- emotion probe (needs torch): how far valence +-0.8 and arousal +-0.8 move the next-token
+  distribution over the first 24 tokens of held-out windows, and the norms of the valence and
+  arousal columns of the emotion embedding;
+- note lengths: share of pitched notes held longer than the sampler's MAX_NOTE_SECONDS in
+  the held-out corpus (needs --data).
+
+    python benchmarks/probe_generator.py --data DATA
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from emsync_core.generator import MAX_NOTE_SECONDS, MusicGenerator, default_model_path, int8_path  # noqa: E402
+from emsync_core.score import DRUMS  # noqa: E402
+
+
+def step_ms(generator: MusicGenerator, batch: int, cached: int = 300, repeat: int = 300) -> float:
+    from onnxruntime import OrtValue
+
+    cfg = generator.config
+    head_dim = cfg["n_embd"] // cfg["n_head"]
+    past = [OrtValue.ortvalue_from_numpy(np.zeros((batch, cfg["n_head"], cached, head_dim), np.float32))
+            for _ in range(2 * cfg["n_layer"])]
+    emotion = np.zeros((batch, 1, 2), np.float32)
+    for _ in range(5):
+        generator.forward([5], emotion, [3], past)
+    started = time.perf_counter()
+    for _ in range(repeat):
+        generator.forward([5], emotion, [3], past)
+    return round((time.perf_counter() - started) / repeat * 1000, 3)
+
+
+def log_softmax(x: np.ndarray) -> np.ndarray:
+    x = x.astype(np.float64) - x.max(axis=-1, keepdims=True)
+    return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
+
+
+def windows(data: str, count: int, length: int):
+    from emsync_core.train import WindowSampler
+
+    sampler = WindowSampler(Path(data) / "valid.npz", 512)
+    rng = np.random.default_rng(0)
+    for _ in range(count):
+        tokens, emotion, offsets, _ = sampler.sample(rng, augment=False)
+        yield tokens[:length], emotion[:length], offsets[:length]
+
+
+def int8_agreement(int8: MusicGenerator, full: MusicGenerator, data: str) -> dict:
+    kl, same = [], []
+    for tokens, emotion, offsets in windows(data, 4, 512):
+        p = log_softmax(full.forward(tokens, emotion, offsets)[0][0])
+        q = log_softmax(int8.forward(tokens, emotion, offsets)[0][0])
+        kl.append(float((np.exp(p) * (p - q)).sum(axis=1).mean()))
+        same.append(float((p.argmax(axis=1) == q.argmax(axis=1)).mean()))
+    return {"mean_kl_nats": float(np.mean(kl)), "same_top_token": round(float(np.mean(same)), 4)}
+
+
+def emotion_probe(data: str, tokens_seen: int = 24) -> dict:
+    import torch
+
+    from emsync_core.export import load_onnx_weights
+
+    model, _ = load_onnx_weights(default_model_path())
+    model.eval()
+    moved = {"valence": [], "arousal": []}
+    with torch.no_grad():
+        for tokens, _, offsets in windows(data, 6, tokens_seen):
+            x, off = torch.from_numpy(tokens)[None], torch.from_numpy(offsets)[None]
+            for axis, name in enumerate(moved):
+                ends = []
+                for value in (0.8, -0.8):
+                    emotion = torch.zeros(1, len(tokens), 2)
+                    emotion[..., axis] = value
+                    ends.append(torch.log_softmax(model(x, emotion, off)[0][0].float(), -1))
+                moved[name].append(float((ends[0].exp() * (ends[0] - ends[1])).sum(-1).mean()))
+    weight = model.emotion_emb.weight.detach()
+    return {f"kl_{name}_pm0.8": float(np.mean(values)) for name, values in moved.items()} | {
+        "valence_column_norm": round(float(weight[:, 0].norm()), 4),
+        "arousal_column_norm": round(float(weight[:, 1].norm()), 4)}
+
+
+def long_notes(data: str) -> dict:
+    split = np.load(Path(data) / "valid.npz")
+    notes = split["notes"][split["notes"][:, 4] != DRUMS]
+    return {f"share_over_{MAX_NOTE_SECONDS:g}s": round(float(np.mean(notes[:, 1] - notes[:, 0] > MAX_NOTE_SECONDS)), 4)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--data", help="folder written by `emsync data build` (for the held-out figures)")
+    args = parser.parse_args()
+    full, int8 = MusicGenerator(default_model_path()), MusicGenerator(int8_path(default_model_path()))
+    report = {"step_ms_at_300_cached": {f"{name}_batch{batch}": step_ms(g, batch)
+                                        for name, g in (("int8", int8), ("float", full)) for batch in (1, 2)}}
+    if args.data:
+        report["int8_vs_float"] = int8_agreement(int8, full, args.data)
+        report["held_out_notes"] = long_notes(args.data)
+        try:
+            report["emotion_probe"] = emotion_probe(args.data)
+        except ImportError:
+            report["emotion_probe"] = "torch not installed"
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
