@@ -7,10 +7,15 @@
 - emotion probe (needs torch): how far valence +-0.8 and arousal +-0.8 move the next-token
   distribution over the first 24 tokens of held-out windows, and the norms of the valence and
   arousal columns of the emotion embedding;
+- mode response (needs torch): teacher-forced, how much better the pitched note-ons of a
+  clearly major or minor held-out window (and of the same window moved to the parallel mode,
+  as training does) are predicted under the valence that fits their mode (+0.6 for major,
+  -0.6 for minor) than under the opposite one, in nats per note-on; over the first 64 tokens
+  (where the model must choose a mode) and later (where the context has shown it);
 - note lengths: share of pitched notes held longer than the sampler's MAX_NOTE_SECONDS in
   the held-out corpus (needs --data).
 
-    python benchmarks/probe_generator.py --data DATA
+    python benchmarks/probe_generator.py --data DATA [--model generator.onnx]
 """
 from __future__ import annotations
 
@@ -69,12 +74,12 @@ def int8_agreement(int8: MusicGenerator, full: MusicGenerator, data: str) -> dic
     return {"mean_kl_nats": float(np.mean(kl)), "same_top_token": round(float(np.mean(same)), 4)}
 
 
-def emotion_probe(data: str, tokens_seen: int = 24) -> dict:
+def emotion_probe(model_path: str, data: str, tokens_seen: int = 24) -> dict:
     import torch
 
     from emsync_core.export import load_onnx_weights
 
-    model, _ = load_onnx_weights(default_model_path())
+    model, _ = load_onnx_weights(model_path)
     model.eval()
     moved = {"valence": [], "arousal": []}
     with torch.no_grad():
@@ -93,6 +98,52 @@ def emotion_probe(data: str, tokens_seen: int = 24) -> dict:
         "arousal_column_norm": round(float(weight[:, 1].norm()), 4)}
 
 
+def mode_response(model_path: str, data: str, count: int = 30, valence: float = 0.6) -> dict:
+    import torch
+
+    from emsync_core import codec
+    from emsync_core.export import load_onnx_weights
+    from emsync_core.features import key_scores
+    from emsync_core.score import Note
+    from emsync_core.train import MIN_KEY_CLARITY, swap_mode
+
+    model, _ = load_onnx_weights(model_path)
+    model.eval()
+    gains = {"first_64_tokens": [], "later": []}
+    for tokens, emotion, offsets in windows(data, count, 512):
+        notes = codec.decode([int(t) for t in tokens if t not in (codec.PAD, codec.BOS)])
+        rows = np.array([(n.start, n.end, n.pitch, n.velocity, n.instrument) for n in notes], float).reshape(-1, 5)
+        pitched = rows[:, 4] != DRUMS
+        histogram = np.bincount(rows[pitched, 2].astype(int) % 12, weights=rows[pitched, 1] - rows[pitched, 0],
+                                minlength=12)
+        major, minor = key_scores(histogram)
+        if max(major.max(), minor.max()) < MIN_KEY_CLARITY:
+            continue
+        for swapped in (False, True):
+            is_major = (major.max() >= minor.max()) != swapped
+            if swapped:
+                swap_mode(rows, np.array([[-np.inf, np.inf]]))
+            encoded, _ = codec.encode([Note(s, e, int(p), int(v), int(i)) for s, e, p, v, i in rows])
+            sequence = torch.from_numpy(np.concatenate([[codec.BOS], encoded])[:len(tokens) + 1])
+            x, y = sequence[None, :-1], sequence[1:]
+            off = torch.full_like(x, int(offsets[0]))
+            nll = []
+            for v in (valence, -valence) if is_major else (-valence, valence):  # the fitting one first
+                condition = torch.tensor([v, float(emotion[1, 1])]).expand(1, x.shape[1], 2)
+                with torch.no_grad():
+                    logp = torch.log_softmax(model(x, condition, off)[0][0].float(), -1)
+                nll.append(-logp[torch.arange(len(y)), y])
+            note_on = torch.tensor([codec.is_on(int(t)) and codec.on_target(int(t))[0] != DRUMS for t in y])
+            early = torch.arange(len(y)) < 64
+            gain = nll[1] - nll[0]
+            for name, part in (("first_64_tokens", note_on & early), ("later", note_on & ~early)):
+                if part.any():
+                    gains[name].append(float(gain[part].mean()))
+    return {name: {"nats_per_note_on": round(float(np.mean(values)), 4),
+                   "share_of_windows_right_way": round(float(np.mean(np.array(values) > 0)), 2),
+                   "windows": len(values)} for name, values in gains.items()}
+
+
 def long_notes(data: str) -> dict:
     split = np.load(Path(data) / "valid.npz")
     notes = split["notes"][split["notes"][:, 4] != DRUMS]
@@ -102,15 +153,17 @@ def long_notes(data: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", help="folder written by `emsync data build` (for the held-out figures)")
+    parser.add_argument("--model", default=str(default_model_path()), help="float generator export")
     args = parser.parse_args()
-    full, int8 = MusicGenerator(default_model_path()), MusicGenerator(int8_path(default_model_path()))
+    full, int8 = MusicGenerator(args.model), MusicGenerator(int8_path(args.model))
     report = {"step_ms_at_300_cached": {f"{name}_batch{batch}": step_ms(g, batch)
                                         for name, g in (("int8", int8), ("float", full)) for batch in (1, 2)}}
     if args.data:
         report["int8_vs_float"] = int8_agreement(int8, full, args.data)
         report["held_out_notes"] = long_notes(args.data)
         try:
-            report["emotion_probe"] = emotion_probe(args.data)
+            report["emotion_probe"] = emotion_probe(args.model, args.data)
+            report["mode_response"] = mode_response(args.model, args.data)
         except ImportError:
             report["emotion_probe"] = "torch not installed"
     print(json.dumps(report, indent=2))

@@ -6,8 +6,9 @@
    chance line (the same measure at random instants of the same music).
 2. Emotion control on a 5x5 valence/arousal grid: Pearson correlation between the
    requested values and measured features (arousal: note density, velocity;
-   valence: major-vs-minor key evidence), the model alone and with the sampler's
-   optional emotion guidance.
+   valence: major-vs-minor key evidence), the model alone, with the sampler's
+   optional emotion guidance, and with the mode lock (valence picks the mode; constrained,
+   so reported apart).
 3. Musical sanity: generated vs held-out corpus features.
 4. Speed: onnxruntime with KV cache vs torch without cache (when torch is installed).
 """
@@ -68,30 +69,37 @@ def boundary_alignment(generator: MusicGenerator, n_lists: int, duration: float,
             for name, values in rows.items()} | {"cut_lists": n_lists, "duration_s": duration}
 
 
-def emotion_control(generator: MusicGenerator, grid: int, duration: float, seed: int,
-                    emotion_guidance: float = EMOTION_GUIDANCE) -> tuple[dict, list]:
+def emotion_control(generator: MusicGenerator, grid: int, duration: float, seed: int, repeats: int = 1,
+                    emotion_guidance: float = 0.0, lock_mode: bool = False) -> tuple[dict, list]:
+    """Requested vs measured emotion over a grid x grid valence/arousal grid, each cell
+    sampled `repeats` times (one 5x5 grid leaves valence's r uncertain by about +-0.2)."""
     levels = np.linspace(-0.8, 0.8, grid)
     rows, outputs = [], []
-    for i, valence in enumerate(levels):
-        for j, arousal in enumerate(levels):
-            result = generator.generate(duration, [], EmotionCurve.constant(valence, arousal),
-                                        seed=seed + i * grid + j, emotion_guidance=emotion_guidance)
-            f = music_features(result.notes, 0.0, duration)
-            rows.append((valence, arousal, f.notes_per_second, f.mean_velocity, f.major_minus_minor))
-            outputs.append(result.notes)
+    for repeat in range(repeats):
+        for i, valence in enumerate(levels):
+            for j, arousal in enumerate(levels):
+                result = generator.generate(duration, [], EmotionCurve.constant(valence, arousal),
+                                            seed=seed + (repeat * grid + i) * grid + j,
+                                            emotion_guidance=emotion_guidance, lock_mode=lock_mode)
+                f = music_features(result.notes, 0.0, duration)
+                rows.append((valence, arousal, f.notes_per_second, f.mean_velocity, f.major_minus_minor))
+                outputs.append(result.notes)
     table = np.array(rows)
 
     def r(x, y):
         return round(float(np.corrcoef(x, y)[0, 1]), 3) if np.std(y) > 0 else 0.0
 
     return {
-        "grid": f"{grid}x{grid}, {duration:.0f} s each",
+        "grid": f"{grid}x{grid}, {duration:.0f} s each, {repeats} take(s) per cell",
         "emotion_guidance": emotion_guidance,
+        "lock_mode": lock_mode,
         "arousal_vs_note_density_r": r(table[:, 1], table[:, 2]),
         "arousal_vs_velocity_r": r(table[:, 1], table[:, 3]),
         "valence_vs_major_minus_minor_r": r(table[:, 0], table[:, 4]),
         "note_density_low_vs_high_arousal": [round(float(table[table[:, 1] == levels[0], 2].mean()), 2),
                                              round(float(table[table[:, 1] == levels[-1], 2].mean()), 2)],
+        "major_minus_minor_low_vs_high_valence": [round(float(table[table[:, 0] == levels[0], 4].mean()), 3),
+                                                  round(float(table[table[:, 0] == levels[-1], 4].mean()), 3)],
     }, outputs
 
 
@@ -164,13 +172,14 @@ def run_evaluation(model_path: str | None, data: str | None, quick: bool = False
     report = {"model": str(generator.path), "training": {k: generator.history.get(k)
                                                          for k in ("steps", "tokens", "seconds", "val_loss")}}
     report["boundary_alignment"] = boundary_alignment(generator, 4 if quick else 20, duration, seed)
-    control, outputs = emotion_control(generator, 3 if quick else 5, 12.0 if quick else 20.0, seed,
-                                       emotion_guidance=0.0)
-    report["emotion_control"] = control
-    report["emotion_control_with_guidance"] = emotion_control(generator, 3 if quick else 5,
-                                                                 12.0 if quick else 20.0, seed)[0]
-    window = 12.0 if quick else 20.0
-    report["musical_sanity"] = {"generated": _feature_means(outputs, window)}
+    grid, window, repeats = (3, 12.0, 1) if quick else (5, 20.0, 2)
+    report["emotion_control"], outputs = emotion_control(generator, grid, window, seed, repeats)
+    report["emotion_control_with_guidance"] = emotion_control(generator, grid, window, seed, repeats,
+                                                              emotion_guidance=EMOTION_GUIDANCE)[0]
+    report["emotion_control_mode_locked"], locked = emotion_control(generator, grid, window, seed, repeats,
+                                                                    lock_mode=True)
+    report["musical_sanity"] = {"generated": _feature_means(outputs, window),
+                                "generated_mode_locked": _feature_means(locked, window)}
     if data and (Path(data) / "valid.npz").exists():
         report["musical_sanity"]["held_out"] = _feature_means(held_out_windows(data, window, 50, seed), window)
     report["speed"] = speed(generator, 128 if quick else 256, seed)

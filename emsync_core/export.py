@@ -22,7 +22,7 @@ from onnx import numpy_helper
 
 from .errors import EmsyncError
 from .generator import cache_names
-from .model import Generator, GeneratorConfig
+from .model import Generator, GeneratorConfig, load_weights
 
 
 class _WithCache(torch.nn.Module):
@@ -126,5 +126,5 @@ def load_onnx_weights(path: str | Path) -> tuple[Generator, dict]:
     for name, (init_name, transposed) in json.loads(meta["emsync_parameters"]).items():
         array = inits[init_name]
         state[name] = torch.from_numpy(np.array(array.T if transposed else array))
-    model.load_state_dict(state)
+    load_weights(model, state, str(path))
     return model, json.loads(meta.get("emsync_history", "{}"))

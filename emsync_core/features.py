@@ -39,12 +39,24 @@ class MusicFeatures:
         return asdict(self)
 
 
+def _standardised(rows: np.ndarray) -> np.ndarray:
+    centred = rows - rows.mean(axis=-1, keepdims=True)
+    return centred / np.linalg.norm(centred, axis=-1, keepdims=True)
+
+
+# the 24 keys' profiles, standardised, so a key's correlation is one dot product
+_KEY_PROFILES = _standardised(np.stack([np.roll(profile, k) for profile in (MAJOR_PROFILE, MINOR_PROFILE)
+                                        for k in range(12)]))
+
+
 def key_scores(histogram: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    if histogram.sum() <= 0 or np.allclose(histogram, histogram[0]):
+    """Pearson correlation of a pitch-class histogram with each major and each minor key
+    profile (index: tonic pitch class); zeros for a histogram that says nothing."""
+    histogram = np.asarray(histogram, dtype=np.float64)
+    if histogram.sum() <= 0 or np.ptp(histogram) <= 1e-9 * histogram.max():
         return np.zeros(12), np.zeros(12)
-    major = np.array([np.corrcoef(histogram, np.roll(MAJOR_PROFILE, k))[0, 1] for k in range(12)])
-    minor = np.array([np.corrcoef(histogram, np.roll(MINOR_PROFILE, k))[0, 1] for k in range(12)])
-    return major, minor
+    scores = _KEY_PROFILES @ _standardised(histogram)
+    return scores[:12], scores[12:]
 
 
 def music_features(notes: Sequence[Note], start: float | None = None, end: float | None = None) -> MusicFeatures:

@@ -18,7 +18,8 @@ vanishes at a neutral request. The batch of two makes a step about twice as slow
 
 With `hit_cuts`, time may not jump over a cut and at least two pitched notes must start
 on it: a constrained mode for composers who want a hit on every cut, reported separately
-from the model's own alignment.
+from the model's own alignment. With `lock_mode`, valence picks the mode (mode_lock.py),
+reported separately from the model's own valence response in the same way.
 
 The bundled model runs as a weight-only int8 copy (see export.py), and the key/value
 cache is one onnxruntime value per layer and kind, kept between steps.
@@ -38,6 +39,7 @@ import numpy as np
 from . import codec
 from .conditions import NO_BOUNDARY, EmotionCurve, boundary_offset_bins
 from .errors import EmsyncError
+from .mode_lock import ModeLock
 from .score import DRUMS, Note
 
 MAX_EVENTS_PER_STEP = 48
@@ -180,7 +182,7 @@ class MusicGenerator:
     def generate(self, duration: float, cuts: Sequence[float], emotion: EmotionCurve, seed: int = 0,
                  temperature: float = 1.0, top_p: float = 0.95, prefix: Sequence[int] = (),
                  hit_cuts: bool = False, mask_boundaries: bool = False,
-                 emotion_guidance: float = 0.0,
+                 emotion_guidance: float = 0.0, lock_mode: bool = False,
                  progress: Callable[[float], None] | None = None,
                  cancel: threading.Event | None = None) -> Generation:
         """Music from the end of `prefix` (tokens from time 0) until `duration` seconds.
@@ -199,6 +201,7 @@ class MusicGenerator:
         end_step = round(duration / codec.STEP_SECONDS)
 
         stream = _Stream()
+        mode_lock = ModeLock() if lock_mode else None
         tokens: list[int] = []
         clocks: list[float] = []
         for token in prefix:
@@ -208,6 +211,8 @@ class MusicGenerator:
             stream.push(token)
             tokens.append(token)
             clocks.append(stream.step * codec.STEP_SECONDS)
+            if mode_lock is not None and _pitched_on(token):
+                mode_lock.observe(codec.on_target(token)[1], clocks[-1])
         new_from = len(tokens)
         hit = {c for c in cut_steps if c < stream.step}
 
@@ -239,6 +244,11 @@ class MusicGenerator:
                 progress((stream.step - first_step) / max(1, end_step - first_step))
             mask = self._grammar(stream, cut_steps, hit if hit_cuts else None)
             token = _sample(np.where(mask, logits, -np.inf), temperature, top_p, rng)
+            if mode_lock is not None and _pitched_on(token):
+                clock = stream.step * codec.STEP_SECONDS
+                instrument, pitch = codec.on_target(token)
+                valence = float(emotion.at(np.array([clock]))[0, 0])
+                token = codec.on_token(instrument, mode_lock.place(pitch, valence, clock))
             stream.push(token)
             if hit_cuts and stream.step in cut_steps and stream.pitched_onsets_this_step >= HIT_NOTES:
                 hit.add(stream.step)
@@ -290,6 +300,10 @@ class MusicGenerator:
             allowed[:] = False
             allowed[[codec.off_token(instrument, pitch) for instrument, pitch in stale]] = True
         return allowed
+
+
+def _pitched_on(token: int) -> bool:
+    return codec.is_on(token) and codec.on_target(token)[0] != DRUMS
 
 
 def _sample(logits: np.ndarray, temperature: float, top_p: float, rng: np.random.Generator) -> int:

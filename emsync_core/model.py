@@ -5,6 +5,15 @@ every token embedding ("continuous concat"), and an embedding of the quantized t
 to the next boundary is added to every token. Conditions are per token, so one
 sequence can cross scenes of different emotion. Training only (torch); the product
 runs the ONNX export of this model with onnxruntime.
+
+Beyond EMSYNC, valence and arousal also scale and shift the output of every layer norm
+(`emotion_modulation`, as in DiT's adaLN; zero at initialisation, so it starts as the plain
+model). Concatenation alone never learned valence here: choosing the third and sixth of
+the key the context has set is a product of the condition and the key, which the plain
+model had to bootstrap from two tiny factors (valence moved the next-token distribution by
+KL 1e-4 after 5,000 steps and 750 more with the mode turning every few seconds). A
+multiplicative path gives that product a direct, first-order gradient: with it, valence moved
+the distribution by KL 0.011 after 4,040 more steps (the model card has the figures).
 """
 from __future__ import annotations
 
@@ -18,6 +27,7 @@ import torch.nn.functional as F
 
 from . import codec
 from .conditions import N_OFFSET_BINS
+from .errors import EmsyncError
 
 
 @dataclass
@@ -30,6 +40,7 @@ class GeneratorConfig:
     n_embd: int = 256
     n_cond: int = 32  # width of the valence/arousal embedding within n_embd
     dropout: float = 0.1
+    emotion_modulation: bool = True  # valence/arousal scale and shift every layer norm's output
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -69,11 +80,20 @@ class Block(nn.Module):
         self.ln2 = nn.LayerNorm(cfg.n_embd)
         self.mlp = nn.Sequential(nn.Linear(cfg.n_embd, 4 * cfg.n_embd), nn.GELU(approximate="tanh"),
                                  nn.Linear(4 * cfg.n_embd, cfg.n_embd), nn.Dropout(cfg.dropout))
+        # per-channel (scale, shift) for ln1 and ln2 from valence/arousal
+        self.modulation = nn.Linear(2, 4 * cfg.n_embd) if cfg.emotion_modulation else None
 
-    def forward(self, x, past):
-        attended, present = self.attn(self.ln1(x), past)
+    def forward(self, x, emotion, past):
+        scale1 = shift1 = scale2 = shift2 = None
+        if self.modulation is not None:
+            scale1, shift1, scale2, shift2 = self.modulation(emotion).chunk(4, dim=-1)
+        attended, present = self.attn(_modulate(self.ln1(x), scale1, shift1), past)
         x = x + attended
-        return x + self.mlp(self.ln2(x)), present
+        return x + self.mlp(_modulate(self.ln2(x), scale2, shift2)), present
+
+
+def _modulate(normed: torch.Tensor, scale: torch.Tensor | None, shift: torch.Tensor | None) -> torch.Tensor:
+    return normed if scale is None else normed * (1 + scale) + shift
 
 
 class Generator(nn.Module):
@@ -92,6 +112,8 @@ class Generator(nn.Module):
         for name, p in self.named_parameters():
             if name.endswith("proj.weight") or name.endswith("mlp.2.weight"):
                 nn.init.normal_(p, std=0.02 / math.sqrt(2 * cfg.n_layer))
+            if ".modulation." in name:
+                nn.init.zeros_(p)
 
     @staticmethod
     def _init(module):
@@ -108,11 +130,12 @@ class Generator(nn.Module):
         cache whole on every generated token, so a step grew costly with the context."""
         n_past = 0 if past is None else past[0].shape[2]
         positions = torch.arange(tokens.shape[1], device=tokens.device) + n_past
-        x = torch.cat([self.token_emb(tokens), self.emotion_emb(emotion.to(self.emotion_emb.weight.dtype))], dim=-1)
+        emotion = emotion.to(self.emotion_emb.weight.dtype)
+        x = torch.cat([self.token_emb(tokens), self.emotion_emb(emotion)], dim=-1)
         x = self.drop(x + self.offset_emb(offsets) + self.pos_emb(positions))
         presents = []
         for i, block in enumerate(self.blocks):
-            x, present = block(x, None if past is None else (past[2 * i], past[2 * i + 1]))
+            x, present = block(x, emotion, None if past is None else (past[2 * i], past[2 * i + 1]))
             presents += present
         return self.head(self.ln_f(x)), presents
 
@@ -125,3 +148,12 @@ class Generator(nn.Module):
         cfg = self.cfg
         return [torch.zeros(batch, cfg.n_head, 0, cfg.n_embd // cfg.n_head) for _ in range(2 * cfg.n_layer)]
 
+
+def load_weights(model: Generator, state: dict, source: str) -> None:
+    """Load a state dict; weights saved before emotion modulation existed lack it, and its
+    zero start leaves such a model unchanged."""
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [name for name in missing if ".modulation." not in name]
+    if missing or unexpected:
+        raise EmsyncError(f"{source}: weights do not fit the generator (missing {missing[:3]}, "
+                          f"unexpected {unexpected[:3]})")

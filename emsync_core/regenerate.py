@@ -203,7 +203,8 @@ def _borda(values: Sequence[float], higher_is_better: bool) -> list[float]:
 def regenerate(generator: MusicGenerator, notes: Sequence[Note], duration: float, start: float, end: float,
                cuts: Sequence[float] = (), emotion: EmotionCurve | None = None, *, seed: int = 0,
                candidates: int = 3, temperature: float = 1.0, top_p: float = 0.95, hit_cuts: bool = False,
-               emotion_guidance: float = 0.0, seam_seconds: float = SEAM_SECONDS, progress: Progress | None = None,
+               emotion_guidance: float = 0.0, lock_mode: bool = False, seam_seconds: float = SEAM_SECONDS,
+               progress: Progress | None = None,
                cancel: threading.Event | None = None) -> Regeneration:
     """New music for [start, end) of a `duration`-second score; every other note is kept.
 
@@ -276,7 +277,7 @@ def regenerate(generator: MusicGenerator, notes: Sequence[Note], duration: float
         take_seed = candidate_seed(seed, index)
         result = generator.generate(until, boundaries, emotion, seed=take_seed, temperature=temperature,
                                     top_p=top_p, prefix=prefix, hit_cuts=hit_cuts, emotion_guidance=emotion_guidance,
-                                    progress=report, cancel=cancel)
+                                    lock_mode=lock_mode, progress=report, cancel=cancel)
         decoded = codec.decode(([velocity] if velocity is not None else []) + result.tokens[result.new_from:],
                                start_seconds=start_q, end_seconds=until)
         new_notes, heading = [], []

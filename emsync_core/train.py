@@ -5,13 +5,15 @@ augmentation: transposition (-5..+6 semitones), tempo stretch (0.9-1.1x), Groove
 drums laid on POP909's beat grid, random boundary dropout, and some windows with
 boundaries masked so the model also learns to play without a cut ahead.
 
-Mode swap: half of the clearly tonal windows move to the parallel mode (major third and
-sixth down a semitone, or minor ones up) from some instant on -- the window start or a
-point inside it -- and their valence moves with them by MODE_SWAP_VALENCE from that
-instant. A window's key is given away by its first bars, so a model trained on whole
-pieces learns nothing from valence (measured: the valence input moved the next-token
-distribution by KL 1e-4); a mode change mid-window that only the valence condition
-announces is what a scene change asks of the music.
+Mode swap: half of the clearly tonal windows alternate between their own mode and the
+parallel one (major third and sixth down a semitone, or minor ones up) in spans of 2-8 s,
+and the valence moves by MODE_SWAP_VALENCE inside the swapped spans. A window's mode is
+given away by its first bars, and transposition hides which mode a fresh start should take,
+so a model trained on whole pieces learns nothing from valence (measured: the valence input
+moved the next-token distribution by KL 1e-4, and swapping the mode of whole windows or once
+inside them did not change that in 2,500 steps). When the mode turns every few seconds, the
+context no longer tells the model which third comes next; only the valence condition does,
+as a scene change asks of the music.
 
 Tempo swap, the same idea for arousal: some windows speed up or slow down (0.65-1.5x)
 from an instant on, play louder when faster, and their arousal moves with log2 of the
@@ -37,7 +39,7 @@ from . import codec
 from .conditions import NO_BOUNDARY, EmotionCurve, boundary_offset_bins
 from .errors import EmsyncError
 from .features import key_scores
-from .model import Generator, GeneratorConfig
+from .model import Generator, GeneratorConfig, load_weights
 from .score import DRUMS, Note
 
 WINDOW_SECONDS = 40.0  # enough music to fill a 512-token block at POP909 densities
@@ -46,6 +48,7 @@ MASKED_SHARE = 0.15
 BOUNDARY_DROPOUT = 0.3
 MODE_SWAP_SHARE = 0.5
 MODE_SWAP_VALENCE = 0.6  # about 1.3 standard deviations of the corpus valence labels
+MODE_SPAN_SECONDS = (2.0, 8.0)
 MIN_KEY_CLARITY = 0.6
 TEMPO_SWAP_SHARE = 0.5
 TEMPO_SWAP_RANGE = (0.65, 1.5)  # speed factors; > 1 is faster
@@ -109,19 +112,19 @@ class WindowSampler:
             beats = warp(self._part("beats", piece))
             if len(beats) > 8 and self.grooves.size and rng.random() < DRUM_OVERLAY_SHARE:
                 window = np.concatenate([window, self._drums_on_beats(rng, beats, t0)])
-            swap_from = t0 if rng.random() < 0.5 else t0 + float(rng.uniform(2.0, 10.0))
-            valence_shift = swap_mode(window, swap_from) if rng.random() < MODE_SWAP_SHARE else 0.0
+            swapped = mode_swap_spans(rng, t0) if rng.random() < MODE_SWAP_SHARE else np.zeros((0, 2))
+            valence_shift = swap_mode(window, swapped)
             louder = window[:, 0] >= warp.since - 1e-6
             window[louder, 3] = np.clip(np.round(window[louder, 3] * warp.speed ** 0.5), 1, 127)
         else:
-            swap_from, valence_shift = t0, 0.0
+            swapped, valence_shift = np.zeros((0, 2)), 0.0
         tokens, clock = codec.encode([Note(float(s), float(e), int(p), int(v), int(i)) for s, e, p, v, i in window],
                                      start_seconds=t0)
         tokens = np.concatenate([[codec.BOS], tokens])[: self.block_size + 1]
         clock = np.concatenate([[t0], clock])[: self.block_size + 1]
         curve = self._part("curve", piece)
         emotion = EmotionCurve(warp(curve[:, 0]), curve[:, 1], curve[:, 2]).at(clock)
-        emotion[:, 0] = np.clip(emotion[:, 0] + valence_shift * (clock >= swap_from - 1e-6), -1, 1)
+        emotion[:, 0] = np.clip(emotion[:, 0] + valence_shift * inside(clock, swapped), -1, 1)
         emotion[:, 1] = np.clip(emotion[:, 1] + warp.arousal_shift * (clock >= warp.since - 1e-6), -1, 1)
         boundaries = warp(self._part("boundaries", piece))
         if augment and rng.random() < MASKED_SHARE:
@@ -177,11 +180,30 @@ class TempoWarp:
         return np.where(t > self.since, self.since + (t - self.since) / self.speed, t)
 
 
-def swap_mode(window: np.ndarray, since: float = -np.inf) -> float:
+def mode_swap_spans(rng: np.random.Generator, t0: float) -> np.ndarray:
+    """(start, end) rows of the spans of a window to play in the parallel mode: every other
+    span of 2-8 s, the first of them at the window start or a span later."""
+    edges = [t0]
+    while edges[-1] < t0 + WINDOW_SECONDS:
+        edges.append(edges[-1] + float(rng.uniform(*MODE_SPAN_SECONDS)))
+    edges[-1] = np.inf  # the last span runs on past the window
+    first = int(rng.integers(0, 2))
+    return np.array([(edges[k], edges[k + 1]) for k in range(first, len(edges) - 1, 2)]).reshape(-1, 2)
+
+
+def inside(times: np.ndarray, spans: np.ndarray) -> np.ndarray:
+    """Whether each time falls in one of the (start, end) spans."""
+    times = np.asarray(times)[:, None]
+    return ((times >= spans[:, 0] - 1e-6) & (times < spans[:, 1] - 1e-6)).any(axis=1)
+
+
+def swap_mode(window: np.ndarray, spans: np.ndarray) -> float:
     """Move the notes of a tonal window (rows: start, end, pitch, velocity, instrument) that
-    start at `since` or later to the parallel mode, in place; returns the valence change
-    that goes with it (0 when left alone)."""
+    start inside the (start, end) spans to the parallel mode, in place; returns the valence
+    change that goes with it (0 when left alone)."""
     pitched = window[:, 4] != DRUMS
+    if not len(spans) or not pitched.any():
+        return 0.0
     histogram = np.bincount(window[pitched, 2].astype(int) % 12,
                             weights=window[pitched, 1] - window[pitched, 0], minlength=12)
     major, minor = key_scores(histogram)
@@ -192,21 +214,25 @@ def swap_mode(window: np.ndarray, since: float = -np.inf) -> float:
     else:
         tonic, moves, shift = int(minor.argmax()), {3: 1, 8: 1}, MODE_SWAP_VALENCE
     degree = (window[:, 2].astype(int) - tonic) % 12
-    later = window[:, 0] >= since - 1e-6
+    moved = pitched & inside(window[:, 0], spans)
     for step, move in moves.items():
-        window[pitched & later & (degree == step), 2] += move
+        window[moved & (degree == step), 2] += move
     return shift
 
 
 def _optimizer(model: Generator, cfg: TrainConfig) -> torch.optim.AdamW:
-    """AdamW with weight decay on matrices, except the emotion embedding, which also learns
-    EMOTION_LR_SCALE times faster. The emotion input informs few tokens (the notes where a
-    scene's mode or pace turns), so its gradient is small and decay wins: the valence column
-    shrank from its initial norm of about 0.11 to 0.01. Without decay it did not grow back
-    (benchmarks/probe_generator.py; see the model card): decay was not the only obstacle."""
-    emotion = [p for n, p in model.named_parameters() if n.startswith("emotion_emb.")]
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and not n.startswith("emotion_emb.")]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2 and not n.startswith("emotion_emb.")]
+    """AdamW with weight decay on matrices, except the emotion inputs (the embedding and the
+    layer-norm modulation), which also learn EMOTION_LR_SCALE times faster. The emotion input
+    informs few tokens (the notes where a scene's mode or pace turns), so its gradient is
+    small and decay wins: the valence column of the embedding shrank from its initial norm of
+    about 0.11 to 0.01, and without decay it did not grow back either (see model.py)."""
+    def is_emotion(name: str) -> bool:
+        return name.startswith("emotion_emb.") or ".modulation." in name
+
+    named = list(model.named_parameters())
+    emotion = [p for n, p in named if is_emotion(n)]
+    decay = [p for n, p in named if p.dim() >= 2 and not is_emotion(n)]
+    no_decay = [p for n, p in named if p.dim() < 2 and not is_emotion(n)]
     return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay, "lr_scale": 1.0},
                               {"params": no_decay, "weight_decay": 0.0, "lr_scale": 1.0},
                               {"params": emotion, "weight_decay": 0.0, "lr_scale": EMOTION_LR_SCALE}],
@@ -260,7 +286,7 @@ def train(cfg: TrainConfig, model_cfg: GeneratorConfig | None = None, init_from:
         state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         model_cfg = GeneratorConfig(**state["model_config"])
         model = Generator(model_cfg)
-        model.load_state_dict(state["model"])
+        load_weights(model, state["model"], str(ckpt_path))
         step, history = state["step"], state["history"]
         log(f"resuming {ckpt_path} at step {step}")
     elif init_from:

@@ -64,14 +64,14 @@ def cmd_export(args) -> None:
 
     from emsync_core.export import export_onnx, quantize_int8
     from emsync_core.generator import int8_path
-    from emsync_core.model import Generator, GeneratorConfig
+    from emsync_core.model import Generator, GeneratorConfig, load_weights
 
     try:
         state = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
     except FileNotFoundError:
         raise EmsyncError(f"{args.checkpoint}: checkpoint not found") from None
     model = Generator(GeneratorConfig(**state["model_config"]))
-    model.load_state_dict(state["model"])
+    load_weights(model, state["model"], args.checkpoint)
     history = dict(state.get("history", {}))
     history["train_config"] = state.get("train_config")
     export_onnx(model, args.output, history)
@@ -105,7 +105,7 @@ def _write_score(args, duration: float, scenes, hits=()) -> None:
     boundaries = sorted(set(cuts_of(scenes)) | set(hits))
     result = generator.generate(duration, boundaries, EmotionCurve.from_scenes(scenes), seed=args.seed,
                                 temperature=args.temperature, top_p=args.top_p, hit_cuts=args.hit_cuts,
-                                emotion_guidance=args.emotion_guidance)
+                                emotion_guidance=args.emotion_guidance, lock_mode=args.lock_mode)
     write_midi(args.output, result.notes, cut_markers(scenes) + [(t, "hit") for t in hits])
     print(f"wrote {args.output}: {len(result.notes)} notes, {len(scenes) - 1} cut markers, "
           f"{duration:.1f} s of music in {result.seconds:.1f} s ({result.stats['realtime_factor']:.0f}x real time)")
@@ -326,6 +326,9 @@ def _sampling_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--emotion-guidance", type=float, nargs="?", const=EMOTION_GUIDANCE, default=0.0,
                         metavar="G", help="follow the emotion more strongly: push away from the mirrored "
                         f"emotion by G (default when given: {EMOTION_GUIDANCE}); about half the speed")
+    parser.add_argument("--lock-mode", action="store_true",
+                        help="constrained mode: valence picks major or minor (the wrong mode's third and sixth "
+                        "are played a semitone over)")
     parser.add_argument("--model", help="ONNX generator (default: the bundled model)")
     parser.add_argument("-o", "--output", required=True, help="MIDI file to write")
     parser.add_argument("--audio", action="store_true", help="also render a WAV beside the MIDI file")

@@ -175,6 +175,14 @@ def route(address: str, *signatures: str, reply: str, summary: str):
     return register
 
 
+SAMPLING_SETTINGS = ("temperature", "top_p", "hit_cuts", "emotion_guidance", "lock_mode")
+
+
+def _sampling(settings: dict) -> dict:
+    """The session settings that go to the sampler as they are (and into the version's params)."""
+    return {name: settings[name] for name in SAMPLING_SETTINGS}
+
+
 # ---- jobs --------------------------------------------------------------------------------
 @dataclass
 class Job:
@@ -545,17 +553,13 @@ class Host:
         session = self.session
         duration, boundaries = session.duration, session.boundaries()
         curve = EmotionCurve.from_scenes(copy.deepcopy(session.scenes))
-        settings = dict(session.settings)
+        sampling = _sampling(session.settings)
         parent = session.current_id
 
         def work(generator, progress, cancel):
-            result = generator.generate(duration, boundaries, curve, seed=seed, temperature=settings["temperature"],
-                                        top_p=settings["top_p"], hit_cuts=settings["hit_cuts"],
-                                        emotion_guidance=settings["emotion_guidance"], progress=progress,
+            result = generator.generate(duration, boundaries, curve, seed=seed, **sampling, progress=progress,
                                         cancel=cancel)
-            params = {"seed": seed, "duration": duration, "temperature": settings["temperature"],
-                      "top_p": settings["top_p"], "hit_cuts": settings["hit_cuts"],
-                      "emotion_guidance": settings["emotion_guidance"], "tokens": result.stats["tokens"]}
+            params = {"seed": seed, "duration": duration, **sampling, "tokens": result.stats["tokens"]}
             return result.notes, parent, params
 
         self.start_job(client, "/emsync/generate", "generate", seed, work)
@@ -580,17 +584,14 @@ class Host:
         duration, boundaries, notes = session.duration, session.boundaries(), list(base.notes)
         curve = EmotionCurve.from_scenes(copy.deepcopy(session.scenes))
         settings = dict(session.settings)
+        sampling = _sampling(settings)
 
         def work(generator, progress, cancel):
             result = regenerate(generator, notes, duration, start, end, boundaries, curve, seed=seed,
-                                candidates=settings["candidates"], temperature=settings["temperature"],
-                                top_p=settings["top_p"], hit_cuts=settings["hit_cuts"],
-                                emotion_guidance=settings["emotion_guidance"],
+                                candidates=settings["candidates"], **sampling,
                                 seam_seconds=settings["seam_seconds"], progress=progress, cancel=cancel)
             params = {"seed": seed, "chosen_seed": result.seed, "start": result.start, "end": result.end,
-                      "temperature": settings["temperature"], "top_p": settings["top_p"],
-                      "hit_cuts": settings["hit_cuts"], "emotion_guidance": settings["emotion_guidance"],
-                      "candidates": result.stats["candidates"]}
+                      **sampling, "candidates": result.stats["candidates"]}
             return result.notes, base.id, params
 
         self.start_job(client, "/emsync/regenerate", "regenerate", seed, work)

@@ -45,6 +45,7 @@ SETTINGS: dict[str, tuple[type, float, float, Any]] = {
     "seam_seconds": (float, 0.0, 8.0, 1.0),
     "bpm": (float, 20.0, 400.0, 120.0),
     "emotion_guidance": (float, 0.0, 4.0, 0.0),  # see emsync_core.generator
+    "lock_mode": (bool, 0, 1, False),  # see emsync_core.mode_lock
 }
 
 

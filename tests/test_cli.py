@@ -48,7 +48,7 @@ def test_generate_from_cut_list(tmp_path):
 
 def test_generate_from_scene_file(tmp_path):
     out = tmp_path / "scenes.mid"
-    result = run_cli("generate", "--scenes", REPO / "examples" / "scenes.json", "--seed", 2, "-o", out)
+    result = run_cli("generate", "--scenes", REPO / "examples" / "scenes.json", "--seed", 2, "--lock-mode", "-o", out)
     assert result.returncode == 0, result.stderr
     scenes = json.loads((REPO / "examples" / "scenes.json").read_text())["scenes"]
     _check_smf(out, [s["start"] for s in scenes[1:]])

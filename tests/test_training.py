@@ -20,7 +20,8 @@ from emsync_core.generator import cache_names  # noqa: E402
 from emsync_core.midi_io import write_midi  # noqa: E402
 from emsync_core.model import Generator, GeneratorConfig  # noqa: E402
 from emsync_core.score import DRUMS, INSTRUMENTS, Note  # noqa: E402
-from emsync_core.train import TempoWarp, TrainConfig, WindowSampler, train  # noqa: E402
+from emsync_core.train import (MODE_SPAN_SECONDS, MODE_SWAP_VALENCE, WINDOW_SECONDS, TempoWarp,  # noqa: E402
+                               TrainConfig, WindowSampler, inside, mode_swap_spans, swap_mode, train)
 
 TINY = GeneratorConfig(n_layer=2, n_head=2, n_embd=64, n_cond=16, block_size=64, dropout=0.1)
 PIANO, STRINGS = INSTRUMENTS.index("piano"), INSTRUMENTS.index("strings")
@@ -66,7 +67,12 @@ def data(tmp_path_factory):
 @pytest.fixture(scope="module")
 def tiny_model():
     torch.manual_seed(0)
-    return Generator(TINY).eval()
+    model = Generator(TINY).eval()
+    with torch.no_grad():  # trained modulation is not zero; the parity tests must see it work
+        for block in model.blocks:
+            block.modulation.weight.normal_(std=0.2)
+            block.modulation.bias.normal_(std=0.05)
+    return model
 
 
 @pytest.fixture(scope="module")
@@ -223,6 +229,24 @@ def test_onnx_metadata_and_weights_round_trip(tiny_model, exported):
     assert not any(p.name.startswith(".") for p in exported.parent.iterdir()), "temporary file left behind"
 
 
+def test_an_export_from_before_emotion_modulation_loads_unchanged(tmp_path):
+    torch.manual_seed(4)
+    plain = Generator(GeneratorConfig(**(TINY.to_dict() | {"emotion_modulation": False}))).eval()
+    path = export_onnx(plain, tmp_path / "plain.onnx")
+    graph = onnx.load(str(path))
+    for entry in graph.metadata_props:  # as the exports written before the option existed
+        if entry.key == "emsync_config":
+            config = json.loads(entry.value)
+            del config["emotion_modulation"]
+            entry.value = json.dumps(config)
+    onnx.save(graph, str(path))
+    model, _ = load_onnx_weights(path)
+    assert model.cfg.emotion_modulation and all(not block.modulation.weight.any() for block in model.blocks)
+    tokens, emotion, offsets = _inputs(torch.Generator().manual_seed(5), 6)
+    with torch.no_grad():
+        torch.testing.assert_close(model.eval()(tokens, emotion, offsets)[0], plain(tokens, emotion, offsets)[0])
+
+
 # ---------------------------------------------------------------- train()
 
 
@@ -299,3 +323,37 @@ def test_tempo_warp_is_continuous_and_moves_arousal_with_speed():
     assert np.allclose(warp(np.array([0.0, 10.0, 12.0])), [0.0, 11.0, 11.0 + (13.2 - 11.0) / 2])
     assert warp.arousal_shift > 0 and TempoWarp(1.0, 0.0, 0.5).arousal_shift == -warp.arousal_shift
     assert TempoWarp(0.9).arousal_shift == 0 and np.allclose(TempoWarp(0.9)(np.array([10.0])), [9.0])
+
+
+def test_mode_swap_spans_alternate_over_the_whole_window():
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        spans = mode_swap_spans(rng, 100.0)
+        assert spans[0, 0] >= 100.0 and np.all(spans[:, 1] > spans[:, 0])
+        gaps = spans[1:, 0] - spans[:-1, 1]  # the unswapped spans between
+        assert np.all(gaps >= MODE_SPAN_SECONDS[0]) and np.all(gaps <= MODE_SPAN_SECONDS[1])
+        assert spans[-1, 1] >= 100.0 + WINDOW_SECONDS - MODE_SPAN_SECONDS[1] or spans[-1, 1] == np.inf
+    assert inside(np.array([1.0, 2.0, 5.0]), np.array([[2.0, 3.0]])).tolist() == [False, True, False]
+
+
+def _chords(roots_and_thirds, length=1.0):
+    """Triads in C, one per second: (root, third) pitch pairs plus the fifth above the root."""
+    rows = []
+    for k, (root, third) in enumerate(roots_and_thirds):
+        rows += [(k * length, (k + 1) * length, p, 80, PIANO) for p in (root, third, root + 7)]
+    return np.array(rows, dtype=float)
+
+
+def test_swap_mode_moves_the_third_only_inside_the_spans_and_says_which_way():
+    major = _chords([(60, 64), (65, 69), (67, 71), (60, 64)] * 3)  # C, F, G, C: clearly C major
+    window = major.copy()
+    window = np.concatenate([window, [(0.0, 0.1, 36, 100, DRUMS)]])  # drums never move
+    shift = swap_mode(window, np.array([[4.0, 8.0]]))
+    assert shift == -MODE_SWAP_VALENCE
+    moved = window[:-1, 2] != major[:, 2]
+    assert np.all(window[:-1][moved, 0] >= 4.0) and np.all(window[:-1][moved, 0] < 8.0)
+    assert set(window[:-1][moved, 2].astype(int) % 12) == {3, 8}  # E -> Eb, A -> Ab
+    assert window[-1, 2] == 36
+    minor = _chords([(57, 60), (62, 65), (64, 68), (57, 60)] * 3)  # Am, Dm, E, Am
+    assert swap_mode(minor, np.array([[0.0, np.inf]])) == MODE_SWAP_VALENCE
+    assert swap_mode(major.copy(), np.zeros((0, 2))) == 0.0
