@@ -248,7 +248,10 @@ class MusicGenerator:
                 clock = stream.step * codec.STEP_SECONDS
                 instrument, pitch = codec.on_target(token)
                 valence = float(emotion.at(np.array([clock]))[0, 0])
-                token = codec.on_token(instrument, mode_lock.place(pitch, valence, clock))
+                moved = mode_lock.moved(pitch, valence, clock)
+                if (instrument, moved) not in stream.sounding:  # a move must not re-strike a held note
+                    token, pitch = codec.on_token(instrument, moved), moved
+                mode_lock.observe(pitch, clock)
             stream.push(token)
             if hit_cuts and stream.step in cut_steps and stream.pitched_onsets_this_step >= HIT_NOTES:
                 hit.add(stream.step)

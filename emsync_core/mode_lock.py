@@ -54,12 +54,12 @@ class ModeLock:
             self.tonic = best
         return self.tonic
 
-    def place(self, pitch: int, valence: float, clock: float) -> int:
-        """The pitch to play for a pitched note-on the model chose at `clock` under `valence`."""
+    def moved(self, pitch: int, valence: float, clock: float) -> int:
+        """Where a pitched note-on the model chose at `clock` under `valence` belongs; the
+        caller then observes what it played."""
         self._age(clock)
         if abs(valence) >= NEUTRAL_VALENCE and self.histogram.sum() >= MIN_EVIDENCE:
             move = MOVES[valence > 0].get((pitch - self.current_tonic()) % 12, 0)
             if 0 <= pitch + move <= 127:
-                pitch += move
-        self.observe(pitch, clock)
+                return pitch + move
         return pitch

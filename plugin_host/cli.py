@@ -328,7 +328,7 @@ def _sampling_options(parser: argparse.ArgumentParser) -> None:
                         f"emotion by G (default when given: {EMOTION_GUIDANCE}); about half the speed")
     parser.add_argument("--lock-mode", action="store_true",
                         help="constrained mode: valence picks major or minor (the wrong mode's third and sixth "
-                        "are played a semitone over)")
+                        "are played a semitone over; |valence| < 0.15 leaves the mode to the model)")
     parser.add_argument("--model", help="ONNX generator (default: the bundled model)")
     parser.add_argument("-o", "--output", required=True, help="MIDI file to write")
     parser.add_argument("--audio", action="store_true", help="also render a WAV beside the MIDI file")

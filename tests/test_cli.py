@@ -46,9 +46,10 @@ def test_generate_from_cut_list(tmp_path):
     _check_smf(out, [3.0, 6.5, 9.0])
 
 
-def test_generate_from_scene_file(tmp_path):
+@pytest.mark.parametrize("options", [[], ["--lock-mode"]])
+def test_generate_from_scene_file(tmp_path, options):
     out = tmp_path / "scenes.mid"
-    result = run_cli("generate", "--scenes", REPO / "examples" / "scenes.json", "--seed", 2, "--lock-mode", "-o", out)
+    result = run_cli("generate", "--scenes", REPO / "examples" / "scenes.json", "--seed", 2, *options, "-o", out)
     assert result.returncode == 0, result.stderr
     scenes = json.loads((REPO / "examples" / "scenes.json").read_text())["scenes"]
     _check_smf(out, [s["start"] for s in scenes[1:]])
