@@ -9,14 +9,14 @@ accumulated sleep error), the thread sleeps on a condition until then and is wok
 by play/stop/locate. Notes held when the transport stops or jumps are released (a note-off
 each, then All Notes Off on every channel of the score).
 
-It can follow a host on a MIDI input port: MIDI clock (24 per quarter note; the tempo is
-derived from the last 24 clock intervals), Start/Continue/Stop and Song Position Pointer
+It can follow a host on a MIDI input port: MIDI clock (24 per quarter note; the tempo is a
+least-squares fit over the last two beats of clock), Start/Continue/Stop and Song Position Pointer
 (sixteenth notes). Beats from the host map to seconds through the score's tempo map (for a
 session, its `bpm` setting); the player re-anchors on every clock and runs at the host's tempo
 in between, so a host at another tempo than the score plays the score faster or slower.
 
-Ports come from python-rtmidi through mido: the platform's own MIDI system first (ALSA
-sequencer, CoreMIDI, Windows MM), then JACK. Without any, `midi_backend()` raises an
+Ports come from python-rtmidi (outputs through mido, inputs polled: `MidiInput`): the
+platform's own MIDI system first (ALSA sequencer, CoreMIDI, Windows MM), then JACK. Without any, `midi_backend()` raises an
 EmsyncError saying what is missing and what to do.
 """
 from __future__ import annotations
@@ -43,7 +43,10 @@ DEFAULT_VIRTUAL = "out"
 ALL_NOTES_OFF = 123
 CHASED = ("program_change", "control_change", "pitchwheel")  # state re-sent when playing from inside a score
 CLOCKS_PER_BEAT = 24
-TEMPO_WINDOW = 24  # clock intervals averaged for the host's tempo (one beat)
+TEMPO_WINDOW = 48  # clock intervals the host's tempo is fitted over (two beats)
+CLOCK_PAUSE = 0.25  # s without clock (slower than 10 bpm): the host paused it, the tempo starts afresh
+INPUT_POLL = 0.001  # s between polls of an idle input (arrival times come from the MIDI system)
+INPUT_QUEUE = 4096  # messages rtmidi holds between polls (40 s of clock at 240 bpm)
 
 _backend: mido.Backend | None = None
 _backend_lock = threading.Lock()
@@ -135,11 +138,69 @@ def open_output(name: str | None = None, virtual: bool = False, field: str = "po
     return _opened(lambda: backend.open_output(found), f"{field}: {found}"), found
 
 
-def open_input(name: str, callback: Callable[[mido.Message], None], field: str = "input") -> mido.ports.BaseInput:
-    """A named existing input port, delivering every message (clock included) to `callback`."""
-    backend = midi_backend()
-    found = _find(backend.get_input_names(), name, "input", field)
-    return _opened(lambda: backend.open_input(found, callback=callback), f"{field}: {found}")
+class MidiInput:
+    """An input port read by a thread of ours: `callback(message, arrival)` for every message.
+
+    rtmidi can call Python from the MIDI system's own thread (JACK's process thread, ALSA's
+    input thread), which must then take the GIL; closing the port while such a call waits for
+    it deadlocks the process (closing waits for that thread, which waits for the closer).
+    Polled, that thread never enters Python. `arrival` is in `clock()` seconds, rebuilt from
+    the MIDI system's own time stamps (rtmidi's deltas) against the earliest poll that saw
+    them, so tempo following does not see this process's scheduling jitter.
+    `name` opens an existing port; `virtual` opens a port others connect to, `client:virtual`.
+    """
+
+    def __init__(self, callback: Callable[[mido.Message, float], None], name: str | None = None,
+                 virtual: str | None = None, client_name: str = CLIENT_NAME,
+                 clock: Callable[[], float] = time.monotonic):
+        import rtmidi
+
+        self._callback, self._clock = callback, clock
+        self._rt = rtmidi.MidiIn(rtapi=getattr(rtmidi, f"API_{midi_backend().api}"), name=client_name,
+                                 queue_size_limit=INPUT_QUEUE)
+        try:
+            if virtual:
+                self._rt.open_virtual_port(virtual)
+                self.name = f"{client_name}:{virtual}"
+            else:
+                self._rt.open_port(self._rt.get_ports().index(name))
+                self.name = name
+        except (rtmidi.RtMidiError, ValueError) as exc:
+            self._rt.delete()
+            raise OSError(f"{name or virtual}: {exc}") from None
+        self._rt.ignore_types(sysex=False, timing=False, active_sense=True)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, name="emsync-midi-in", daemon=True)
+        self._thread.start()
+
+    def _poll(self) -> None:
+        elapsed, offset = 0.0, math.inf
+        while not self._stop.is_set():
+            got = self._rt.get_message()
+            if got is None:
+                self._stop.wait(INPUT_POLL)
+                continue
+            data, delta = got
+            elapsed += delta
+            offset = min(offset, self._clock() - elapsed)
+            try:
+                msg = mido.Message.from_bytes(data)
+            except ValueError:  # a malformed message on the wire is dropped, not fatal
+                continue
+            self._callback(msg, elapsed + offset)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._rt.close_port()
+        self._rt.delete()
+
+
+def open_input(name: str, callback: Callable[[mido.Message, float], None], field: str = "input",
+               clock: Callable[[], float] = time.monotonic) -> MidiInput:
+    """A named existing input port, delivering every message (clock included) with its arrival time."""
+    found = _find(midi_backend().get_input_names(), name, "input", field)
+    return _opened(lambda: MidiInput(callback, name=found, clock=clock), f"{field}: {found}")
 
 
 # ---- scores --------------------------------------------------------------------------------
@@ -197,6 +258,16 @@ class Score:
     def bpm_at(self, seconds: float) -> float:
         index = max(0, bisect.bisect_right(self.tempo.seconds, seconds) - 1)
         return 60e6 / self.tempo.tempos[index]
+
+
+def _slope(times: Sequence[float]) -> float:
+    """Least-squares seconds per step of evenly spaced events: one late clock moves it by
+    1/n of what it moves the first-to-last span (0 with fewer than two)."""
+    n = len(times)
+    if n < 2:
+        return 0.0
+    mean_x, mean_t = (n - 1) / 2, sum(times) / n
+    return sum((i - mean_x) * (t - mean_t) for i, t in enumerate(times)) / (n * (n * n - 1) / 12)
 
 
 def _is_release(msg: mido.Message) -> bool:
@@ -290,13 +361,13 @@ class Player:
             self.input.close()
             self.input = None
         if input_name:
-            self.input = open_input(input_name, self.on_midi)
+            self.input = open_input(input_name, self.on_midi, clock=self.clock)
             return self.input.name
         return None
 
-    def on_midi(self, msg: mido.Message) -> None:
-        """A message from the host (called on rtmidi's thread, or directly)."""
-        now = self.clock()
+    def on_midi(self, msg: mido.Message, now: float | None = None) -> None:
+        """A message from the host that arrived at `now` (default: this instant)."""
+        now = self.clock() if now is None else now
         with self._cond:
             if msg.type == "clock":
                 self._clock(now)
@@ -317,10 +388,12 @@ class Player:
                     self._start(now, position, self._rate)
 
     def _clock(self, now: float) -> None:
+        if self._clock_times and now - self._clock_times[-1] > CLOCK_PAUSE:
+            self._clock_times.clear()
         self._clock_times.append(now)
-        if len(self._clock_times) >= 2 and self._clock_times[-1] > self._clock_times[0]:
-            span = self._clock_times[-1] - self._clock_times[0]
-            self.host_bpm = 60.0 * (len(self._clock_times) - 1) / (CLOCKS_PER_BEAT * span)
+        seconds_per_clock = _slope(self._clock_times)
+        if seconds_per_clock > 0:
+            self.host_bpm = 60.0 / (CLOCKS_PER_BEAT * seconds_per_clock)
         if self._armed:  # the first clock after Start/Continue is the position itself
             self._armed = False
             position = self.score.seconds_at_beat(self._beats)

@@ -145,8 +145,10 @@ def jack_server():
     if not shutil.which("jackd"):
         pytest.skip("jackd not installed (apt-get install jackd2): live MIDI tests need a JACK server")
     name = f"emsync-test-{os.getpid()}"
-    # 64-frame periods at 48 kHz: JACK delivers MIDI once a period, so 1.3 ms is its resolution.
-    command = ["jackd", "-n", name, "-d", "dummy", "-r", "48000", "-p", "64", "-w", "1333"]
+    # Synchronous mode (-S) with 256-frame periods at 48 kHz: JACK moves MIDI once a period, so
+    # 5.3 ms is the resolution here. Asynchronous mode with 64 frames overran on an idle 2-core
+    # machine and lost about 1 message in 300 (an overrun cycle drops its MIDI).
+    command = ["jackd", "-n", name, "-S", "-d", "dummy", "-r", "48000", "-p", "256", "-w", "5333"]
     for extra in ([], ["--no-realtime"]):  # realtime scheduling where allowed
         proc = subprocess.Popen(command[:3] + extra + command[3:], stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
