@@ -8,7 +8,8 @@ each arrival with the time the MIDI system saw it (rtmidi's time stamps, in time
 seconds). The same notes then go through a naive reference loop (time.sleep for each gap
 between events, the usual first attempt) in the same run. Prints, per method, |arrival -
 scheduled| in ms (mean, p95, max) and the same after removing the median latency (the jitter
-proper), as JSON and a summary. The aim is <= 5 ms; figures depend on what else the machine runs (the load is printed).
+proper), as JSON and a summary. The aim is <= 5 ms; figures depend on what else the machine
+runs (the load is printed).
 
     python benchmarks/bench_live.py [--notes 400] [--seed 0]
 """
