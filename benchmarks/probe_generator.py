@@ -60,7 +60,7 @@ def windows(data: str, count: int, length: int):
     sampler = WindowSampler(Path(data) / "valid.npz", 512)
     rng = np.random.default_rng(0)
     for _ in range(count):
-        tokens, emotion, offsets, _ = sampler.sample(rng, augment=False)
+        tokens, emotion, offsets, _, _ = sampler.sample(rng, augment=False)
         yield tokens[:length], emotion[:length], offsets[:length]
 
 
@@ -103,9 +103,8 @@ def mode_response(model_path: str, data: str, count: int = 30, valence: float = 
 
     from emsync_core import codec
     from emsync_core.export import load_onnx_weights
-    from emsync_core.features import key_scores
     from emsync_core.score import Note
-    from emsync_core.train import MIN_KEY_CLARITY, swap_mode
+    from emsync_core.train import swap_mode, window_key
 
     model, _ = load_onnx_weights(model_path)
     model.eval()
@@ -113,16 +112,13 @@ def mode_response(model_path: str, data: str, count: int = 30, valence: float = 
     for tokens, emotion, offsets in windows(data, count, 512):
         notes = codec.decode([int(t) for t in tokens if t not in (codec.PAD, codec.BOS)])
         rows = np.array([(n.start, n.end, n.pitch, n.velocity, n.instrument) for n in notes], float).reshape(-1, 5)
-        pitched = rows[:, 4] != DRUMS
-        histogram = np.bincount(rows[pitched, 2].astype(int) % 12, weights=rows[pitched, 1] - rows[pitched, 0],
-                                minlength=12)
-        major, minor = key_scores(histogram)
-        if max(major.max(), minor.max()) < MIN_KEY_CLARITY:
+        key = window_key(rows)
+        if key is None:
             continue
         for swapped in (False, True):
-            is_major = (major.max() >= minor.max()) != swapped
+            is_major = key[1] != swapped
             if swapped:
-                swap_mode(rows, np.array([[-np.inf, np.inf]]))
+                swap_mode(rows, np.array([[-np.inf, np.inf]]), key)
             encoded, _ = codec.encode([Note(s, e, int(p), int(v), int(i)) for s, e, p, v, i in rows])
             sequence = torch.from_numpy(np.concatenate([[codec.BOS], encoded])[:len(tokens) + 1])
             x, y = sequence[None, :-1], sequence[1:]
