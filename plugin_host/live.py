@@ -47,6 +47,7 @@ TEMPO_WINDOW = 48  # clock intervals the host's tempo is fitted over (two beats)
 CLOCK_PAUSE = 0.25  # s without clock (slower than 10 bpm): the host paused it, the tempo starts afresh
 INPUT_POLL = 0.001  # s between polls of an idle input (arrival times come from the MIDI system)
 INPUT_QUEUE = 4096  # messages rtmidi holds between polls (40 s of clock at 240 bpm)
+INPUT_OFFSET_CREEP = 0.01  # s per s that an input's time anchor may rise (see MidiInput._poll)
 
 _backend: mido.Backend | None = None
 _backend_lock = threading.Lock()
@@ -145,9 +146,13 @@ class MidiInput:
     input thread), which must then take the GIL; closing the port while such a call waits for
     it deadlocks the process (closing waits for that thread, which waits for the closer).
     Polled, that thread never enters Python. `arrival` is in `clock()` seconds, rebuilt from
-    the MIDI system's own time stamps (rtmidi's deltas) against the earliest poll that saw
-    them, so tempo following does not see this process's scheduling jitter.
+    the MIDI system's own time stamps (rtmidi's deltas) against the earliest polls that saw
+    them, so tempo following does not see this process's scheduling jitter. Nothing is
+    filtered inside rtmidi (its JACK input drops an ignored message's delta with it, so the
+    time stamps would drift); active sensing is dropped here. A callback that raises does not
+    stop the input: the first error is kept in `error`.
     `name` opens an existing port; `virtual` opens a port others connect to, `client:virtual`.
+    Never close it from its own callback, nor while holding a lock that the callback takes.
     """
 
     def __init__(self, callback: Callable[[mido.Message, float], None], name: str | None = None,
@@ -168,7 +173,9 @@ class MidiInput:
         except (rtmidi.RtMidiError, ValueError) as exc:
             self._rt.delete()
             raise OSError(f"{name or virtual}: {exc}") from None
-        self._rt.ignore_types(sysex=False, timing=False, active_sense=True)
+        self._rt.ignore_types(sysex=False, timing=False, active_sense=False)
+        self.error: Exception | None = None
+        self._close_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, name="emsync-midi-in", daemon=True)
         self._thread.start()
@@ -182,18 +189,29 @@ class MidiInput:
                 continue
             data, delta = got
             elapsed += delta
-            offset = min(offset, self._clock() - elapsed)
+            # The offset is the least poll delay seen, creeping up so that time lost to a
+            # dropped message (a full queue) is not carried forever.
+            offset = min(offset + INPUT_OFFSET_CREEP * delta, self._clock() - elapsed)
             try:
                 msg = mido.Message.from_bytes(data)
             except ValueError:  # a malformed message on the wire is dropped, not fatal
                 continue
-            self._callback(msg, elapsed + offset)
+            if msg.type == "active_sensing":
+                continue
+            try:
+                self._callback(msg, elapsed + offset)
+            except Exception as exc:  # noqa: BLE001 -- one bad message must not end following
+                self.error = self.error or exc
 
     def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._rt.close_port()
-        self._rt.delete()
+        """Stop polling, then close the port (once: rtmidi crashes on a second close)."""
+        with self._close_lock:
+            if self._stop.is_set():
+                return
+            self._stop.set()
+            self._thread.join()  # no timeout: the port must outlive every poll
+            self._rt.close_port()
+            self._rt.delete()
 
 
 def open_input(name: str, callback: Callable[[mido.Message, float], None], field: str = "input",
@@ -261,8 +279,9 @@ class Score:
 
 
 def _slope(times: Sequence[float]) -> float:
-    """Least-squares seconds per step of evenly spaced events: one late clock moves it by
-    1/n of what it moves the first-to-last span (0 with fewer than two)."""
+    """Least-squares seconds per step of evenly spaced events (0 with fewer than two): a late
+    first or last clock moves it by 6(n-1)/(n(n+1)) of what it moves the first-to-last
+    estimate, about 1/8.5 at the two beats of clock the player fits."""
     n = len(times)
     if n < 2:
         return 0.0

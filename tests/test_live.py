@@ -233,6 +233,30 @@ def test_following_stops_while_clock_is_arriving(jack_server):
     assert result.stdout.split() == ["followed", "True"]
 
 
+def test_an_input_outlives_a_failing_callback_and_a_second_close(jack_server):
+    got = []
+
+    def record(msg, at):
+        got.append((msg, at))
+        if len(got) == 1:
+            raise RuntimeError("a handler bug")
+    port = live.MidiInput(record, virtual="robust", client_name="emsync-test")
+    sender = live.midi_backend().open_output(port.name)
+    try:
+        for note in (60, 61):
+            sender.send(mido.Message("note_on", note=note, velocity=90))
+        sender.send(mido.Message("active_sensing"))
+        sender.send(mido.Message("clock"))
+        wait_for(lambda: len(got) == 3)
+        assert [m.type for m, _ in got] == ["note_on", "note_on", "clock"], "active sensing is dropped"
+        assert str(port.error) == "a handler bug"
+        assert all(a <= b for (_, a), (_, b) in zip(got, got[1:])) and got[-1][1] <= time.monotonic()
+    finally:
+        sender.close()
+        port.close()
+        port.close()
+
+
 def clock_at(player: live.Player, bpm: float, count: int, start: float, jitter: float = 0.0, seed: int = 0) -> float:
     """Feed `count` clocks at `bpm` straight to the player, each up to `jitter` s late; the next due time."""
     rng, interval = random.Random(seed), 60.0 / bpm / live.CLOCKS_PER_BEAT
