@@ -60,7 +60,7 @@ def windows(data: str, count: int, length: int):
     sampler = WindowSampler(Path(data) / "valid.npz", 512)
     rng = np.random.default_rng(0)
     for _ in range(count):
-        tokens, emotion, offsets, _, _ = sampler.sample(rng, augment=False)
+        tokens, emotion, offsets, _ = sampler.sample(rng, augment=False)
         yield tokens[:length], emotion[:length], offsets[:length]
 
 

@@ -139,15 +139,10 @@ class Generator(nn.Module):
             presents += present
         return self.head(self.ln_f(x)), presents
 
-    def loss(self, tokens, emotion, offsets, targets, weights=None):
-        """Mean cross-entropy over the non-padding targets, each weighted by `weights` if given."""
+    def loss(self, tokens, emotion, offsets, targets):
         logits, _ = self(tokens, emotion, offsets)
-        targets = targets.reshape(-1)
-        losses = F.cross_entropy(logits.float().view(-1, logits.shape[-1]), targets, reduction="none")
-        kept = (targets != codec.PAD).float()
-        if weights is not None:
-            kept = kept * weights.reshape(-1).float()
-        return (losses * kept).sum() / kept.sum().clamp(min=1e-9)
+        return F.cross_entropy(logits.float().view(-1, logits.shape[-1]), targets.reshape(-1),
+                               ignore_index=codec.PAD)
 
     def empty_past(self, batch: int = 1) -> list[torch.Tensor]:
         cfg = self.cfg

@@ -13,9 +13,10 @@ so a model trained on whole pieces learns nothing from valence (measured: the va
 moved the next-token distribution by KL 1e-4, and swapping the mode of whole windows or once
 inside them did not change that in 2,500 steps). When the mode turns every few seconds, the
 context no longer tells the model which third comes next; only the valence condition does,
-as a scene change asks of the music. The note-ons on the key's thirds and sixths, the tokens
-that say the mode, weigh MODE_NOTE_WEIGHT times the others in the training loss (validation
-loss stays unweighted).
+as a scene change asks of the music. (Tried and not kept: weighing the note-ons on the key's
+thirds and sixths 3x in the loss. In 784 steps it made valence move the next-token
+distribution 8x more, but sampled pieces did not follow valence any better, and their
+out-of-key notes went from 8 % to 18 %.)
 
 Tempo swap, the same idea for arousal: some windows speed up or slow down (0.65-1.5x)
 from an instant on, play louder when faster, and their arousal moves with log2 of the
@@ -53,8 +54,6 @@ MODE_SWAP_SHARE = 0.5
 MODE_SWAP_VALENCE = 0.6  # about 1.3 standard deviations of the corpus valence labels
 MODE_SPAN_SECONDS = (2.0, 8.0)
 MIN_KEY_CLARITY = 0.6
-MODE_NOTE_WEIGHT = 3.0  # loss weight of the note-ons that carry the mode (see mode_note_weights)
-MODE_DEGREES = (3, 4, 8, 9)  # minor and major third and sixth above the tonic
 TEMPO_SWAP_SHARE = 0.5
 TEMPO_SWAP_RANGE = (0.65, 1.5)  # speed factors; > 1 is faster
 AROUSAL_PER_DOUBLING = 0.6  # arousal change for twice the speed (labels' std is about 0.4)
@@ -123,7 +122,7 @@ class WindowSampler:
             louder = window[:, 0] >= warp.since - 1e-6
             window[louder, 3] = np.clip(np.round(window[louder, 3] * warp.speed ** 0.5), 1, 127)
         else:
-            key, swapped, valence_shift = window_key(window), np.zeros((0, 2)), 0.0
+            swapped, valence_shift = np.zeros((0, 2)), 0.0
         tokens, clock = codec.encode([Note(float(s), float(e), int(p), int(v), int(i)) for s, e, p, v, i in window],
                                      start_seconds=t0)
         tokens = np.concatenate([[codec.BOS], tokens])[: self.block_size + 1]
@@ -139,8 +138,7 @@ class WindowSampler:
             if augment:
                 boundaries = boundaries[rng.random(len(boundaries)) >= BOUNDARY_DROPOUT]
             offsets = boundary_offset_bins(clock, boundaries)
-        x, emotion, offsets, y = self._pad(tokens, emotion, offsets)
-        return x, emotion, offsets, y, mode_note_weights(y, key)
+        return self._pad(tokens, emotion, offsets)
 
     def _drums_on_beats(self, rng: np.random.Generator, beats: np.ndarray, t0: float) -> np.ndarray:
         """A Groove performance warped so its beats fall on the song's beats from t0 on."""
@@ -234,21 +232,6 @@ def swap_mode(window: np.ndarray, spans: np.ndarray, key: tuple[int, bool] | Non
     return shift
 
 
-def mode_note_weights(targets: np.ndarray, key: tuple[int, bool] | None) -> np.ndarray:
-    """Loss weight per target: MODE_NOTE_WEIGHT for a pitched note-on on a third or sixth of
-    the window's key, else 1. Those notes are where valence says something the context does
-    not (a mode turn, a fresh start); at weight 1 they are a few percent of the loss and the
-    model learned to read the mode from the context alone (its own valence r about 0)."""
-    weights = np.ones(len(targets), dtype=np.float32)
-    if key is None:
-        return weights
-    on = (targets >= codec.ON0) & (targets < codec.OFF0)
-    instrument, pitch = np.divmod(targets - codec.ON0, codec.N_PITCH)
-    mode_note = on & (instrument != DRUMS) & np.isin((pitch - key[0]) % 12, MODE_DEGREES)
-    weights[mode_note] = MODE_NOTE_WEIGHT
-    return weights
-
-
 def _optimizer(model: Generator, cfg: TrainConfig) -> torch.optim.AdamW:
     """AdamW with weight decay on matrices, except the emotion inputs (the embedding and the
     layer-norm modulation), which also learn EMOTION_LR_SCALE times faster. The emotion input
@@ -277,9 +260,9 @@ def learning_rate(step: int, cfg: TrainConfig) -> float:
 
 @functools.cache
 def bf16_is_faster(device: str) -> bool:
-    """Whether bf16 autocast beats fp32 here, timed on a matmul of the model's shape. CPUs
-    with AVX-512 BF16 or AMX run it 1.5-2x faster; an AVX2-only CPU emulates it about 20x
-    slower than fp32 (measured: 83 vs 1,750 tokens/s on a 2-core EPYC without AVX-512)."""
+    """Whether bf16 autocast beats fp32 here, timed on a matmul of the model's shape. With
+    AVX-512 BF16 this model trained at 4.3-4.9k tokens/s; an AVX2-only CPU emulates bf16,
+    about 20x slower than fp32 (83 vs 1,750 tokens/s on a 2-core EPYC without AVX-512)."""
     if device == "cuda":
         return torch.cuda.is_bf16_supported()
     a, b = torch.randn(512, 256), torch.randn(256, 1024)
@@ -305,9 +288,9 @@ def evaluate_loss(model: Generator, sampler: WindowSampler, batches: int, batch_
     rng = np.random.default_rng(1234)
     losses = []
     for _ in range(batches):
-        x, emo, off, y, _ = (t.to(device) for t in sampler.batch(rng, batch_size, augment=False))
+        x, emo, off, y = (t.to(device) for t in sampler.batch(rng, batch_size, augment=False))
         with _autocast(device):
-            losses.append(float(model.loss(x, emo, off, y)))  # unweighted: comparable across runs
+            losses.append(float(model.loss(x, emo, off, y)))
     model.train()
     return float(np.mean(losses))
 
@@ -368,9 +351,9 @@ def train(cfg: TrainConfig, model_cfg: GeneratorConfig | None = None, init_from:
         tick = time.time()
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, cfg) * group["lr_scale"]
-        x, emo, off, y, weights = (t.to(device) for t in train_set.batch(rng, cfg.batch_size))
+        x, emo, off, y = (t.to(device) for t in train_set.batch(rng, cfg.batch_size))
         with _autocast(device):
-            loss = model.loss(x, emo, off, y, weights)
+            loss = model.loss(x, emo, off, y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -20,9 +20,8 @@ from emsync_core.generator import cache_names  # noqa: E402
 from emsync_core.midi_io import write_midi  # noqa: E402
 from emsync_core.model import Generator, GeneratorConfig  # noqa: E402
 from emsync_core.score import DRUMS, INSTRUMENTS, Note  # noqa: E402
-from emsync_core.train import (MODE_NOTE_WEIGHT, MODE_SPAN_SECONDS, MODE_SWAP_VALENCE, WINDOW_SECONDS,  # noqa: E402
-                               TempoWarp, TrainConfig, WindowSampler, inside, mode_note_weights, mode_swap_spans,
-                               swap_mode, train, window_key)
+from emsync_core.train import (MODE_SPAN_SECONDS, MODE_SWAP_VALENCE, WINDOW_SECONDS, TempoWarp,  # noqa: E402
+                               TrainConfig, WindowSampler, inside, mode_swap_spans, swap_mode, train, window_key)
 
 TINY = GeneratorConfig(n_layer=2, n_head=2, n_embd=64, n_cond=16, block_size=64, dropout=0.1)
 PIANO, STRINGS = INSTRUMENTS.index("piano"), INSTRUMENTS.index("strings")
@@ -99,7 +98,7 @@ def test_window_sampler_windows(data):
     n = TINY.block_size
     for augment in (True, False):
         for _ in range(12):
-            x, emotion, offsets, y, weights = sampler.sample(rng, augment=augment)
+            x, emotion, offsets, y = sampler.sample(rng, augment=augment)
             assert x.shape == (n,) and y.shape == (n,)
             assert emotion.shape == (n, 2) and offsets.shape == (n,)
             assert x[0] == codec.BOS
@@ -108,11 +107,9 @@ def test_window_sampler_windows(data):
             assert np.all(x[1:] != codec.BOS)
             assert np.all(np.abs(emotion) <= 1.0) and np.isfinite(emotion).all()
             assert np.all((offsets >= 0) & (offsets <= NO_BOUNDARY))
-            assert weights.shape == (n,) and set(np.unique(weights)) <= {1.0, MODE_NOTE_WEIGHT}
-    x, emotion, offsets, y, weights = sampler.batch(rng, 3)
+    x, emotion, offsets, y = sampler.batch(rng, 3)
     assert x.shape == (3, n) and emotion.shape == (3, n, 2) and offsets.shape == (3, n) and y.shape == (3, n)
     assert x.dtype == torch.int64 and offsets.dtype == torch.int64 and emotion.dtype == torch.float32
-    assert weights.shape == (3, n) and weights.dtype == torch.float32
 
 
 def test_window_sampler_sees_boundaries_and_is_deterministic(data):
@@ -174,29 +171,6 @@ def test_loss_ignores_padding(tiny_model):
     assert math.isclose(float(loss), math.log(codec.VOCAB_SIZE), rel_tol=0.05)  # untrained: near uniform
 
 
-
-def test_loss_weights_scale_each_target(tiny_model):
-    gen = torch.Generator().manual_seed(3)
-    tokens, emotion, offsets = _inputs(gen, 10)
-    targets = tokens.roll(-1, dims=1)
-    weights = torch.ones(targets.shape)
-    weights[:, 2] = 5.0
-    with torch.no_grad():
-        logits, _ = tiny_model(tokens, emotion, offsets)
-        loss = tiny_model.loss(tokens, emotion, offsets, targets, weights)
-    each = torch.nn.functional.cross_entropy(logits[0], targets[0], reduction="none")
-    torch.testing.assert_close(loss, (each * weights[0]).sum() / weights[0].sum(), atol=1e-5, rtol=0)
-
-
-def test_mode_note_weights_mark_the_thirds_and_sixths_of_the_key():
-    targets = np.array([codec.on_token(PIANO, 64), codec.on_token(PIANO, 62), codec.on_token(PIANO, 63),
-                        codec.on_token(DRUMS, 64), codec.off_token(PIANO, 64), codec.shift_token(5),
-                        codec.on_token(PIANO, 57 + 12), codec.PAD])
-    assert mode_note_weights(targets, (0, True)).tolist() == [MODE_NOTE_WEIGHT, 1, MODE_NOTE_WEIGHT, 1, 1, 1,
-                                                              MODE_NOTE_WEIGHT, 1]
-    # In A the thirds and sixths are C/C# and F/F#: E and D# are not among them.
-    assert mode_note_weights(targets, (9, False)).tolist() == [1] * 8
-    assert mode_note_weights(targets, None).tolist() == [1] * 8
 
 # ---------------------------------------------------------------- ONNX export
 
