@@ -171,7 +171,6 @@ def test_loss_ignores_padding(tiny_model):
     assert math.isclose(float(loss), math.log(codec.VOCAB_SIZE), rel_tol=0.05)  # untrained: near uniform
 
 
-
 # ---------------------------------------------------------------- ONNX export
 
 
