@@ -328,8 +328,8 @@ def train(cfg: TrainConfig, model_cfg: GeneratorConfig | None = None, init_from:
         model_cfg = model_cfg or GeneratorConfig()
         model = Generator(model_cfg)
     history = {"tokens": 0, "seconds": 0.0, "steps": 0} | history
-    bf16 = bf16_is_faster(device)
-    log(f"{device}, bf16 autocast {'on' if bf16 else 'off: ' + ('unsupported' if device == 'cuda' else 'slower than fp32')}")
+    why_not = "unsupported" if device == "cuda" else "slower than fp32"
+    log(f"{device}, bf16 autocast {'on' if bf16_is_faster(device) else 'off: ' + why_not}")
     model.to(device).train()
     optimizer = _optimizer(model, cfg)
     if ckpt_path.exists():

@@ -10,14 +10,15 @@ by play/stop/locate. Notes held when the transport stops or jumps are released (
 each, then All Notes Off on every channel of the score).
 
 It can follow a host on a MIDI input port: MIDI clock (24 per quarter note; the tempo is a
-least-squares fit over the last two beats of clock), Start/Continue/Stop and Song Position Pointer
-(sixteenth notes). Beats from the host map to seconds through the score's tempo map (for a
-session, its `bpm` setting); the player re-anchors on every clock and runs at the host's tempo
-in between, so a host at another tempo than the score plays the score faster or slower.
+least-squares fit over the last two beats of clock), Start/Continue/Stop and Song Position
+Pointer (sixteenth notes). Beats from the host map to seconds through the score's tempo map
+(for a session, its `bpm` setting); the player re-anchors on every clock and runs at the
+host's tempo in between, so a host at another tempo than the score plays the score faster or
+slower.
 
 Ports come from python-rtmidi (outputs through mido, inputs polled: `MidiInput`): the
-platform's own MIDI system first (ALSA sequencer, CoreMIDI, Windows MM), then JACK. Without any, `midi_backend()` raises an
-EmsyncError saying what is missing and what to do.
+platform's own MIDI system first (ALSA sequencer, CoreMIDI, Windows MM), then JACK. Without
+any, `midi_backend()` raises an EmsyncError saying what is missing and what to do.
 """
 from __future__ import annotations
 

@@ -7,7 +7,6 @@ OSC server run in their own processes on the same JACK server.
 from __future__ import annotations
 
 import os
-import random
 import subprocess
 import sys
 import threading
@@ -257,20 +256,21 @@ def test_an_input_outlives_a_failing_callback_and_a_second_close(jack_server):
         port.close()
 
 
-def clock_at(player: live.Player, bpm: float, count: int, start: float, jitter: float = 0.0, seed: int = 0) -> float:
-    """Feed `count` clocks at `bpm` straight to the player, each up to `jitter` s late; the next due time."""
-    rng, interval = random.Random(seed), 60.0 / bpm / live.CLOCKS_PER_BEAT
+def clock_at(player: live.Player, bpm: float, count: int, start: float) -> float:
+    """Feed `count` clocks at `bpm` straight to the player from `start`; the next one's due time."""
+    interval = 60.0 / bpm / live.CLOCKS_PER_BEAT
     for i in range(count):
-        player.on_midi(mido.Message("clock"), start + i * interval + rng.uniform(0.0, jitter))
+        player.on_midi(mido.Message("clock"), start + i * interval)
     return start + count * interval
 
 
 def test_host_tempo_is_fitted_not_taken_from_two_clocks():
     player = live.Player(mido.ports.BaseOutput())
     try:
-        clock_at(player, 240.0, 100, 10.0, jitter=0.006)
-        # One beat's first-to-last span would be off by up to 6 ms in 250 ms (2.4 %).
-        assert player.host_bpm == pytest.approx(240.0, rel=0.01)
+        due = clock_at(player, 240.0, 99, 10.0)
+        player.on_midi(mido.Message("clock"), due + 0.006)
+        # One beat's first-to-last span would be 6 ms too long in 250 ms: 2.4 % slow; the fit, 0.15 %.
+        assert player.host_bpm == pytest.approx(240.0, rel=0.004)
     finally:
         player.close()
 
