@@ -12,6 +12,8 @@
   as training does) are predicted under the valence that fits their mode (+0.6 for major,
   -0.6 for minor) than under the opposite one, in nats per note-on; over the first 64 tokens
   (where the model must choose a mode) and later (where the context has shown it);
+- sampled valence (the quick check run while training): 32 pieces of 12 s at valence -0.8
+  and 32 at +0.8 (arousal +-0.4), Pearson r of valence and the pieces' mode evidence;
 - note lengths: share of pitched notes held longer than the sampler's MAX_NOTE_SECONDS in
   the held-out corpus (needs --data).
 
@@ -29,6 +31,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from emsync_core.conditions import EmotionCurve  # noqa: E402
+from emsync_core.features import music_features  # noqa: E402
 from emsync_core.generator import MAX_NOTE_SECONDS, MusicGenerator, default_model_path, int8_path  # noqa: E402
 from emsync_core.score import DRUMS  # noqa: E402
 
@@ -140,6 +144,19 @@ def mode_response(model_path: str, data: str, count: int = 30, valence: float = 
                    "windows": len(values)} for name, values in gains.items()}
 
 
+def sampled_valence(generator: MusicGenerator, pieces: int = 32, seconds: float = 12.0) -> dict:
+    rows = []
+    for k in range(pieces):
+        for valence in (-0.8, 0.8):
+            run = generator.generate(seconds, [], EmotionCurve.constant(valence, 0.4 if k % 2 else -0.4), seed=100 + k)
+            rows.append((valence, music_features(run.notes, 0.0, seconds).major_minus_minor))
+    table = np.array(rows)
+    return {"r": round(float(np.corrcoef(table[:, 0], table[:, 1])[0, 1]), 3),
+            "mode_evidence_low_vs_high": [round(float(table[table[:, 0] < 0, 1].mean()), 3),
+                                          round(float(table[table[:, 0] > 0, 1].mean()), 3)],
+            "pieces": len(rows), "seconds": seconds}
+
+
 def long_notes(data: str) -> dict:
     split = np.load(Path(data) / "valid.npz")
     notes = split["notes"][split["notes"][:, 4] != DRUMS]
@@ -154,6 +171,7 @@ def main() -> None:
     full, int8 = MusicGenerator(args.model), MusicGenerator(int8_path(args.model))
     report = {"step_ms_at_300_cached": {f"{name}_batch{batch}": step_ms(g, batch)
                                         for name, g in (("int8", int8), ("float", full)) for batch in (1, 2)}}
+    report["sampled_valence_int8"] = sampled_valence(int8)
     if args.data:
         report["int8_vs_float"] = int8_agreement(int8, full, args.data)
         report["held_out_notes"] = long_notes(args.data)

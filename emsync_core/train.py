@@ -18,6 +18,16 @@ thirds and sixths 3x in the loss. In 784 steps it made valence move the next-tok
 distribution 8x more, but sampled pieces did not follow valence any better, and their
 out-of-key notes went from 8 % to 18 %.)
 
+Openings: half the steps train on OPENING_TOKENS-long windows (four times as many per
+step), the part of a piece where nothing but valence can say which mode to take. Their
+valence is the mode evidence of their own first OPENING_SECONDS (after a whole-window mode
+swap in half of them), and besides the next-token loss they pay `opening_losses`' contrast:
+each window should be likelier under its own valence than under the mirrored one. Without
+the contrast, valence was worth 0.005 nats a token on such windows and sampled pieces did
+not follow it (600 steps of openings alone left it there); with it, 600 steps moved the
+sampled valence response of a quick check from r 0.14 to 0.42, and 2,600 steps moved the
+model's own r in `emsync eval` from -0.02 to 0.39.
+
 Tempo swap, the same idea for arousal: some windows speed up or slow down (0.65-1.5x)
 from an instant on, play louder when faster, and their arousal moves with log2 of the
 factor. The corpus labels move slowly (12 s windows), so without it little inside a window
@@ -40,6 +50,7 @@ import numpy as np
 import torch
 
 from . import codec
+from .corpus import ESTIMATE_STD
 from .conditions import NO_BOUNDARY, EmotionCurve, boundary_offset_bins
 from .errors import EmsyncError
 from .features import key_scores
@@ -58,6 +69,13 @@ TEMPO_SWAP_SHARE = 0.5
 TEMPO_SWAP_RANGE = (0.65, 1.5)  # speed factors; > 1 is faster
 AROUSAL_PER_DOUBLING = 0.6  # arousal change for twice the speed (labels' std is about 0.4)
 EMOTION_LR_SCALE = 5.0  # see _optimizer
+OPENING_TOKENS = 128
+OPENING_SHARE = 0.5
+OPENING_SECONDS = 12.0
+CONTRAST_WEIGHT = 1.0
+CONTRAST_MARGIN = 3.0  # nats per window
+CLEAR_VALENCE = 0.5  # an opening's contrast counts fully from this |valence| on, less below
+OPENING_EVIDENCE = (0.074, 0.188)  # mean and std of POP909 training windows' 20 s mode evidence
 
 
 @dataclass
@@ -74,6 +92,8 @@ class TrainConfig:
     eval_batches: int = 16
     checkpoint_every: int = 50
     seed: int = 0
+    opening_share: float = OPENING_SHARE  # steps trained on short windows, see OPENING_TOKENS
+    contrast: float = CONTRAST_WEIGHT  # weight of opening_losses' valence contrast
     minutes: float = 0.0  # stop (with a checkpoint) after this much wall time; 0 = no limit
 
 
@@ -96,7 +116,8 @@ class WindowSampler:
         offsets = self.arrays[name + "_offsets"]
         return self.arrays[name][offsets[i]:offsets[i + 1]]
 
-    def sample(self, rng: np.random.Generator, augment: bool = True):
+    def sample(self, rng: np.random.Generator, augment: bool = True, length: int | None = None):
+        length = length or self.block_size
         piece = int(rng.choice(self.music, p=self.weights))
         notes = self._part("notes", piece).copy()
         stretch = rng.uniform(0.9, 1.1) if augment else 1.0
@@ -117,7 +138,9 @@ class WindowSampler:
             if len(beats) > 8 and self.grooves.size and rng.random() < DRUM_OVERLAY_SHARE:
                 window = np.concatenate([window, self._drums_on_beats(rng, beats, t0)])
             key = window_key(window)
-            swapped = mode_swap_spans(rng, t0) if rng.random() < MODE_SWAP_SHARE else np.zeros((0, 2))
+            swapped = np.zeros((0, 2))
+            if rng.random() < MODE_SWAP_SHARE:
+                swapped = mode_swap_spans(rng, t0) if length == self.block_size else np.array([[t0, np.inf]])
             valence_shift = swap_mode(window, swapped, key)
             louder = window[:, 0] >= warp.since - 1e-6
             window[louder, 3] = np.clip(np.round(window[louder, 3] * warp.speed ** 0.5), 1, 127)
@@ -125,11 +148,14 @@ class WindowSampler:
             swapped, valence_shift = np.zeros((0, 2)), 0.0
         tokens, clock = codec.encode([Note(float(s), float(e), int(p), int(v), int(i)) for s, e, p, v, i in window],
                                      start_seconds=t0)
-        tokens = np.concatenate([[codec.BOS], tokens])[: self.block_size + 1]
-        clock = np.concatenate([[t0], clock])[: self.block_size + 1]
+        tokens = np.concatenate([[codec.BOS], tokens])[: length + 1]
+        clock = np.concatenate([[t0], clock])[: length + 1]
         curve = self._part("curve", piece)
         emotion = EmotionCurve(warp(curve[:, 0]), curve[:, 1], curve[:, 2]).at(clock)
-        emotion[:, 0] = np.clip(emotion[:, 0] + valence_shift * inside(clock, swapped), -1, 1)
+        if length < self.block_size:
+            emotion[:, 0] = opening_valence(window, t0)
+        else:
+            emotion[:, 0] = np.clip(emotion[:, 0] + valence_shift * inside(clock, swapped), -1, 1)
         emotion[:, 1] = np.clip(emotion[:, 1] + warp.arousal_shift * (clock >= warp.since - 1e-6), -1, 1)
         boundaries = warp(self._part("boundaries", piece))
         if augment and rng.random() < MASKED_SHARE:
@@ -138,7 +164,7 @@ class WindowSampler:
             if augment:
                 boundaries = boundaries[rng.random(len(boundaries)) >= BOUNDARY_DROPOUT]
             offsets = boundary_offset_bins(clock, boundaries)
-        return self._pad(tokens, emotion, offsets)
+        return self._pad(tokens, emotion, offsets, length)
 
     def _drums_on_beats(self, rng: np.random.Generator, beats: np.ndarray, t0: float) -> np.ndarray:
         """A Groove performance warped so its beats fall on the song's beats from t0 on."""
@@ -154,8 +180,9 @@ class WindowSampler:
         drums[:, 0] = onset
         return drums[drums[:, 0] < t0 + WINDOW_SECONDS]
 
-    def _pad(self, tokens, emotion, offsets):
-        n = self.block_size + 1
+    @staticmethod
+    def _pad(tokens, emotion, offsets, length: int):
+        n = length + 1
         padded = np.full(n, codec.PAD, dtype=np.int64)
         padded[: len(tokens)] = tokens
         emo = np.zeros((n, 2), dtype=np.float32)
@@ -165,8 +192,8 @@ class WindowSampler:
         off[: len(offsets)] = offsets
         return padded[:-1], emo[:-1], off[:-1], padded[1:]
 
-    def batch(self, rng: np.random.Generator, size: int, augment: bool = True):
-        items = [self.sample(rng, augment) for _ in range(size)]
+    def batch(self, rng: np.random.Generator, size: int, augment: bool = True, length: int | None = None):
+        items = [self.sample(rng, augment, length) for _ in range(size)]
         return [torch.from_numpy(np.stack(column)) for column in zip(*items)]
 
 
@@ -200,6 +227,18 @@ def inside(times: np.ndarray, spans: np.ndarray) -> np.ndarray:
     """Whether each time falls in one of the (start, end) spans."""
     times = np.asarray(times)[:, None]
     return ((times >= spans[:, 0] - 1e-6) & (times < spans[:, 1] - 1e-6)).any(axis=1)
+
+
+def opening_valence(window: np.ndarray, t0: float) -> float:
+    """The valence that the mode of a window's first OPENING_SECONDS asks for: their
+    major-minus-minor key evidence, centred and scaled as the corpus labels are."""
+    head = window[(window[:, 0] < t0 + OPENING_SECONDS) & (window[:, 4] != DRUMS)]
+    if not len(head):
+        return 0.0
+    histogram = np.bincount(head[:, 2].astype(int) % 12, weights=head[:, 1] - head[:, 0], minlength=12)
+    major, minor = key_scores(histogram)
+    evidence = major.max() - minor.max()
+    return float(np.clip((evidence - OPENING_EVIDENCE[0]) / OPENING_EVIDENCE[1] * ESTIMATE_STD, -1, 1))
 
 
 def window_key(window: np.ndarray) -> tuple[int, bool] | None:
@@ -249,6 +288,24 @@ def _optimizer(model: Generator, cfg: TrainConfig) -> torch.optim.AdamW:
                               {"params": no_decay, "weight_decay": 0.0, "lr_scale": 1.0},
                               {"params": emotion, "weight_decay": 0.0, "lr_scale": EMOTION_LR_SCALE}],
                              lr=cfg.lr, betas=(0.9, 0.95))
+
+
+def opening_losses(model: Generator, x, emotion, offsets, targets) -> tuple[torch.Tensor, torch.Tensor]:
+    """Next-token loss, and how badly each window fails to be likelier under its own
+    valence than under the mirrored one: softplus(CONTRAST_MARGIN - log-likelihood ratio),
+    weighted by how clearly the window leans major or minor. The likelihood alone barely
+    asks for valence (a window's mode shows after a few notes, so valence is worth about
+    0.005 nats a token), so this asks the model to tell the two valences apart."""
+    mirrored = emotion.clone()
+    mirrored[..., 0] = -mirrored[..., 0]
+    logits, _ = model(torch.cat([x, x]), torch.cat([emotion, mirrored]), torch.cat([offsets, offsets]))
+    log_p = torch.log_softmax(logits.float(), dim=-1).gather(-1, torch.cat([targets, targets]).unsqueeze(-1))
+    log_p = log_p.squeeze(-1) * (torch.cat([targets, targets]) != codec.PAD)
+    own, other = log_p.chunk(2)
+    loss = -own.sum() / (targets != codec.PAD).sum()
+    weight = (emotion[:, 0, 0].abs() / CLEAR_VALENCE).clamp(max=1.0)
+    ratio = (own - other).sum(dim=1)
+    return loss, (weight * torch.nn.functional.softplus(CONTRAST_MARGIN - ratio)).mean()
 
 
 def learning_rate(step: int, cfg: TrainConfig) -> float:
@@ -340,6 +397,7 @@ def train(cfg: TrainConfig, model_cfg: GeneratorConfig | None = None, init_from:
     train_set = WindowSampler(Path(cfg.data) / "train.npz", model_cfg.block_size)
     valid_set = WindowSampler(Path(cfg.data) / "valid.npz", model_cfg.block_size)
     rng = np.random.default_rng(cfg.seed + step)
+    opening_tokens = min(OPENING_TOKENS, model_cfg.block_size // 2)
     log_file = open(out / "log.jsonl", "a")
     started = time.time()
 
@@ -351,11 +409,18 @@ def train(cfg: TrainConfig, model_cfg: GeneratorConfig | None = None, init_from:
         tick = time.time()
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, cfg) * group["lr_scale"]
-        x, emo, off, y = (t.to(device) for t in train_set.batch(rng, cfg.batch_size))
+        length = opening_tokens if rng.random() < cfg.opening_share else model_cfg.block_size
+        batch = train_set.batch(rng, cfg.batch_size * model_cfg.block_size // length, length=length)
+        x, emo, off, y = (t.to(device) for t in batch)
         with _autocast(device):
-            loss = model.loss(x, emo, off, y)
+            contrast = None
+            if length < model_cfg.block_size and cfg.contrast:
+                loss, contrast = opening_losses(model, x, emo, off, y)
+            else:
+                loss = model.loss(x, emo, off, y)
+        total = loss if contrast is None else loss + cfg.contrast * contrast
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        total.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         step += 1
@@ -366,6 +431,8 @@ def train(cfg: TrainConfig, model_cfg: GeneratorConfig | None = None, init_from:
         history["seconds"] += elapsed
         record = {"step": step, "loss": round(loss.item(), 4), "lr": optimizer.param_groups[0]["lr"],
                   "tokens_per_s": round(n_tokens / elapsed), "device": device}
+        if contrast is not None:
+            record["contrast"] = round(contrast.item(), 4)
         if step % cfg.eval_every == 0 or step == cfg.steps:
             record["val_loss"] = round(evaluate_loss(model, valid_set, cfg.eval_batches, cfg.batch_size, device), 4)
             history["val_loss"] = record["val_loss"]

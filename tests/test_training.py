@@ -20,8 +20,9 @@ from emsync_core.generator import cache_names  # noqa: E402
 from emsync_core.midi_io import write_midi  # noqa: E402
 from emsync_core.model import Generator, GeneratorConfig  # noqa: E402
 from emsync_core.score import DRUMS, INSTRUMENTS, Note  # noqa: E402
-from emsync_core.train import (MODE_SPAN_SECONDS, MODE_SWAP_VALENCE, WINDOW_SECONDS, TempoWarp,  # noqa: E402
-                               TrainConfig, WindowSampler, inside, mode_swap_spans, swap_mode, train, window_key)
+from emsync_core.train import (CONTRAST_MARGIN, MODE_SPAN_SECONDS, MODE_SWAP_VALENCE, WINDOW_SECONDS,  # noqa: E402
+                               TempoWarp, TrainConfig, WindowSampler, inside, mode_swap_spans, opening_losses,
+                               opening_valence, swap_mode, train, window_key)
 
 TINY = GeneratorConfig(n_layer=2, n_head=2, n_embd=64, n_cond=16, block_size=64, dropout=0.1)
 PIANO, STRINGS = INSTRUMENTS.index("piano"), INSTRUMENTS.index("strings")
@@ -121,6 +122,18 @@ def test_window_sampler_sees_boundaries_and_is_deterministic(data):
     near = [sampler.sample(rng, augment=False)[2] for _ in range(10)]
     # a held chord every 3 s: unaugmented windows always have a boundary within the horizon
     assert all((off < NO_BOUNDARY).any() for off in near)
+
+
+def test_opening_windows_are_short_and_hold_their_own_modes_valence(data):
+    sampler = WindowSampler(data / "train.npz", TINY.block_size)
+    rng = np.random.default_rng(3)
+    for _ in range(12):
+        x, emotion, offsets, y = sampler.sample(rng, augment=True, length=16)
+        assert x.shape == y.shape == offsets.shape == (16,) and emotion.shape == (16, 2)
+        assert x[0] == codec.BOS and np.array_equal(x[1:], y[:-1])
+        assert np.all(emotion[:, 0] == emotion[0, 0]), "one valence for the whole opening"
+    x, emotion, offsets, y = sampler.batch(rng, 5, length=16)
+    assert x.shape == (5, 16) and emotion.shape == (5, 16, 2)
 
 
 def test_window_sampler_needs_a_built_split(tmp_path):
@@ -288,6 +301,15 @@ def test_train_writes_checkpoint_and_log_then_resumes(data, tmp_path):
     assert state["train_config"]["steps"] == 5
 
 
+def test_train_on_openings_logs_the_valence_contrast(data, tmp_path):
+    out = tmp_path / "openings"
+    train(_config(data, out, opening_share=1.0), TINY, log=lambda _: None)
+    lines = _log_lines(out)
+    assert len(lines) == 3 and all(math.isfinite(r["contrast"]) and r["contrast"] >= 0 for r in lines)
+    train(_config(data, tmp_path / "plain", opening_share=0.0), TINY, log=lambda _: None)
+    assert all("contrast" not in r for r in _log_lines(tmp_path / "plain"))
+
+
 def test_train_from_an_onnx_export_starts_from_its_weights(data, tiny_model, exported, tmp_path):
     out = tmp_path / "init"
     messages = []
@@ -362,3 +384,32 @@ def test_swap_mode_moves_the_third_only_inside_the_spans_and_says_which_way():
     assert swap_mode(major.copy(), np.array([[0.0, np.inf]]), None) == 0.0, "no clear key: left alone"
     chromatic = np.array([(k * 0.5, k * 0.5 + 0.5, 60 + k, 80, PIANO) for k in range(12)], dtype=float)
     assert window_key(chromatic) is None
+
+
+def test_opening_valence_follows_the_mode_of_the_first_seconds():
+    major = _chords([(60, 64), (65, 69), (67, 71), (60, 64)] * 3)
+    assert opening_valence(major, 0.0) > 0.3
+    minor = major.copy()
+    swap_mode(minor, np.array([[0.0, np.inf]]), window_key(minor))
+    assert opening_valence(minor, 0.0) < -0.3
+    late_minor = np.concatenate([major, minor + [100.0, 100.0, 0, 0, 0]])
+    assert opening_valence(late_minor, 0.0) == opening_valence(major, 0.0), "only the first seconds count"
+    assert opening_valence(np.array([(0.0, 0.1, 36, 100, DRUMS)], dtype=float), 0.0) == 0.0
+
+
+def test_opening_losses_contrast_own_and_mirrored_valence():
+    torch.manual_seed(1)
+    model = Generator(TINY).eval()
+    tokens, emotion, offsets = _inputs(torch.Generator().manual_seed(2), 16, batch=4)
+    targets = torch.roll(tokens, -1, dims=1)
+    emotion[:, :, 0] = torch.tensor([0.8, -0.8, 0.1, 0.0])[:, None]
+    with torch.no_grad():
+        model.emotion_emb.weight[:, 0] = 0.0  # blind to valence: both valences fit equally
+        loss, contrast = opening_losses(model, tokens, emotion, offsets, targets)
+    assert torch.isclose(loss, model.loss(tokens, emotion, offsets, targets), atol=1e-5)
+    weights = torch.tensor([1.0, 1.0, 0.2, 0.0])  # by how clearly each window leans
+    assert torch.isclose(contrast, (weights * torch.nn.functional.softplus(torch.tensor(CONTRAST_MARGIN))).mean(),
+                         atol=1e-4)
+    _, contrast = opening_losses(model, tokens, emotion, offsets, targets)
+    contrast.backward()
+    assert model.emotion_emb.weight.grad[:, 0].abs().sum() > 0, "the contrast teaches the valence input"
