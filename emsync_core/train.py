@@ -25,8 +25,8 @@ swap in half of them), and besides the next-token loss they pay `opening_losses`
 each window should be likelier under its own valence than under the mirrored one. Without
 the contrast, valence was worth 0.005 nats a token on such windows and sampled pieces did
 not follow it (600 steps of openings alone left it there); with it, 600 steps moved the
-sampled valence response of a quick check from r 0.14 to 0.42, and 2,600 steps moved the
-model's own r in `emsync eval` from -0.02 to 0.39.
+sampled valence response of a quick check from r 0.14 to 0.42, and 3,500 steps moved the
+model's own r in `emsync eval` from -0.02 to 0.50.
 
 Tempo swap, the same idea for arousal: some windows speed up or slow down (0.65-1.5x)
 from an instant on, play louder when faster, and their arousal moves with log2 of the
