@@ -14,6 +14,8 @@
   (where the model must choose a mode) and later (where the context has shown it);
 - sampled valence (the quick check run while training): 32 pieces of 12 s at valence -0.8
   and 32 at +0.8 (arousal +-0.4), Pearson r of valence and the pieces' mode evidence;
+- opening gain (needs torch): teacher-forced on held-out 128-token openings, how much lower the
+  next-token loss is under their own valence than the mirrored one, in nats per token;
 - note lengths: share of pitched notes held longer than the sampler's MAX_NOTE_SECONDS in
   the held-out corpus (needs --data).
 
@@ -78,13 +80,9 @@ def int8_agreement(int8: MusicGenerator, full: MusicGenerator, data: str) -> dic
     return {"mean_kl_nats": float(np.mean(kl)), "same_top_token": round(float(np.mean(same)), 4)}
 
 
-def emotion_probe(model_path: str, data: str, tokens_seen: int = 24) -> dict:
+def emotion_probe(model, data: str, tokens_seen: int = 24) -> dict:
     import torch
 
-    from emsync_core.export import load_onnx_weights
-
-    model, _ = load_onnx_weights(model_path)
-    model.eval()
     moved = {"valence": [], "arousal": []}
     with torch.no_grad():
         for tokens, _, offsets in windows(data, 6, tokens_seen):
@@ -102,16 +100,31 @@ def emotion_probe(model_path: str, data: str, tokens_seen: int = 24) -> dict:
         "arousal_column_norm": round(float(weight[:, 1].norm()), 4)}
 
 
-def mode_response(model_path: str, data: str, count: int = 30, valence: float = 0.6) -> dict:
+def opening_gain(model, data: str, count: int = 128) -> dict:
+    """Teacher-forced on held-out openings as training cuts them (128 tokens, valence from
+    their own mode): next-token loss under the mirrored valence minus under their own."""
+    import torch
+
+    from emsync_core.train import OPENING_TOKENS, WindowSampler
+
+    sampler = WindowSampler(Path(data) / "valid.npz", 512)
+    x, emotion, offsets, y = sampler.batch(np.random.default_rng(5), count, length=OPENING_TOKENS)
+    mirrored = emotion.clone()
+    mirrored[..., 0] = -mirrored[..., 0]
+    clear = emotion[:, 0, 0].abs() > 0.4
+    with torch.no_grad():
+        gain = float(model.loss(x[clear], mirrored[clear], offsets[clear], y[clear])
+                     - model.loss(x[clear], emotion[clear], offsets[clear], y[clear]))
+    return {"nats_per_token": round(gain, 4), "windows_with_abs_valence_over_0.4": int(clear.sum())}
+
+
+def mode_response(model, data: str, count: int = 30, valence: float = 0.6) -> dict:
     import torch
 
     from emsync_core import codec
-    from emsync_core.export import load_onnx_weights
     from emsync_core.score import Note
     from emsync_core.train import swap_mode, window_key
 
-    model, _ = load_onnx_weights(model_path)
-    model.eval()
     gains = {"first_64_tokens": [], "later": []}
     for tokens, emotion, offsets in windows(data, count, 512):
         notes = codec.decode([int(t) for t in tokens if t not in (codec.PAD, codec.BOS)])
@@ -176,10 +189,14 @@ def main() -> None:
         report["int8_vs_float"] = int8_agreement(int8, full, args.data)
         report["held_out_notes"] = long_notes(args.data)
         try:
-            report["emotion_probe"] = emotion_probe(args.model, args.data)
-            report["mode_response"] = mode_response(args.model, args.data)
+            from emsync_core.export import load_onnx_weights
         except ImportError:
             report["emotion_probe"] = "torch not installed"
+        else:
+            model = load_onnx_weights(args.model)[0].eval()
+            report["emotion_probe"] = emotion_probe(model, args.data)
+            report["mode_response"] = mode_response(model, args.data)
+            report["opening_gain"] = opening_gain(model, args.data)
     print(json.dumps(report, indent=2))
 
 

@@ -118,6 +118,7 @@ class WindowSampler:
 
     def sample(self, rng: np.random.Generator, augment: bool = True, length: int | None = None):
         length = length or self.block_size
+        opening = length < self.block_size
         piece = int(rng.choice(self.music, p=self.weights))
         notes = self._part("notes", piece).copy()
         stretch = rng.uniform(0.9, 1.1) if augment else 1.0
@@ -140,7 +141,7 @@ class WindowSampler:
             key = window_key(window)
             swapped = np.zeros((0, 2))
             if rng.random() < MODE_SWAP_SHARE:
-                swapped = mode_swap_spans(rng, t0) if length == self.block_size else np.array([[t0, np.inf]])
+                swapped = np.array([[t0, np.inf]]) if opening else mode_swap_spans(rng, t0)
             valence_shift = swap_mode(window, swapped, key)
             louder = window[:, 0] >= warp.since - 1e-6
             window[louder, 3] = np.clip(np.round(window[louder, 3] * warp.speed ** 0.5), 1, 127)
@@ -152,7 +153,7 @@ class WindowSampler:
         clock = np.concatenate([[t0], clock])[: length + 1]
         curve = self._part("curve", piece)
         emotion = EmotionCurve(warp(curve[:, 0]), curve[:, 1], curve[:, 2]).at(clock)
-        if length < self.block_size:
+        if opening:
             emotion[:, 0] = opening_valence(window, t0)
         else:
             emotion[:, 0] = np.clip(emotion[:, 0] + valence_shift * inside(clock, swapped), -1, 1)
@@ -232,24 +233,25 @@ def inside(times: np.ndarray, spans: np.ndarray) -> np.ndarray:
 def opening_valence(window: np.ndarray, t0: float) -> float:
     """The valence that the mode of a window's first OPENING_SECONDS asks for: their
     major-minus-minor key evidence, centred and scaled as the corpus labels are."""
-    head = window[(window[:, 0] < t0 + OPENING_SECONDS) & (window[:, 4] != DRUMS)]
-    if not len(head):
+    major, minor = _window_key_scores(window[window[:, 0] < t0 + OPENING_SECONDS])
+    if not major.any():  # no pitched notes, or pitches that say nothing: neutral
         return 0.0
-    histogram = np.bincount(head[:, 2].astype(int) % 12, weights=head[:, 1] - head[:, 0], minlength=12)
-    major, minor = key_scores(histogram)
     evidence = major.max() - minor.max()
     return float(np.clip((evidence - OPENING_EVIDENCE[0]) / OPENING_EVIDENCE[1] * ESTIMATE_STD, -1, 1))
+
+
+def _window_key_scores(window: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """features.key_scores of the duration-weighted pitch classes of a window's pitched
+    notes (zeros when it has none)."""
+    pitched = window[window[:, 4] != DRUMS]
+    histogram = np.bincount(pitched[:, 2].astype(int) % 12, weights=pitched[:, 1] - pitched[:, 0], minlength=12)
+    return key_scores(histogram)
 
 
 def window_key(window: np.ndarray) -> tuple[int, bool] | None:
     """(tonic pitch class, major?) of a window (rows: start, end, pitch, velocity, instrument)
     whose pitches fit one key clearly, else None."""
-    pitched = window[:, 4] != DRUMS
-    if not pitched.any():
-        return None
-    histogram = np.bincount(window[pitched, 2].astype(int) % 12,
-                            weights=window[pitched, 1] - window[pitched, 0], minlength=12)
-    major, minor = key_scores(histogram)
+    major, minor = _window_key_scores(window)
     if max(major.max(), minor.max()) < MIN_KEY_CLARITY:
         return None
     return (int(major.argmax()), True) if major.max() >= minor.max() else (int(minor.argmax()), False)
