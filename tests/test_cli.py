@@ -5,7 +5,7 @@ import mido
 import pytest
 
 from conftest import REPO, SHARED_DATA, run_cli
-from emsync_core.score import GM_PROGRAM, INSTRUMENTS
+from emsync.core.music import GM_PROGRAM, INSTRUMENTS
 
 
 def _check_smf(path, expected_markers):

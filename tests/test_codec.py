@@ -9,8 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from emsync_core import codec, midi_io
-from emsync_core.score import DRUM_NOTE_SECONDS, DRUMS, INSTRUMENTS, Note
+from emsync.core import codec
+
+from emsync.core import midi_io
+from emsync.core.music import DRUM_NOTE_SECONDS, DRUMS, INSTRUMENTS, Note
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "midi"
 

@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
-from emsync_core.conditions import NO_BOUNDARY, OFFSET_EDGES, OFFSET_HORIZON, EmotionCurve, boundary_offset_bins
-from emsync_core.errors import EmsyncError
-from emsync_core.scenes import cut_markers, load_scene_file, scenes_from_cuts
-from emsync_core.score import Scene
+from emsync.core.conditions import NO_BOUNDARY, OFFSET_EDGES, OFFSET_HORIZON, EmotionCurve, boundary_offset_bins
+from emsync.core.errors import EmsyncError
+from emsync.core.scenes import load_scene_file, scenes_from_cuts, score_markers
+from emsync.core.music import Scene
 
 
 def test_offset_bins_count_down_to_each_boundary():
@@ -43,7 +43,9 @@ def test_scene_file_and_markers(tmp_path):
     duration, scenes = load_scene_file(path)
     assert duration == 20
     assert [(s.start, s.end) for s in scenes] == [(0, 8), (8, 20)]
-    markers = cut_markers(scenes)
+    markers = score_markers(scenes, [12.0])
+    assert markers[1] == (12.0, "hit")
+    markers = markers[:1]
     assert len(markers) == 1 and markers[0][0] == 8 and "b" in markers[0][1] and "valence=-0.50" in markers[0][1]
 
 

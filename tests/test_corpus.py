@@ -7,9 +7,11 @@ import mido
 import numpy as np
 import pytest
 
-from emsync_core import codec, corpus
-from emsync_core.errors import EmsyncError
-from emsync_core.score import DRUMS, INSTRUMENTS, Note
+from emsync.core import codec
+
+from emsync.training import corpus
+from emsync.core.errors import EmsyncError
+from emsync.core.music import DRUMS, INSTRUMENTS, Note
 
 PIANO, BASS, STRINGS, GUITAR = (INSTRUMENTS.index(n) for n in ("piano", "bass", "strings", "guitar"))
 TPB, BPM = 480, 120.0  # 960 ticks per second
@@ -119,7 +121,7 @@ def test_split_bass_moves_only_the_lowest_low_piano_note_of_each_onset():
 def test_estimated_valence_follows_the_mode_and_arousal_the_density():
     """Unlabelled music: minor harmony reads as lower valence than the same harmony in major,
     and the same progression played four times as densely as higher arousal."""
-    from emsync_core.features import EmotionEstimator
+    from emsync.core.features import EmotionEstimator
 
     def piece(third: int, step: float) -> corpus.Piece:
         notes = []

@@ -17,10 +17,10 @@ import time
 import pytest
 
 from conftest import Peer, Server, seeded_session
-from emsync_core.midi_io import read_midi
-from emsync_core.score import INSTRUMENTS, Note
-from plugin_host import dialects
-from plugin_host.clips import MAX_DATAGRAM
+from emsync.core.midi_io import read_midi
+from emsync.core.music import INSTRUMENTS, Note
+from emsync.osc import dialects
+from emsync.osc.wire import MAX_DATAGRAM
 
 BPM = 90.0
 DURATION = 9.0

@@ -5,13 +5,14 @@ import opentimelineio as otio
 import pytest
 
 from conftest import SHARED_DATA, run_cli
-from emsync_core.midi_io import write_midi
-from emsync_core.render import read_wav, render
-from emsync_core.score import Note
-from otio_adapters import read_timeline, write_timeline
+from emsync.core.midi_io import write_midi
+from emsync.preview.render import read_wav, render
+from emsync.core.music import Note
+from emsync.timelines import read_timeline
+from emsync.timelines import write_timeline
 
 SOURCES = ["25fps.edl", "premiere_example.xml", "simple.aaf", "transitions.aaf", "fcpx_example.fcpxml"]
-FORMATS = [".otio", ".xml", ".fcpxml"]  # an EDL has no place for a music track (see otio_adapters)
+FORMATS = [".otio", ".xml", ".fcpxml"]  # an EDL has no place for a music track (see emsync.timelines)
 pytestmark = pytest.mark.skipif(not (SHARED_DATA / "timelines").is_dir(), reason="../shared/data/timelines absent")
 
 

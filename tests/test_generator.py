@@ -2,11 +2,11 @@
 import numpy as np
 import pytest
 
-from emsync_core import codec
-from emsync_core.conditions import NO_BOUNDARY, EmotionCurve
-from emsync_core.errors import EmsyncError
-from emsync_core.generator import MAX_NOTE_SECONDS, MusicGenerator
-from emsync_core.score import DRUMS, Note
+from emsync.core import codec
+from emsync.core.conditions import NO_BOUNDARY, EmotionCurve
+from emsync.core.errors import EmsyncError
+from emsync.core.generator import MAX_NOTE_SECONDS, MusicGenerator
+from emsync.core.music import DRUMS, Note
 
 CURVE = EmotionCurve.constant(0.5, 0.2)
 
@@ -69,7 +69,7 @@ def test_long_generation_crosses_the_context_window(generator):
     ({"duration": 5, "prefix": [codec.VOCAB_SIZE + 3]}, "prefix"),
 ])
 def test_bad_requests_are_named(generator, kwargs, field):
-    args = {"cuts": [], "emotion": CURVE} | kwargs
+    args = {"boundaries": [], "emotion": CURVE} | kwargs
     with pytest.raises(EmsyncError, match=field):
         generator.generate(**args)
 

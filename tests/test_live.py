@@ -17,9 +17,9 @@ import mido
 import pytest
 
 from conftest import REPO, Peer, Server, seeded_session
-from emsync_core.midi_io import write_midi
-from emsync_core.score import Note
-from plugin_host import live
+from emsync.core.midi_io import write_midi
+from emsync.core.music import Note
+from emsync.live import player as live
 
 # Piano (channel 0) every quarter second, a bass note (channel 2) held for 2 s, a drum hit (channel 10).
 NOTES = sorted([Note(0.25 * i, 0.25 * i + 0.2, 60 + i, 40 + 3 * i, 1) for i in range(16)]
@@ -198,8 +198,8 @@ def test_following_clock_and_song_position_pointer(player, sink):
 
 FOLLOW_UNDER_CLOCK = """
 import sys, threading, time, mido
-from emsync_core.score import Note
-from plugin_host import live
+from emsync.core.music import Note
+from emsync.live import player as live
 host = live.midi_backend().open_output("clock", client_name="emsync-host")
 notes = [Note(0.1 * i, 0.1 * i + 0.05, 60 + i % 12, 80, 1) for i in range(200)]
 player = live.Player(mido.ports.BaseOutput(), live.Score.from_notes(notes, 120.0))
@@ -290,13 +290,13 @@ def test_host_tempo_starts_afresh_after_a_pause_and_follows_a_change():
 def test_cli_plays_a_file_to_a_named_port(sink, tmp_path):
     score = tmp_path / "score.mid"
     write_midi(score, NOTES)
-    result = subprocess.run([sys.executable, "-m", "plugin_host.cli", "play", str(score), "--port", sink.name,
+    result = subprocess.run([sys.executable, "-m", "emsync.cli", "play", str(score), "--port", sink.name,
                              "--from", "2.9", "--track", "piano"], cwd=REPO, capture_output=True, text=True,
                             timeout=60)
     assert result.returncode == 0, result.stderr
     assert f"playing 3.95 s to {sink.name} from 2.90 s" in result.stdout
     assert [o[1:] for o in sink.notes_on()] == [e[1:] for e in expected_onsets(2.9) if e[1] == 0]
-    result = subprocess.run([sys.executable, "-m", "plugin_host.cli", "play", str(score), "--port", "nowhere"],
+    result = subprocess.run([sys.executable, "-m", "emsync.cli", "play", str(score), "--port", "nowhere"],
                             cwd=REPO, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and result.stderr.startswith("emsync: error: port: no MIDI output ports match")
     assert sink.name in result.stderr, "the error lists the ports there are"
@@ -307,7 +307,7 @@ def test_no_port_system_is_one_clear_line(tmp_path):
     score = tmp_path / "score.mid"
     write_midi(score, NOTES)
     env = {**os.environ, "JACK_DEFAULT_SERVER": f"emsync-absent-{os.getpid()}"}
-    result = subprocess.run([sys.executable, "-m", "plugin_host.cli", "play", str(score)], cwd=REPO, env=env,
+    result = subprocess.run([sys.executable, "-m", "emsync.cli", "play", str(score)], cwd=REPO, env=env,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr

@@ -9,9 +9,11 @@ from pathlib import Path
 import mido
 import pytest
 
-from emsync_core import codec, midi_io
-from emsync_core.errors import EmsyncError
-from emsync_core.score import DRUM_NOTE_SECONDS, DRUMS, GM_PROGRAM, INSTRUMENTS, Note
+from emsync.core import codec
+
+from emsync.core import midi_io
+from emsync.core.errors import EmsyncError
+from emsync.core.music import DRUM_NOTE_SECONDS, DRUMS, GM_PROGRAM, INSTRUMENTS, Note
 
 PIANO, GUITAR, BASS, STRINGS = (INSTRUMENTS.index(n) for n in ("piano", "guitar", "bass", "strings"))
 TPB = 480  # ticks per beat of the files built here; 120 bpm (the MIDI default) -> 960 ticks/s

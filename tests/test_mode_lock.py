@@ -1,8 +1,8 @@
 """Valence picks the mode: the running key estimate and the parallel-mode move."""
-from emsync_core import codec
-from emsync_core.conditions import EmotionCurve
-from emsync_core.mode_lock import ModeLock
-from emsync_core.score import Note
+from emsync.core import codec
+from emsync.core.conditions import EmotionCurve
+from emsync.core.mode_lock import ModeLock
+from emsync.core.music import Note
 
 C_MAJOR_TUNE = [60, 64, 67, 72, 65, 69, 72, 67, 64, 62, 59, 60]  # C E G C F A C G E D B C
 C_MINOR_TUNE = [60, 63, 67, 72, 65, 68, 72, 67, 63, 62, 59, 60]  # C Eb G C F Ab C G Eb D B C

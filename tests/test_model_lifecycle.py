@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from conftest import run_cli
-from emsync_core.generator import cache_names, default_model_path
+from emsync.core.generator import cache_names, default_model_path
 
 torch = pytest.importorskip("torch")
 
@@ -14,7 +14,7 @@ def test_committed_model_matches_its_torch_weights():
     """onnxruntime logits of the shipped file equal torch logits of the weights it carries."""
     import onnxruntime as ort
 
-    from emsync_core.export import load_onnx_weights
+    from emsync.training.export import load_onnx_weights
 
     path = default_model_path()
     assert path.stat().st_size < 40e6
@@ -40,9 +40,9 @@ def test_committed_model_matches_its_torch_weights():
 def test_int8_copy_samples_like_the_float_model():
     """The runtime loads the int8 copy; on real music its next-token distributions match the
     float weights of record (mean KL < 1e-3 nats, same most likely token almost always)."""
-    from emsync_core import codec
-    from emsync_core.generator import MusicGenerator, runtime_model_path
-    from emsync_core.score import Note
+    from emsync.core import codec
+    from emsync.core.generator import MusicGenerator, runtime_model_path
+    from emsync.core.music import Note
 
     assert runtime_model_path().name == "generator-int8.onnx"
     notes = []

@@ -89,7 +89,7 @@ def test_status_answers_the_sender_or_its_registered_port(server, peer):
 
 
 def test_help_lists_every_address_in_small_bundles(server, peer):
-    from plugin_host.osc_server import ROUTES
+    from emsync.osc.host import ROUTES
 
     peer.send("/emsync/help")
     entries = [m for m in peer.receive(0.5) if m[0] == "/emsync/help/address"]
@@ -219,7 +219,7 @@ def test_busy_and_cancel(server, peer):
 
 
 def _fuzz_packets(rng: random.Random, count: int) -> list[bytes]:
-    from plugin_host.osc_server import ROUTES, RequestError
+    from emsync.osc.host import ROUTES, RequestError
 
     def build(address, args, types):
         builder = OscMessageBuilder(address)
@@ -301,7 +301,7 @@ def test_fuzz_thousands_of_bad_packets(server, peer):
 def test_open_a_timeline_and_export_it_with_the_score(server, peer, tmp_path):
     import opentimelineio as otio
 
-    from otio_adapters.timeline import read_timeline
+    from emsync.timelines.timeline import read_timeline
 
     rt, tr = otio.opentime.RationalTime, otio.opentime.TimeRange
     track = otio.schema.Track(kind=otio.schema.TrackKind.Video)
@@ -412,7 +412,7 @@ def test_kill_9_during_generation_keeps_the_acknowledged_state(tmp_path, scene_f
 
 def test_startup_errors_are_one_line_and_exit_2(tmp_path, server):
     def run(*args):
-        return subprocess.run([sys.executable, "-m", "plugin_host.cli", "serve", *map(str, args)], cwd=REPO,
+        return subprocess.run([sys.executable, "-m", "emsync.cli", "serve", *map(str, args)], cwd=REPO,
                               capture_output=True, text=True, timeout=60)
 
     broken = tmp_path / "broken"

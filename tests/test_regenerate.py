@@ -5,14 +5,14 @@ import threading
 import mido
 import pytest
 
-from emsync_core import codec
-from emsync_core.conditions import EmotionCurve
-from emsync_core.errors import EmsyncError
-from emsync_core.midi_io import TICKS_PER_BEAT, midi_bytes
-from emsync_core.generator import Cancelled
-from emsync_core.regenerate import (density_mismatch, harmony_agreement, prefix_tokens,
+from emsync.core import codec
+from emsync.core.conditions import EmotionCurve
+from emsync.core.errors import EmsyncError
+from emsync.core.midi_io import TICKS_PER_BEAT, midi_bytes
+from emsync.core.generator import Cancelled
+from emsync.core.regenerate import (density_mismatch, harmony_agreement, prefix_tokens,
                                     regenerate, split_notes, _borda)
-from emsync_core.score import Note
+from emsync.core.music import Note
 
 DURATION = 10.0
 CUTS = [3.0, 6.0]
@@ -161,7 +161,7 @@ def test_seam_criteria():
 ])
 def test_bad_ranges_are_named(generator, base, kwargs, field):
     with pytest.raises(EmsyncError, match=field):
-        regenerate(generator, base, DURATION, cuts=CUTS, emotion=CURVE, **kwargs)
+        regenerate(generator, base, DURATION, boundaries=CUTS, emotion=CURVE, **kwargs)
 
 
 def test_progress_rises_and_cancel_stops_within_a_token(generator, base):

@@ -1,4 +1,4 @@
-"""Audio previews, stems and the piano-roll picture (emsync_core.render, emsync_core.pianoroll).
+"""Audio previews, stems and the piano-roll picture (emsync.preview.render, emsync.preview.pianoroll).
 
 The WAV files are read back with scipy.io.wavfile (an independent reader) as well as the
 stdlib `wave`; loudness is re-measured with pyloudnorm. The test score has chords exactly on
@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 from scipy.io import wavfile
 
-from emsync_core import render as R
-from emsync_core.errors import EmsyncError
-from emsync_core.midi_io import write_midi
-from emsync_core.score import INSTRUMENTS, Note, Scene
+from emsync.preview import render as R
+from emsync.core.errors import EmsyncError
+from emsync.core.midi_io import write_midi
+from emsync.core.music import INSTRUMENTS, Note, Scene
 
 PIANO, GUITAR, BASS, STRINGS, DRUMS = (INSTRUMENTS.index(n) for n in ("piano", "guitar", "bass", "strings", "drums"))
 CUTS = [2.0, 4.5, 7.0]
@@ -343,7 +343,7 @@ def test_default_soundfont_is_found_in_pretty_midi():
 def test_plot_writes_a_readable_png(score_mid, tmp_path):
     from matplotlib.image import imread
 
-    from emsync_core.pianoroll import plot
+    from emsync.preview.pianoroll import plot
 
     path = plot(score_mid, tmp_path / "roll.png")
     image = imread(path)
@@ -361,7 +361,7 @@ def test_plot_writes_a_readable_png(score_mid, tmp_path):
 
 
 def test_plot_reads_cuts_and_emotions_from_markers(score_mid):
-    from emsync_core.pianoroll import _cuts_and_emotion
+    from emsync.preview.pianoroll import _cuts_and_emotion
 
     cuts, others, emotion = _cuts_and_emotion(R.read_score(score_mid), None)
     assert [t for t, _ in cuts] == pytest.approx(CUTS, abs=1e-3)
@@ -370,7 +370,7 @@ def test_plot_reads_cuts_and_emotions_from_markers(score_mid):
 
 
 def test_plot_errors_are_clean(score_mid, tmp_path):
-    from emsync_core.pianoroll import plot
+    from emsync.preview.pianoroll import plot
 
     bad = tmp_path / "bad.mid"
     bad.write_bytes(b"not midi")

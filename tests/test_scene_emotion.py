@@ -1,5 +1,5 @@
-"""Per-scene emotion of a video (emsync_core.scene_emotion), the one-pass decode behind it
-(emsync_core.video) and `emsync analyze` / `emsync score VIDEO`.
+"""Per-scene emotion of a video (emsync.video.analysis), the one-pass decode behind it
+(emsync.video.decode) and `emsync analyze` / `emsync score VIDEO`.
 
 Videos are made here with PyAV from the example script's generators
 (examples/make_example_video.py): scenes made to differ in brightness, colour, motion and
@@ -17,11 +17,10 @@ import numpy as np
 import pytest
 
 from conftest import REPO, run_cli
-from emsync_core.emotions import nearest_word
-from emsync_core.errors import EmsyncError
-from emsync_core.scene_emotion import (EKMAN_NAMES, SceneEmotion, SoundTrack, analyze_video, smooth,
-                                       with_overrides)
-from emsync_core.video import SmallFrames
+from emsync.core.emotions import nearest_word
+from emsync.core.errors import EmsyncError
+from emsync.video.analysis import EKMAN_NAMES, SceneEmotion, SoundTrack, analyze_video, smooth
+from emsync.video.decode import SmallFrames
 
 av = pytest.importorskip("av")
 
@@ -180,13 +179,18 @@ def test_smoothing_pulls_short_uncertain_scenes_not_long_confident_ones():
     assert smooth(user)[1].valence == -0.6                             # the editor's scene does not move
 
 
-def test_overrides_win(contrast):
-    dark, bright = contrast.scenes
-    one = with_overrides(contrast.scenes, per_scene={1: (-0.6, -0.3)})
-    assert one[0] is dark and (one[1].valence, one[1].arousal) == (-0.6, -0.3)
-    assert one[1].user_set and one[1].evidence == {"user": 1.0} and one[1].to_scene().user_set
-    axis = with_overrides(contrast.scenes, valence=0.5)
-    assert [s.valence for s in axis] == [0.5, 0.5] and [s.arousal for s in axis] == [dark.arousal, bright.arousal]
+def test_the_users_emotion_wins_over_the_analysis(contrast):
+    from emsync.core.scenes import user_emotion, with_default_emotion
+
+    dark, bright = [s.to_scene() for s in contrast.scenes]
+    assert not dark.user_set and dark.name == nearest_word(dark.valence, dark.arousal)
+    chosen = user_emotion(bright, -0.6, -0.3)
+    assert (chosen.valence, chosen.arousal, chosen.user_set) == (-0.6, -0.3, True)
+    assert chosen.name == nearest_word(-0.6, -0.3)  # a scene named by its emotion is renamed with it
+    axis = with_default_emotion([dark, chosen], valence=0.5)
+    assert axis[0].valence == 0.5 and axis[0].arousal == dark.arousal and axis[0].user_set
+    assert axis[1] is chosen  # the flags never replace what the user chose
+    assert with_default_emotion([dark]) == [dark]
 
 
 # ---------------------------------------------------------------- the CLI on the example

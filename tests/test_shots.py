@@ -1,4 +1,4 @@
-"""Shot cut detection from video files (emsync_core.video + emsync_core.shots).
+"""Shot cut detection from video files (emsync.video.decode + emsync.video.shots).
 
 Videos with known cuts are made here with PyAV: scenes of coloured gradients, a panning
 noise texture and a moving disc, joined by hard cuts and a cross-dissolve.
@@ -15,9 +15,9 @@ import pytest
 
 av = pytest.importorskip("av")
 
-from emsync_core.errors import EmsyncError  # noqa: E402
-from emsync_core.shots import MODEL_PATH, ShotResult, cuts_from_predictions, detect_cuts  # noqa: E402
-from emsync_core.video import SmallFrames, probe, read_small_frames  # noqa: E402
+from emsync.core.errors import EmsyncError  # noqa: E402
+from emsync.video.shots import MODEL_PATH, ShotResult, cuts_from_predictions, detect_cuts  # noqa: E402
+from emsync.video.decode import SmallFrames, probe, read_small_frames  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -165,7 +165,7 @@ def test_model_is_committed_and_small():
 
 
 def test_runtime_path_does_not_import_torch(edit_video):
-    code = ("import sys; from emsync_core.shots import detect_cuts; "
+    code = ("import sys; from emsync.video.shots import detect_cuts; "
             f"r = detect_cuts({str(edit_video[0])!r}); "
             "assert r.cuts, r; assert 'torch' not in sys.modules, 'torch imported'; print('ok')")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300)
@@ -178,7 +178,7 @@ def test_onnx_matches_torch_reference():
     sys.path.insert(0, str(REPO / "scripts"))
     from convert_transnetv2 import torch_model, wheel_files
 
-    from emsync_core.shots import CutDetector
+    from emsync.video.shots import CutDetector
 
     video = wheel_files()[1]
     if not video.is_file():
@@ -295,7 +295,7 @@ def test_very_short_video(tmp_path):
 
 
 def test_batched_windows_give_the_same_predictions(edit_video):
-    from emsync_core.shots import CutDetector
+    from emsync.video.shots import CutDetector
 
     frames = read_small_frames(edit_video[0])[0][:130]  # three windows
     one = CutDetector(batch=1).predict_frames(frames)

@@ -6,9 +6,9 @@ from pathlib import Path
 import opentimelineio as otio
 import pytest
 
-from emsync_core.emotions import EKMAN, MOODS
-from emsync_core.errors import EmsyncError
-from otio_adapters.timeline import read_timeline, write_timeline
+from emsync.core.emotions import EKMAN, MOODS
+from emsync.core.errors import EmsyncError
+from emsync.timelines.timeline import read_timeline, write_timeline
 
 RT, TR = otio.opentime.RationalTime, otio.opentime.TimeRange
 NTSC = 30000 / 1001

@@ -13,14 +13,16 @@ torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-from emsync_core import codec, corpus  # noqa: E402
-from emsync_core.conditions import NO_BOUNDARY, N_OFFSET_BINS  # noqa: E402
-from emsync_core.export import export_onnx, load_onnx_weights, onnx_metadata  # noqa: E402
-from emsync_core.generator import cache_names  # noqa: E402
-from emsync_core.midi_io import write_midi  # noqa: E402
-from emsync_core.model import Generator, GeneratorConfig  # noqa: E402
-from emsync_core.score import DRUMS, INSTRUMENTS, Note  # noqa: E402
-from emsync_core.train import (CONTRAST_MARGIN, MODE_SPAN_SECONDS, MODE_SWAP_VALENCE, WINDOW_SECONDS,  # noqa: E402
+from emsync.core import codec  # noqa: E402
+
+from emsync.training import corpus
+from emsync.core.conditions import NO_BOUNDARY, N_OFFSET_BINS  # noqa: E402
+from emsync.training.export import export_onnx, load_onnx_weights, onnx_metadata  # noqa: E402
+from emsync.core.generator import cache_names  # noqa: E402
+from emsync.core.midi_io import write_midi  # noqa: E402
+from emsync.training.model import Generator, GeneratorConfig  # noqa: E402
+from emsync.core.music import DRUMS, INSTRUMENTS, Note  # noqa: E402
+from emsync.training.train import (CONTRAST_MARGIN, MODE_SPAN_SECONDS, MODE_SWAP_VALENCE, WINDOW_SECONDS,  # noqa: E402
                                TempoWarp, TrainConfig, WindowSampler, inside, mode_swap_spans, opening_losses,
                                opening_valence, swap_mode, train, window_key)
 
@@ -137,7 +139,7 @@ def test_opening_windows_are_short_and_hold_their_own_modes_valence(data):
 
 
 def test_window_sampler_needs_a_built_split(tmp_path):
-    from emsync_core.errors import EmsyncError
+    from emsync.core.errors import EmsyncError
 
     with pytest.raises(EmsyncError, match="emsync data build"):
         WindowSampler(tmp_path / "train.npz", 64)

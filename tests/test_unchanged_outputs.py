@@ -31,7 +31,7 @@ SCENES = {"duration": 9.0, "scenes": [{"start": 0.0, "valence": 0.5, "arousal": 
 
 
 def _generator_digest() -> str:
-    from emsync_core.generator import runtime_model_path
+    from emsync.core.generator import runtime_model_path
 
     return hashlib.sha256(runtime_model_path().read_bytes()).hexdigest()[:16]
 

@@ -1,0 +1,425 @@
+"""The `emsync` command line: one host of the scoring service (emsync.service), and the
+training, preview and live commands."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from emsync.core.errors import EmsyncError
+from emsync.core.generator import EMOTION_GUIDANCE
+
+DEFAULT_CORPUS = "../shared/data/midi"
+
+
+def _needs_torch():
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise EmsyncError("this command trains or exports models and needs torch: pip install 'emsync[train]'") \
+            from None
+
+
+def cmd_data_build(args) -> None:
+    from emsync.training.corpus import build
+
+    stats = build(args.src, args.out, workers=args.workers)
+    splits = stats["splits"]
+    print(f"wrote {args.out}: {splits['train']['tokens']} train and {splits['valid']['tokens']} validation tokens")
+    print(json.dumps(stats["emotion_estimator"], indent=2))
+    for problem in stats["problems"]:
+        print(f"skipped: {problem}", file=sys.stderr)
+
+
+def cmd_train(args) -> None:
+    _needs_torch()
+    out = Path(args.out)
+    if args.background:
+        out.mkdir(parents=True, exist_ok=True)
+        argv = [a for a in sys.argv[1:] if a != "--background"]
+        with open(out / "train.log", "a") as log:
+            process = subprocess.Popen([sys.executable, "-m", "emsync.cli", *argv], stdout=log,
+                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        print(f"training in the background (pid {process.pid}); log: {out / 'train.log'}, "
+              f"metrics: {out / 'log.jsonl'}")
+        return
+    from emsync.core.generator import default_model_path
+    from emsync.training.train import TrainConfig, train
+
+    init_from = None if args.fresh else (args.init_from or default_model_path())
+    if init_from and not Path(init_from).exists():
+        init_from = None
+    cfg = TrainConfig(data=args.data, out=args.out, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                      minutes=args.minutes, seed=args.seed)
+    ckpt = train(cfg, init_from=str(init_from) if init_from else None)
+    if args.export:
+        cmd_export(argparse.Namespace(checkpoint=str(ckpt), output=args.export))
+
+
+def cmd_export(args) -> None:
+    _needs_torch()
+    import torch
+
+    from emsync.training.export import export_onnx, quantize_int8
+    from emsync.core.generator import int8_path
+    from emsync.training.model import Generator, GeneratorConfig, load_weights
+
+    try:
+        state = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
+    except FileNotFoundError:
+        raise EmsyncError(f"{args.checkpoint}: checkpoint not found") from None
+    model = Generator(GeneratorConfig(**state["model_config"]))
+    load_weights(model, state["model"], args.checkpoint)
+    history = dict(state.get("history", {}))
+    history["train_config"] = state.get("train_config")
+    export_onnx(model, args.output, history)
+    print(f"wrote {args.output} ({os.path.getsize(args.output) / 1e6:.1f} MB)")
+    int8 = quantize_int8(args.output, int8_path(args.output))
+    print(f"wrote {int8} ({os.path.getsize(int8) / 1e6:.1f} MB), the int8 copy generation loads")
+
+
+def _service(args):
+    """A scoring service over a session in memory, its sampling settings from the flags."""
+    from emsync.service.scoring import ScoringService
+    from emsync.service.session import Session
+
+    service = ScoringService(Session(None), args.model)
+    for name in ("temperature", "top_p", "hit_cuts", "emotion_guidance", "lock_mode"):
+        service.set_setting(name, getattr(args, name))
+    return service
+
+
+def _write_score(args, service) -> None:
+    """Generate for the opened scenes and write the MIDI file, and the WAV and piano roll asked for."""
+    version, take = service.generate(args.seed)
+    output = service.export_midi(args.output)
+    scenes = service.session.scenes
+    print(f"wrote {output}: {len(version.notes)} notes, {len(scenes) - 1} cut markers, {take.duration:.1f} s of "
+          f"music in {take.seconds:.1f} s ({take.duration / max(take.seconds, 1e-9):.0f}x real time)")
+    audio = None
+    if args.audio:
+        from emsync.preview.render import render
+
+        audio = output.with_suffix(".wav")
+        print(render(output, audio, args.soundfont).summary())
+    if args.plot:
+        from emsync.preview.pianoroll import plot
+
+        picture = plot(output, output.with_suffix(".png"), scenes)
+        print(f"wrote {picture}: piano roll with cuts and the emotion curve")
+    if getattr(args, "otio", None):
+        service.export_timeline(args.otio, output, audio)
+        print(f"wrote {args.otio}: the edit with a music track and a marker at every cut")
+
+
+def cmd_generate(args) -> None:
+    service = _service(args)
+    if args.scenes:
+        service.open_scene_file(args.scenes)
+    elif args.duration is None:
+        raise EmsyncError("give --duration (with --cuts/--valence/--arousal) or --scenes FILE")
+    else:
+        try:
+            cuts = [float(c) for c in args.cuts.split(",") if c.strip()] if args.cuts else []
+        except ValueError:
+            raise EmsyncError(f"--cuts: expected comma-separated seconds, got {args.cuts!r}") from None
+        service.open_cuts(args.duration, cuts, args.valence, args.arousal)
+    _write_score(args, service)
+
+
+def _default_emotion(args) -> tuple[float | None, float | None]:
+    """What the flags ask for: a word sets both axes, --valence/--arousal each their own (None: not given)."""
+    from emsync.core.emotions import emotion_for_word
+
+    if args.emotion:
+        found = emotion_for_word(args.emotion)
+        if found is None:
+            raise EmsyncError(f"--emotion: unknown emotion word {args.emotion!r}")
+        return found
+    for name in ("valence", "arousal"):
+        value = getattr(args, name)
+        if value is not None and not -1.0 <= value <= 1.0:  # (NaN fails this too)
+            raise EmsyncError(f"--{name}: {value} is outside [-1, 1]")
+    return args.valence, args.arousal
+
+
+def cmd_cuts(args) -> None:
+    from emsync.timelines.timeline import read_timeline
+
+    timeline = read_timeline(args.timeline, fps=args.fps, transition=args.transition)
+    if args.json:
+        print(json.dumps(_timeline_json(timeline), indent=2))
+        return
+    print(f"{timeline.path}: {timeline.format}, {timeline.fps:.3f} fps ({timeline.fps_source}), "
+          f"{timeline.duration:.3f} s, {len(timeline.cuts)} cuts")
+    for number, scene in enumerate(timeline.scenes):
+        mood = f"valence={scene.valence:+.2f} arousal={scene.arousal:+.2f}" if scene.user_set else "emotion not set"
+        print(f"  {number:3d}  {scene.start:9.3f} - {scene.end:9.3f}  {scene.name or '(gap)'}  [{mood}]")
+
+
+def _timeline_json(timeline) -> dict:
+    return {
+        "file": str(timeline.path), "format": timeline.format, "fps": timeline.fps, "fps_source": timeline.fps_source,
+        "duration": timeline.duration, "global_start": timeline.global_start, "timeline": timeline.timeline_choice,
+        "cuts": [{"time": t, "frame": round(t * timeline.fps)} for t in timeline.cuts],
+        "scenes": [{"start": s.start, "end": s.end, "name": s.name, "media": s.media, "valence": s.valence,
+                    "arousal": s.arousal, "emotion_set_by_user": s.user_set} for s in timeline.scenes],
+        "hits": timeline.hits,
+    }
+
+
+def _is_timeline(path: str) -> bool:
+    from emsync.timelines.formats import SUFFIXES
+
+    return Path(path).suffix.lower() in SUFFIXES
+
+
+def cmd_analyze(args) -> None:
+    from emsync.video.analysis import analyze_video
+
+    analysis = analyze_video(args.video, args.threshold)
+    if args.json:
+        print(json.dumps(analysis.to_dict(), indent=2))
+        return
+    _print_analysis(analysis)
+
+
+def _print_analysis(analysis) -> None:
+    print(f"{analysis.path}: {analysis.duration:.2f} s, {analysis.fps:.3f} fps, {len(analysis.cuts)} cuts, "
+          f"sound {'analysed' if analysis.has_audio else 'none'}, faces {analysis.faces}; "
+          f"{analysis.realtime_factor:.1f}x real time")
+    for number, s in enumerate(analysis.scenes):
+        spoke = ", ".join(f"{source} {share:.2f}" for source, share in s.evidence.items())
+        top = max(s.emotions, key=s.emotions.get)
+        print(f"  {number:3d}  {s.start:8.3f} - {s.end:8.3f}  {s.word:<11} valence={s.valence:+.2f} "
+              f"arousal={s.arousal:+.2f}  confidence {s.confidence:.2f}  {top} {s.emotions[top]:.2f}  [{spoke}]")
+
+
+def cmd_score(args) -> None:
+    """A timeline's scenes (emotions the editor set win over the flags) or a video's analysed
+    scenes (the flags override the analysis), then the score."""
+    valence, arousal = _default_emotion(args)
+    service = _service(args)
+    if _is_timeline(args.timeline):
+        service.open_timeline(args.timeline, args.fps, args.transition)
+    else:
+        analysis = service.analyze_video(args.timeline, args.threshold)
+        _print_analysis(analysis)
+        service.open_analysis(analysis, args.threshold)
+    service.set_default_emotion(valence, arousal)
+    _write_score(args, service)
+
+
+def cmd_render(args) -> None:
+    from emsync.preview.render import render
+
+    print(render(args.score, args.output, args.soundfont, args.stems).summary())
+
+
+def cmd_plot(args) -> None:
+    from emsync.preview.pianoroll import plot
+
+    scenes = None
+    if args.scenes:
+        from emsync.core.scenes import load_scene_file
+
+        scenes = load_scene_file(args.scenes)[1]
+    print(f"wrote {plot(args.score, args.output, scenes)}")
+
+
+def cmd_serve(args) -> None:
+    from emsync.osc.server import serve
+
+    serve(args.host, args.port, args.session, args.model)
+
+
+def cmd_play(args) -> None:
+    import signal
+    import threading
+
+    from emsync.live.player import Player, Score, open_output
+
+    score = Score.from_file(args.score, args.track)
+    port, label = open_output(args.port)
+    player = Player(port, score)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # a kill still releases held notes
+    try:
+        if args.follow:
+            followed = player.follow(args.follow)
+            print(f"{args.score}: following {followed} (clock, start/continue/stop, song position), playing to "
+                  f"{label}; Ctrl-C quits", flush=True)
+            threading.Event().wait()
+        print(f"{args.score}: playing {score.duration:.2f} s to {label} from {args.start:.2f} s; Ctrl-C stops",
+              flush=True)
+        player.play(args.start, args.end)
+        player.wait_stopped()
+    finally:
+        player.close()
+
+
+def cmd_eval(args) -> None:
+    from emsync.training.evaluate import run_evaluation
+
+    report = run_evaluation(args.model, args.data, quick=args.quick, seed=args.seed)
+    text = json.dumps(report, indent=2)
+    if args.json_out:
+        from emsync.core.fileio import atomic_write_bytes
+
+        atomic_write_bytes(args.json_out, text.encode())
+    print(text)
+
+
+def _timeline_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("timeline", help="editor timeline: .otio/.otioz, .edl, FCP7 .xml, .fcpxml, .aaf")
+    parser.add_argument("--fps", help="frame rate, for EDLs (found from the timecodes when omitted)")
+    parser.add_argument("--transition", choices=("mid", "start", "end"), default="mid",
+                        help="where a dissolve counts as the cut")
+
+
+def _threshold_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threshold", type=float, default=0.5,
+                        help="video cut detection threshold, 0..1 (lower finds more cuts)")
+
+
+def _sampling_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--top-p", type=float, default=0.95)
+    parser.add_argument("--hit-cuts", action="store_true", help="guarantee a chord onset on every cut")
+    parser.add_argument("--emotion-guidance", type=float, nargs="?", const=EMOTION_GUIDANCE, default=0.0,
+                        metavar="G", help="follow the emotion more strongly: push away from the mirrored "
+                        f"emotion by G (default when given: {EMOTION_GUIDANCE}); about half the speed")
+    parser.add_argument("--lock-mode", action="store_true",
+                        help="constrained mode: valence picks major or minor (the wrong mode's third and sixth "
+                        "are played a semitone over; |valence| < 0.15 leaves the mode to the model)")
+    parser.add_argument("--model", help="ONNX generator (default: the bundled model)")
+    parser.add_argument("-o", "--output", required=True, help="MIDI file to write")
+    parser.add_argument("--audio", action="store_true", help="also render a WAV beside the MIDI file")
+    parser.add_argument("--soundfont", help="General MIDI SoundFont for --audio (default: TimGM6mb)")
+    parser.add_argument("--plot", action="store_true", help="also draw a piano roll (PNG) beside the MIDI file")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="emsync", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    data = sub.add_parser("data", help="training corpus").add_subparsers(dest="data_command", required=True)
+    build = data.add_parser("build", help="token shards, metadata and stats from MIDI corpora")
+    build.add_argument("--src", default=DEFAULT_CORPUS)
+    build.add_argument("--out", required=True)
+    build.add_argument("--workers", type=int, default=2)
+    build.set_defaults(func=cmd_data_build)
+
+    train = sub.add_parser("train", help="train the generator (resumes from OUT/ckpt.pt or the committed model)")
+    train.add_argument("--data", required=True, help="folder written by `emsync data build`")
+    train.add_argument("--out", required=True, help="run folder: checkpoint and logs")
+    train.add_argument("--steps", type=int, default=3000)
+    train.add_argument("--minutes", type=float, default=0.0, help="stop with a checkpoint after this long")
+    train.add_argument("--batch-size", type=int, default=16)
+    train.add_argument("--lr", type=float, default=6e-4)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--init-from", help="ONNX generator to start from (default: the committed model)")
+    train.add_argument("--fresh", action="store_true", help="start from random weights")
+    train.add_argument("--export", metavar="ONNX", help="export to this ONNX file when done")
+    train.add_argument("--background", action="store_true", help="detach and log to OUT/train.log")
+    train.set_defaults(func=cmd_train)
+
+    export = sub.add_parser("export", help="checkpoint to ONNX (with KV cache)")
+    export.add_argument("--checkpoint", required=True)
+    export.add_argument("-o", "--output", required=True)
+    export.set_defaults(func=cmd_export)
+
+    gen = sub.add_parser("generate", help="MIDI for a duration, cut list and emotion")
+    gen.add_argument("--duration", type=float)
+    gen.add_argument("--cuts", default="", help="comma-separated seconds, e.g. 5,12.5,20")
+    gen.add_argument("--valence", type=float, default=0.0)
+    gen.add_argument("--arousal", type=float, default=0.0)
+    gen.add_argument("--scenes", help="JSON scene file (per-scene emotions)")
+    _sampling_options(gen)
+    gen.set_defaults(func=cmd_generate)
+
+    cuts = sub.add_parser("cuts", help="cut points and scenes of an editor timeline")
+    _timeline_options(cuts)
+    cuts.add_argument("--json", action="store_true")
+    cuts.set_defaults(func=cmd_cuts)
+
+    analyze = sub.add_parser("analyze", help="cuts and per-scene emotion of a video file (picture, sound, faces)")
+    analyze.add_argument("video", help="video file (anything FFmpeg reads: .mp4, .mov, .mkv, ...)")
+    analyze.add_argument("--json", action="store_true")
+    _threshold_option(analyze)
+    analyze.set_defaults(func=cmd_analyze)
+
+    score = sub.add_parser("score", help="MIDI score for an editor timeline (OTIO, EDL, FCP7 XML, FCPXML, AAF) "
+                                         "or a video file (cuts and emotions analysed)")
+    _timeline_options(score)
+    score.add_argument("--emotion", help="emotion word for scenes without one on the timeline, or for every "
+                                         "scene of a video (e.g. joy, tense)")
+    score.add_argument("--valence", type=float, help="as --emotion, one axis (-1..1; a video keeps its other axis)")
+    score.add_argument("--arousal", type=float, help="as --emotion, one axis (-1..1; a video keeps its other axis)")
+    score.add_argument("--otio", metavar="OUT", help="write the edit back with the score (.otio, .xml, .fcpxml, .edl)")
+    _threshold_option(score)
+    _sampling_options(score)
+    score.set_defaults(func=cmd_score)
+
+    ren = sub.add_parser("render", help="MIDI to a 48 kHz 24-bit WAV (-16 LUFS) with a GM SoundFont")
+    ren.add_argument("score", help="MIDI file")
+    ren.add_argument("-o", "--output", required=True, help="WAV file to write")
+    ren.add_argument("--soundfont", help="General MIDI .sf2/.sf3 (default: TimGM6mb from pretty_midi)")
+    ren.add_argument("--stems", metavar="DIR", help="also write one WAV per instrument track here")
+    ren.set_defaults(func=cmd_render)
+
+    plo = sub.add_parser("plot", help="piano roll per instrument with cuts and the emotion curve (PNG)")
+    plo.add_argument("score", help="MIDI file")
+    plo.add_argument("-o", "--output", required=True, help="PNG file to write")
+    plo.add_argument("--scenes", help="JSON scene file (emotions are otherwise read from the cut markers)")
+    plo.set_defaults(func=cmd_plot)
+
+    srv = sub.add_parser("serve", help="OSC service for DAW/NLE plugins (see docs/osc.md)")
+    srv.add_argument("--host", default="127.0.0.1", help="interface to listen on (loopback unless asked)")
+    srv.add_argument("--port", type=int, default=9000, help="UDP port (0: any free port)")
+    srv.add_argument("--session", help="session folder (default ./emsync-session); reopened where it was")
+    srv.add_argument("--model", help="ONNX generator (default: the bundled model)")
+    srv.set_defaults(func=cmd_serve)
+
+    ply = sub.add_parser("play", help="play a MIDI file to a MIDI port, or follow a host's MIDI clock")
+    ply.add_argument("score", help="MIDI file")
+    ply.add_argument("--port", help="existing MIDI output port, name or a unique part of it (default: a new "
+                                    "virtual port emsync:out)")
+    ply.add_argument("--from", dest="start", type=float, default=0.0, metavar="SECONDS", help="where to start")
+    ply.add_argument("--to", dest="end", type=float, metavar="SECONDS", help="where to stop (default: the end)")
+    ply.add_argument("--track", help="play only this track (by name, e.g. piano)")
+    ply.add_argument("--follow", metavar="INPUT", help="MIDI input port to follow: clock, start/continue/stop, "
+                                                       "song position pointer")
+    ply.set_defaults(func=cmd_play)
+
+    ev = sub.add_parser("eval", help="boundary alignment, emotion control, musical sanity, speed")
+    ev.add_argument("--model")
+    ev.add_argument("--data", default=None, help="built corpus folder, for the held-out comparison")
+    ev.add_argument("--quick", action="store_true")
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--json-out")
+    ev.set_defaults(func=cmd_eval)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except EmsyncError as exc:
+        print(f"emsync: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("emsync: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # output piped into `head` and the like
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

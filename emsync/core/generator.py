@@ -1,0 +1,322 @@
+"""Music generation over onnxruntime with a key/value cache.
+
+The sampler feeds one token at a time, each with the valence/arousal wanted at its
+instant and the quantized time to the next cut, exactly as in training. A small
+grammar keeps the stream well formed (no release of a silent note, bounded
+polyphony, time always moves on) and releases a note the model can no longer see
+start: when the context window slides past its note-on (training windows never hold
+the release of a note they did not see start, so the model would hold it forever)
+or after MAX_NOTE_SECONDS.
+
+Emotion guidance (`emotion_guidance`, off by default): every step also runs the same
+music under the mirrored emotion (-valence, -arousal), as a second row of the batch, and
+moves the logits away from it: logits(e) + g * (logits(e) - logits(-e)). This is
+classifier-free guidance with the opposite emotion standing in for "no condition": it
+strengthens whatever the model learned about emotion, adds nothing it did not, and
+vanishes at a neutral request. The batch of two makes a step about twice as slow
+(benchmarks/probe_generator.py), so it is opt-in.
+
+With `hit_cuts`, time may not jump over a cut and at least two pitched notes must start
+on it: a constrained mode for composers who want a hit on every cut, reported separately
+from the model's own alignment. With `lock_mode`, valence picks the mode (mode_lock.py),
+reported separately from the model's own valence response in the same way.
+
+The bundled model runs as a weight-only int8 copy (see export.py), and the key/value
+cache is one onnxruntime value per layer and kind, kept between steps.
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from emsync.core import codec
+from emsync.core.conditions import NO_BOUNDARY, EmotionCurve, boundary_offset_bins
+from emsync.core.errors import EmsyncError
+from emsync.core.mode_lock import ModeLock
+from emsync.core.music import DRUMS, Note
+
+MAX_EVENTS_PER_STEP = 48
+MAX_POLYPHONY = 24
+MAX_NOTE_SECONDS = 4.0  # 0.2 % of the held-out corpus's pitched notes are longer (probe_generator.py)
+HIT_NOTES = 2
+EMOTION_GUIDANCE = 1.0  # strength g when asked for without a value (--emotion-guidance)
+MODEL_NAME = "generator.onnx"  # float weights of record: training resumes from them
+
+
+class Cancelled(EmsyncError):
+    """The caller's cancel event was set before the music was finished; nothing was produced."""
+
+
+def default_model_path() -> Path:
+    return Path(str(resources.files("emsync.core") / "models" / MODEL_NAME))
+
+
+def int8_path(path: str | Path) -> Path:
+    """Where the int8 runtime copy of a float export lives: generator.onnx -> generator-int8.onnx
+    (written by export.quantize_int8)."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}-int8{path.suffix}")
+
+
+def runtime_model_path() -> Path:
+    """The bundled model generation uses: the int8 copy, or the float file without one."""
+    int8 = int8_path(default_model_path())
+    return int8 if int8.exists() else default_model_path()
+
+
+def cache_names(n_layer: int, kind: str) -> list[str]:
+    """ONNX input ("past") or output ("present") names of the key/value cache, in model order."""
+    return [f"{kind}_{part}_{i}" for i in range(n_layer) for part in ("key", "value")]
+
+
+@dataclass
+class Generation:
+    notes: list[Note]
+    tokens: list[int]
+    clocks: list[float]  # seconds after each token
+    new_from: int  # index of the first generated (not prefix) token
+    seconds: float  # wall time spent
+    stats: dict = field(default_factory=dict)
+
+
+class _Stream:
+    """What the sampler needs to know about the events so far."""
+
+    def __init__(self):
+        self.step = 0
+        self.sounding: dict[tuple[int, int], tuple[int, int]] = {}  # key -> (start step, token index)
+        self.count = 0  # tokens pushed
+        self.window_start = 0  # index of the oldest token in the model's context
+        self.events_this_step = 0
+        self.pitched_onsets_this_step = 0
+        self.last = codec.BOS
+
+    def push(self, token: int) -> None:
+        if codec.is_shift(token):
+            self.step += codec.shift_steps(token)
+            self.events_this_step = 0
+            self.pitched_onsets_this_step = 0
+        else:
+            self.events_this_step += 1
+            if codec.is_on(token):
+                instrument, pitch = codec.on_target(token)
+                if instrument != DRUMS:
+                    self.sounding[instrument, pitch] = (self.step, self.count)
+                    self.pitched_onsets_this_step += 1
+            elif codec.is_off(token):
+                self.sounding.pop(codec.off_target(token), None)
+        self.last = token
+        self.count += 1
+
+    def stale(self) -> list[tuple[int, int]]:
+        """Sounding notes to release now: started out of the model's sight, or too long ago."""
+        limit = round(MAX_NOTE_SECONDS / codec.STEP_SECONDS)
+        return [key for key, (start, index) in self.sounding.items()
+                if index < self.window_start or self.step - start >= limit]
+
+
+class MusicGenerator:
+    def __init__(self, model_path: str | Path | None = None, threads: int | None = None):
+        import onnxruntime as ort
+
+        path = Path(model_path) if model_path else runtime_model_path()
+        if not path.exists():
+            raise EmsyncError(f"{path}: generator model not found")
+        options = ort.SessionOptions()
+        # One thread: a one-token step is too small to share, and a second thread mostly waits.
+        options.intra_op_num_threads = threads or 1
+        options.inter_op_num_threads = 1
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:
+            raise EmsyncError(f"{path}: not a usable ONNX generator ({exc})") from None
+        meta = self.session.get_modelmeta().custom_metadata_map
+        if "emsync_config" not in meta:
+            raise EmsyncError(f"{path}: ONNX file lacks emsync metadata (not an emsync generator)")
+        self.config = json.loads(meta["emsync_config"])
+        self.history = json.loads(meta.get("emsync_history", "{}"))
+        self.precision = meta.get("emsync_precision", "float32")
+        self.path = path
+        cfg = self.config
+        self._past_names = cache_names(cfg["n_layer"], "past")
+        self._outputs = ["logits", *cache_names(cfg["n_layer"], "present")]
+        self._empty_past = np.zeros((1, cfg["n_head"], 0, cfg["n_embd"] // cfg["n_head"]), dtype=np.float32)
+
+    def forward(self, tokens, emotion, offsets, past: list | None = None):
+        """Logits (B, T, vocab) and the grown cache for T tokens under B conditionings:
+        emotion is (T, 2), or (B, T, 2) for the same tokens and offsets under B emotions.
+        The cache stays a list of onnxruntime values between steps (no copy through numpy:
+        that copy was half the cost of a step)."""
+        from onnxruntime import OrtValue
+
+        emotion = np.asarray(emotion, dtype=np.float32)
+        emotion = emotion[None] if emotion.ndim == 2 else emotion
+        rows = (emotion.shape[0], emotion.shape[1])
+        feeds = {"tokens": np.ascontiguousarray(np.broadcast_to(np.asarray(tokens, dtype=np.int64), rows)),
+                 "emotion": np.ascontiguousarray(emotion),
+                 "offsets": np.ascontiguousarray(np.broadcast_to(np.asarray(offsets, dtype=np.int64), rows))}
+        feeds = {name: OrtValue.ortvalue_from_numpy(array) for name, array in feeds.items()}
+        if past is None:
+            empty = OrtValue.ortvalue_from_numpy(np.repeat(self._empty_past, rows[0], axis=0))
+            past = [empty] * len(self._past_names)
+        feeds.update(zip(self._past_names, past))
+        logits, *present = self.session.run_with_ort_values(self._outputs, feeds)
+        return logits.numpy(), present
+
+    def _run(self, tokens, emotion, offsets, past, guidance: float):
+        """Logits after the last token (guided when emotion has a mirrored second row), and
+        the grown cache."""
+        logits, present = self.forward(tokens, emotion, offsets, past)
+        last = logits[:, -1].astype(np.float64)
+        if guidance:
+            return last[0] + guidance * (last[0] - last[1]), present
+        return last[0], present
+
+    def generate(self, duration: float, boundaries: Sequence[float], emotion: EmotionCurve, seed: int = 0,
+                 temperature: float = 1.0, top_p: float = 0.95, prefix: Sequence[int] = (),
+                 hit_cuts: bool = False, mask_boundaries: bool = False,
+                 emotion_guidance: float = 0.0, lock_mode: bool = False,
+                 progress: Callable[[float], None] | None = None,
+                 cancel: threading.Event | None = None) -> Generation:
+        """Music from the end of `prefix` (tokens from time 0) until `duration` seconds, heading
+        for a phrase end at each of `boundaries` (the cuts and hits).
+
+        `progress(fraction)` hears how far the music has got before every token; a set
+        `cancel` event raises Cancelled within one token."""
+        if duration <= 0:
+            raise EmsyncError("duration: must be positive")
+        if temperature <= 0 or not 0 < top_p <= 1:
+            raise EmsyncError("temperature must be > 0 and top_p in (0, 1]")
+        started = time.perf_counter()
+        rng = np.random.default_rng(seed)
+        boundary_times = sorted(float(c) for c in boundaries if 0 < c < duration)
+        seen_boundaries = [] if mask_boundaries else boundary_times
+        cut_steps = [round(c / codec.STEP_SECONDS) for c in boundary_times]
+        end_step = round(duration / codec.STEP_SECONDS)
+
+        stream = _Stream()
+        mode_lock = ModeLock() if lock_mode else None
+        tokens: list[int] = []
+        clocks: list[float] = []
+        for token in prefix:
+            token = int(token)
+            if not 0 <= token < codec.VOCAB_SIZE or token in (codec.PAD, codec.BOS):
+                raise EmsyncError(f"prefix: token {token} is not an event of this vocabulary")
+            stream.push(token)
+            tokens.append(token)
+            clocks.append(stream.step * codec.STEP_SECONDS)
+            if mode_lock is not None and _pitched_on(token):
+                mode_lock.observe(codec.on_target(token)[1], clocks[-1])
+        new_from = len(tokens)
+        hit = {c for c in cut_steps if c < stream.step}
+
+        def conditions(clock_values: list[float]):
+            clock_array = np.asarray(clock_values, dtype=np.float64)
+            offs = boundary_offset_bins(clock_array, seen_boundaries) if seen_boundaries else \
+                np.full(len(clock_array), NO_BOUNDARY)
+            wanted = emotion.at(clock_array)
+            return (np.stack([wanted, -wanted]) if emotion_guidance else wanted), offs
+
+        block = self.config["block_size"]
+
+        def prime():
+            keep = block // 2 if tokens else 0
+            stream.window_start = len(tokens) - min(keep, len(tokens))
+            window = tokens[len(tokens) - keep:] if keep else []
+            window_clocks = clocks[len(clocks) - keep:] if keep else []
+            first_clock = window_clocks[0] if window_clocks else stream.step * codec.STEP_SECONDS
+            emo, offs = conditions([first_clock] + window_clocks)
+            return (*self._run([codec.BOS] + window, emo, offs, None, emotion_guidance), len(window) + 1)
+
+        logits, past, cached = prime()
+        steps_run = 0
+        first_step = stream.step
+        while stream.step < end_step:
+            if cancel is not None and cancel.is_set():
+                raise Cancelled("cancelled")
+            if progress is not None:
+                progress((stream.step - first_step) / max(1, end_step - first_step))
+            mask = self._grammar(stream, cut_steps, hit if hit_cuts else None)
+            token = _sample(np.where(mask, logits, -np.inf), temperature, top_p, rng)
+            if mode_lock is not None and _pitched_on(token):
+                clock = stream.step * codec.STEP_SECONDS
+                instrument, pitch = codec.on_target(token)
+                valence = float(emotion.at(np.array([clock]))[0, 0])
+                moved = mode_lock.moved(pitch, valence, clock)
+                if (instrument, moved) not in stream.sounding:  # a move must not re-strike a held note
+                    token, pitch = codec.on_token(instrument, moved), moved
+                mode_lock.observe(pitch, clock)
+            stream.push(token)
+            if hit_cuts and stream.step in cut_steps and stream.pitched_onsets_this_step >= HIT_NOTES:
+                hit.add(stream.step)
+            tokens.append(token)
+            clocks.append(stream.step * codec.STEP_SECONDS)
+            steps_run += 1
+            if stream.step >= end_step:
+                break
+            if cached + 1 >= block:
+                logits, past, cached = prime()
+            else:
+                emo, offs = conditions([clocks[-1]])
+                logits, past = self._run([token], emo, offs, past, emotion_guidance)
+                cached += 1
+        notes = [n for n in codec.decode(tokens, end_seconds=duration) if n.start < duration]
+        notes = [Note(n.start, min(n.end, duration), n.pitch, n.velocity, n.instrument) for n in notes]
+        elapsed = time.perf_counter() - started
+        return Generation(notes, tokens, clocks, new_from, elapsed,
+                          {"tokens": steps_run, "tokens_per_second": steps_run / max(elapsed, 1e-9),
+                           "realtime_factor": (duration - clocks[new_from - 1] if new_from else duration)
+                           / max(elapsed, 1e-9)})
+
+    @staticmethod
+    def _grammar(stream: _Stream, cut_steps: list[int], hit: set[int] | None) -> np.ndarray:
+        allowed = np.ones(codec.VOCAB_SIZE, dtype=bool)
+        allowed[[codec.PAD, codec.BOS]] = False
+        allowed[codec.OFF0:] = False
+        for instrument, pitch in stream.sounding:
+            allowed[codec.off_token(instrument, pitch)] = True
+        if codec.VEL0 <= stream.last < codec.ON0:
+            allowed[codec.VEL0:codec.ON0] = False  # a velocity is followed by its note
+        if len(stream.sounding) >= MAX_POLYPHONY:
+            allowed[codec.ON0:codec.OFF0] = False
+            allowed[[codec.on_token(DRUMS, p) for p in range(codec.N_PITCH)]] = True
+        if hit is not None:
+            pending = [c for c in cut_steps if c >= stream.step and c not in hit]
+            if pending:
+                gap = pending[0] - stream.step
+                if gap == 0:
+                    allowed[codec.SHIFT0:codec.VEL0] = False  # stay on the cut until the chord sounds
+                    allowed[codec.on_token(DRUMS, 0):codec.on_token(DRUMS, 0) + codec.N_PITCH] = False
+                elif gap < codec.MAX_SHIFT_STEPS:
+                    allowed[codec.shift_token(gap) + 1:codec.VEL0] = False  # land on the cut, not past it
+        if stream.events_this_step >= MAX_EVENTS_PER_STEP:
+            allowed[:] = False
+            allowed[codec.SHIFT0:codec.VEL0] = True
+        stale = stream.stale()
+        if stale:
+            allowed[:] = False
+            allowed[[codec.off_token(instrument, pitch) for instrument, pitch in stale]] = True
+        return allowed
+
+
+def _pitched_on(token: int) -> bool:
+    return codec.is_on(token) and codec.on_target(token)[0] != DRUMS
+
+
+def _sample(logits: np.ndarray, temperature: float, top_p: float, rng: np.random.Generator) -> int:
+    scaled = logits / temperature
+    scaled -= scaled.max()
+    probs = np.exp(scaled)
+    probs /= probs.sum()
+    order = np.argsort(-probs, kind="stable")
+    cumulative = np.cumsum(probs[order])
+    keep = order[: int(np.searchsorted(cumulative, top_p)) + 1]
+    kept = probs[keep] / probs[keep].sum()
+    return int(keep[rng.choice(len(keep), p=kept)])

@@ -1,0 +1,520 @@
+"""Live MIDI: play a score to a MIDI port on its own thread, following the host's transport.
+
+A `Score` is the channel messages of a Standard MIDI File with their times in seconds. A
+session's notes become one through `midi_io.midi_bytes`, so live playback uses exactly the
+channels and programs of the exported file (drums on channel 10, one channel and GM program
+per instrument track) and its tempo. `Player` sends a score's messages to an output port on
+one thread against `time.monotonic()`: every event is due at an absolute time (no
+accumulated sleep error), the thread sleeps on a condition until then and is woken at once
+by play/stop/locate. Notes held when the transport stops or jumps are released (a note-off
+each, then All Notes Off on every channel of the score).
+
+It can follow a host on a MIDI input port: MIDI clock (24 per quarter note; the tempo is a
+least-squares fit over the last two beats of clock), Start/Continue/Stop and Song Position
+Pointer (sixteenth notes). Beats from the host map to seconds through the score's tempo map
+(for a session, its `bpm` setting); the player re-anchors on every clock and runs at the
+host's tempo in between, so a host at another tempo than the score plays the score faster or
+slower.
+
+Ports come from python-rtmidi (outputs through mido, inputs polled: `MidiInput`): the
+platform's own MIDI system first (ALSA sequencer, CoreMIDI, Windows MM), then JACK. Without
+any, `midi_backend()` raises an EmsyncError saying what is missing and what to do.
+"""
+from __future__ import annotations
+
+import bisect
+import contextlib
+import io
+import math
+import os
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import mido
+
+from emsync.core.errors import EmsyncError
+from emsync.core.midi_io import TempoMap, midi_bytes, open_midi
+from emsync.core.music import Note
+
+CLIENT_NAME = "emsync"  # the client name of virtual ports: they list as "emsync:NAME"
+DEFAULT_VIRTUAL = "out"
+ALL_NOTES_OFF = 123
+CHASED = ("program_change", "control_change", "pitchwheel")  # state re-sent when playing from inside a score
+CLOCKS_PER_BEAT = 24
+TEMPO_WINDOW = 48  # clock intervals the host's tempo is fitted over (two beats)
+CLOCK_PAUSE = 0.25  # s without clock (slower than 10 bpm): the host paused it, the tempo starts afresh
+INPUT_POLL = 0.001  # s between polls of an idle input (arrival times come from the MIDI system)
+INPUT_QUEUE = 4096  # messages rtmidi holds between polls (40 s of clock at 240 bpm)
+INPUT_OFFSET_CREEP = 0.01  # s per s that an input's time anchor may rise (see MidiInput._poll)
+
+_backend: mido.Backend | None = None
+_backend_lock = threading.Lock()
+
+
+# ---- ports ---------------------------------------------------------------------------------
+@contextlib.contextmanager
+def _quiet_stderr():
+    """ALSA and JACK print their own complaints on fd 2 when a probe fails; our error says it once."""
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def midi_backend() -> mido.Backend:
+    """The first rtmidi API that answers (the platform's own, then JACK); cached once one works."""
+    global _backend
+    with _backend_lock:
+        if _backend is not None:
+            return _backend
+        try:
+            import rtmidi
+        except ImportError:
+            raise EmsyncError("live MIDI needs python-rtmidi: pip install python-rtmidi") from None
+        names = mido.Backend("mido.backends.rtmidi").module.get_api_names()
+        order = [n for n in names if n not in ("UNIX_JACK", "RTMIDI_DUMMY")] + [n for n in names if n == "UNIX_JACK"]
+        problems = []
+        for api in order:
+            backend = mido.Backend(f"mido.backends.rtmidi/{api}")
+            try:
+                with _quiet_stderr():
+                    backend.get_output_names()
+            except rtmidi.RtMidiError as exc:
+                problems.append(f"{api}: {' '.join(str(exc).split())}")
+                continue
+            _backend = backend
+            return backend
+        server = os.environ.get("JACK_DEFAULT_SERVER", "default")
+        raise EmsyncError("no MIDI port system: the ALSA sequencer (/dev/snd/seq) is missing and no JACK server "
+                          f"named {server!r} is running ({'; '.join(problems) or 'no rtmidi API compiled in'}); "
+                          "load snd-seq or start JACK (e.g. `jackd -d dummy` on a machine without sound hardware)")
+
+
+def port_names() -> tuple[str, list[str], list[str]]:
+    """(api, output port names, input port names) as the MIDI system lists them now."""
+    backend = midi_backend()
+    return backend.api, backend.get_output_names(), backend.get_input_names()
+
+
+def _find(names: Sequence[str], wanted: str, kind: str, field: str) -> str:
+    """An existing port: the exact name, else the one port whose name contains `wanted`."""
+    if wanted in names:
+        return wanted
+    matches = [n for n in names if wanted.lower() in n.lower()]
+    if len(matches) == 1:
+        return matches[0]
+    listed = ", ".join(repr(n) for n in (matches or names)) or "none"
+    raise EmsyncError(f"{field}: {'several' if matches else 'no'} MIDI {kind} ports match {wanted!r} "
+                      f"({'matching' if matches else 'there are'}: {listed})")
+
+
+def _opened(opener: Callable, what: str):
+    try:
+        return opener()
+    except (OSError, ValueError) as exc:  # rtmidi errors are OSErrors
+        raise EmsyncError(f"{what}: cannot open ({' '.join(str(exc).split())})") from None
+
+
+def open_output(name: str | None = None, virtual: bool = False, field: str = "port") -> tuple:
+    """(port, its name as others list it): a named existing output port, or (no name, or
+    virtual=True) a new virtual port "emsync:NAME" that DAWs can pick as a MIDI input."""
+    backend = midi_backend()
+    if name is None or virtual:
+        label = f"{CLIENT_NAME}:{name or DEFAULT_VIRTUAL}"
+        port = _opened(lambda: backend.open_output(name or DEFAULT_VIRTUAL, client_name=CLIENT_NAME),
+                       f"{field}: virtual port {label} ({backend.api})")
+        return port, label
+    found = _find(backend.get_output_names(), name, "output", field)
+    return _opened(lambda: backend.open_output(found), f"{field}: {found}"), found
+
+
+class MidiInput:
+    """An input port read by a thread of ours: `callback(message, arrival)` for every message.
+
+    rtmidi can call Python from the MIDI system's own thread (JACK's process thread, ALSA's
+    input thread), which must then take the GIL; closing the port while such a call waits for
+    it deadlocks the process (closing waits for that thread, which waits for the closer).
+    Polled, that thread never enters Python. `arrival` is in `clock()` seconds, rebuilt from
+    the MIDI system's own time stamps (rtmidi's deltas) against the earliest polls that saw
+    them, so tempo following does not see this process's scheduling jitter. Nothing is
+    filtered inside rtmidi (its JACK input drops an ignored message's delta with it, so the
+    time stamps would drift); active sensing is dropped here. A callback that raises does not
+    stop the input: the first error is kept in `error`.
+    `name` opens an existing port; `virtual` opens a port others connect to, `client:virtual`.
+    Never close it from its own callback, nor while holding a lock that the callback takes.
+    """
+
+    def __init__(self, callback: Callable[[mido.Message, float], None], name: str | None = None,
+                 virtual: str | None = None, client_name: str = CLIENT_NAME,
+                 clock: Callable[[], float] = time.monotonic):
+        import rtmidi
+
+        self._callback, self._clock = callback, clock
+        self._rt = rtmidi.MidiIn(rtapi=getattr(rtmidi, f"API_{midi_backend().api}"), name=client_name,
+                                 queue_size_limit=INPUT_QUEUE)
+        try:
+            if virtual:
+                self._rt.open_virtual_port(virtual)
+                self.name = f"{client_name}:{virtual}"
+            else:
+                self._rt.open_port(self._rt.get_ports().index(name))
+                self.name = name
+        except (rtmidi.RtMidiError, ValueError) as exc:
+            self._rt.delete()
+            raise OSError(f"{name or virtual}: {exc}") from None
+        self._rt.ignore_types(sysex=False, timing=False, active_sense=False)
+        self.error: Exception | None = None
+        self._close_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, name="emsync-midi-in", daemon=True)
+        self._thread.start()
+
+    def _poll(self) -> None:
+        elapsed, offset = 0.0, math.inf
+        while not self._stop.is_set():
+            got = self._rt.get_message()
+            if got is None:
+                self._stop.wait(INPUT_POLL)
+                continue
+            data, delta = got
+            elapsed += delta
+            # The offset is the least poll delay seen, creeping up so that time lost to a
+            # dropped message (a full queue) is not carried forever.
+            offset = min(offset + INPUT_OFFSET_CREEP * delta, self._clock() - elapsed)
+            try:
+                msg = mido.Message.from_bytes(data)
+            except ValueError:  # a malformed message on the wire is dropped, not fatal
+                continue
+            if msg.type == "active_sensing":
+                continue
+            try:
+                self._callback(msg, elapsed + offset)
+            except Exception as exc:  # noqa: BLE001 -- one bad message must not end following
+                self.error = self.error or exc
+
+    def close(self) -> None:
+        """Stop polling, then close the port (once: rtmidi crashes on a second close)."""
+        with self._close_lock:
+            if self._stop.is_set():
+                return
+            self._stop.set()
+            self._thread.join()  # no timeout: the port must outlive every poll
+            self._rt.close_port()
+            self._rt.delete()
+
+
+def open_input(name: str, callback: Callable[[mido.Message, float], None], field: str = "input",
+               clock: Callable[[], float] = time.monotonic) -> MidiInput:
+    """A named existing input port, delivering every message (clock included) with its arrival time."""
+    found = _find(midi_backend().get_input_names(), name, "input", field)
+    return _opened(lambda: MidiInput(callback, name=found, clock=clock), f"{field}: {found}")
+
+
+# ---- scores --------------------------------------------------------------------------------
+@dataclass
+class Score:
+    """Channel messages of a MIDI file in time order, their times in seconds, and its tempo map."""
+
+    times: list[float]
+    messages: list[mido.Message]
+    tempo: TempoMap
+    channels: list[int]
+
+    @property
+    def duration(self) -> float:
+        return self.times[-1] if self.times else 0.0
+
+    @classmethod
+    def from_midi(cls, midi: mido.MidiFile, track: str | None = None, source: str = "score") -> "Score":
+        tempo = TempoMap(midi)
+        tracks = []
+        for chunk in midi.tracks:
+            name = next((m.name for m in chunk if m.type == "track_name"), "")
+            if any(not m.is_meta for m in chunk):
+                tracks.append((name, chunk))
+        if track is not None:
+            chosen = [t for t in tracks if t[0].strip().lower() == track.strip().lower()]
+            if not chosen:
+                known = ", ".join(repr(n) for n, _ in tracks) or "none"
+                raise EmsyncError(f"track: {source} has no track named {track!r} (tracks: {known})")
+            tracks = chosen
+        events = []
+        for order, (_, chunk) in enumerate(tracks):
+            tick = 0
+            for index, msg in enumerate(chunk):
+                tick += msg.time
+                if not msg.is_meta and msg.type != "sysex":
+                    events.append((tempo.to_seconds(tick), _is_release(msg), order, index, msg.copy(time=0)))
+        # Releases before onsets at the same instant: a repeated note is re-struck, not cut short.
+        events.sort(key=lambda e: (e[0], not e[1], e[2], e[3]))
+        return cls([e[0] for e in events], [e[4] for e in events], tempo,
+                   sorted({e[4].channel for e in events if hasattr(e[4], "channel")}))
+
+    @classmethod
+    def from_file(cls, path, track: str | None = None) -> "Score":
+        return cls.from_midi(open_midi(path), track, source=str(path))
+
+    @classmethod
+    def from_notes(cls, notes: Sequence[Note], bpm: float, track: str | None = None) -> "Score":
+        """A session's notes, laid out exactly as `/emsync/export/midi` writes them."""
+        return cls.from_midi(mido.MidiFile(file=io.BytesIO(midi_bytes(notes, bpm=bpm))), track, source="the session")
+
+    def seconds_at_beat(self, beats: float) -> float:
+        return self.tempo.to_seconds(beats * self.tempo.tpb)
+
+    def bpm_at(self, seconds: float) -> float:
+        index = max(0, bisect.bisect_right(self.tempo.seconds, seconds) - 1)
+        return 60e6 / self.tempo.tempos[index]
+
+
+def _slope(times: Sequence[float]) -> float:
+    """Least-squares seconds per step of evenly spaced events (0 with fewer than two): a late
+    first or last clock moves it by 6(n-1)/(n(n+1)) of what it moves the first-to-last
+    estimate, about 1/8.5 at the two beats of clock the player fits."""
+    n = len(times)
+    if n < 2:
+        return 0.0
+    mean_x, mean_t = (n - 1) / 2, sum(times) / n
+    return sum((i - mean_x) * (t - mean_t) for i, t in enumerate(times)) / (n * (n * n - 1) / 12)
+
+
+def _is_release(msg: mido.Message) -> bool:
+    return msg.type == "note_off" or (msg.type == "note_on" and msg.velocity == 0)
+
+
+# ---- the player ----------------------------------------------------------------------------
+class Player:
+    """Plays a Score to an output port on its own thread; transport from calls or a MIDI input.
+
+    The position is score seconds: `anchor_position + (now - anchor_wall) * rate` while
+    playing (rate 1 on its own, host tempo / score tempo when following MIDI clock).
+    """
+
+    def __init__(self, port, score: Score | None = None, clock: Callable[[], float] = time.monotonic):
+        self.port = port
+        self.score = score or Score([], [], TempoMap(mido.MidiFile()), [])
+        self.clock = clock
+        self._cond = threading.Condition()
+        self._running = False
+        self._armed = False  # following: Start/Continue seen, waiting for the first clock
+        self._anchor_wall = 0.0
+        self._anchor_position = 0.0
+        self._rate = 1.0
+        self._end = math.inf
+        self._cursor = 0
+        self._held: dict[tuple[int, int], int] = {}
+        self._closed = False
+        self.input = None
+        self._clock_times: deque[float] = deque(maxlen=TEMPO_WINDOW + 1)
+        self._beats = 0.0  # host position in beats while following
+        self.host_bpm: float | None = None
+        self.sent = 0
+        self._thread = threading.Thread(target=self._run, name="emsync-live", daemon=True)
+        self._thread.start()
+
+    # ---- transport -------------------------------------------------------------------------
+    @property
+    def playing(self) -> bool:
+        return self._running
+
+    @property
+    def state(self) -> str:
+        return "playing" if self._running else ("armed" if self._armed else "stopped")
+
+    @property
+    def position(self) -> float:
+        with self._cond:
+            return self._position_now(self.clock())
+
+    def load(self, score: Score) -> None:
+        """Swap the score; a running transport carries on from the same position."""
+        with self._cond:
+            now = self.clock()
+            position = self._position_now(now)
+            self._release()
+            self.score = score
+            self._jump(position, chase=self._running)
+            if self._running:
+                self._start(now, position, self._rate)
+
+    def play(self, start: float | None = None, end: float | None = None) -> None:
+        with self._cond:
+            now = self.clock()
+            position = self._position_now(now) if start is None else max(0.0, float(start))
+            self._end = math.inf if end is None or end <= 0 else float(end)
+            self._release()
+            self._jump(position, chase=True)
+            self._start(now, position)
+
+    def stop(self) -> None:
+        with self._cond:
+            self._halt(self._position_now(self.clock()))
+
+    def locate(self, seconds: float) -> None:
+        with self._cond:
+            seconds = max(0.0, float(seconds))
+            self._release()
+            self._jump(seconds, chase=self._running)
+            if self._running:
+                self._start(self.clock(), seconds, self._rate)
+
+    def wait_stopped(self, timeout: float | None = None) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._running and not self._armed, timeout)
+
+    # ---- following a host ------------------------------------------------------------------
+    def follow(self, input_name: str | None) -> str | None:
+        """Follow clock/SPP/Start/Continue/Stop from an input port (None: stop following)."""
+        if self.input is not None:
+            self.input.close()
+            self.input = None
+        if input_name:
+            self.input = open_input(input_name, self.on_midi, clock=self.clock)
+            return self.input.name
+        return None
+
+    def on_midi(self, msg: mido.Message, now: float | None = None) -> None:
+        """A message from the host that arrived at `now` (default: this instant)."""
+        now = self.clock() if now is None else now
+        with self._cond:
+            if msg.type == "clock":
+                self._clock(now)
+            elif msg.type == "start":
+                self._halt(0.0)
+                self._beats, self._armed = 0.0, True
+            elif msg.type == "continue":
+                self._beats, self._armed = self._beats_at(self._position_now(now)), True
+            elif msg.type == "stop":
+                self._armed = False
+                self._halt(self._position_now(now))
+            elif msg.type == "songpos":
+                self._beats = msg.pos / 4.0
+                position = self.score.seconds_at_beat(self._beats)
+                self._release()
+                self._jump(position, chase=self._running)
+                if self._running:
+                    self._start(now, position, self._rate)
+
+    def _clock(self, now: float) -> None:
+        if self._clock_times and now - self._clock_times[-1] > CLOCK_PAUSE:
+            self._clock_times.clear()
+        self._clock_times.append(now)
+        seconds_per_clock = _slope(self._clock_times)
+        if seconds_per_clock > 0:
+            self.host_bpm = 60.0 / (CLOCKS_PER_BEAT * seconds_per_clock)
+        if self._armed:  # the first clock after Start/Continue is the position itself
+            self._armed = False
+            position = self.score.seconds_at_beat(self._beats)
+            self._end = math.inf
+            self._release()
+            self._jump(position, chase=True)
+        elif self._running:
+            self._beats += 1.0 / CLOCKS_PER_BEAT
+            position = self.score.seconds_at_beat(self._beats)
+        else:
+            return
+        self._start(now, position, self.host_bpm / self.score.bpm_at(position) if self.host_bpm else 1.0)
+
+    def _beats_at(self, seconds: float) -> float:
+        """Inverse of seconds_at_beat on the piecewise-linear tempo map."""
+        tempo = self.score.tempo
+        index = max(0, bisect.bisect_right(tempo.seconds, seconds) - 1)
+        ticks = tempo.ticks[index] + (seconds - tempo.seconds[index]) * 1e6 * tempo.tpb / tempo.tempos[index]
+        return ticks / tempo.tpb
+
+    # ---- internals (called with the condition held) ----------------------------------------
+    def _position_now(self, now: float) -> float:
+        if not self._running:
+            return self._anchor_position
+        return self._anchor_position + (now - self._anchor_wall) * self._rate
+
+    def _start(self, now: float, position: float, rate: float = 1.0) -> None:
+        self._anchor_wall, self._anchor_position, self._rate = now, position, rate
+        self._running = True
+        self._cond.notify_all()
+
+    def _halt(self, position: float) -> None:
+        self._running = False
+        self._anchor_position = position
+        self._release()
+        self._jump(position)
+        self._cond.notify_all()
+
+    def _jump(self, position: float, chase: bool = False) -> None:
+        """Move the cursor to `position`; to play from there, re-send program/controller state."""
+        times, messages = self.score.times, self.score.messages
+        self._cursor = bisect.bisect_left(times, position)
+        self._anchor_position = position
+        if not chase:
+            return
+        latest = {}
+        for msg in messages[:self._cursor]:
+            if msg.type in CHASED:
+                latest[(msg.type, msg.channel, getattr(msg, "control", None))] = msg
+        for msg in latest.values():
+            self._send(msg)
+
+    def _release(self) -> None:
+        for channel, note in self._held:
+            self._send(mido.Message("note_off", channel=channel, note=note, velocity=0))
+        self._held.clear()
+        for channel in self.score.channels:
+            self._send(mido.Message("control_change", channel=channel, control=ALL_NOTES_OFF, value=0))
+
+    def _send(self, msg: mido.Message) -> None:
+        self.port.send(msg)
+        self.sent += 1
+
+    def _emit(self, msg: mido.Message) -> None:
+        """Send one score message; a release whose onset was before the start is dropped."""
+        if msg.type == "note_on" and msg.velocity > 0:
+            key = (msg.channel, msg.note)
+            self._held[key] = self._held.get(key, 0) + 1
+        elif _is_release(msg):
+            key = (msg.channel, msg.note)
+            if not self._held.get(key):
+                return
+            self._held[key] -= 1
+            if not self._held[key]:
+                del self._held[key]
+        self._send(msg)
+
+    def _run(self) -> None:
+        with self._cond:
+            while not self._closed:
+                if not self._running:
+                    self._cond.wait()
+                    continue
+                times = self.score.times
+                if self._cursor >= len(times) or times[self._cursor] >= self._end:
+                    self._halt(min(self._end, self.score.duration))
+                    continue
+                due = self._anchor_wall + (times[self._cursor] - self._anchor_position) / self._rate
+                wait = due - self.clock()
+                if wait > 0:
+                    self._cond.wait(wait)  # play/stop/locate/clock notify: the due time is recomputed
+                    continue
+                self._emit(self.score.messages[self._cursor])
+                self._cursor += 1
+
+    def close(self) -> None:
+        """Stop (releasing held notes), stop following, end the thread, close the port."""
+        self.follow(None)
+        with self._cond:
+            self._halt(self._position_now(self.clock()))
+            self._closed = True
+            self._cond.notify_all()
+        self._thread.join(5)
+        self.port.close()

@@ -1,0 +1,286 @@
+"""The scoring service: one session, one generator, and every operation a host offers.
+
+    service = ScoringService(Session(None))          # or Session(folder): kept on disk
+    service.open_timeline("edit.otio")               # or open_video / open_scene_file / open_cuts
+    service.set_default_emotion(arousal=0.5)         # scenes the editor left open
+    version = service.generate(seed=1)
+    service.export_midi("edit.mid")
+
+The CLI runs it once per command; the OSC host keeps one and runs the slow parts (video
+analysis, generation) in a worker thread. For that split, generation is two steps: a
+request (`generate_request`, `regenerate_request`) checks the arguments and takes a
+snapshot of the session at once, `run` samples (slow, needs no lock), and `commit` stores
+the take as the new version.
+"""
+from __future__ import annotations
+
+import copy
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+from emsync.core.conditions import EmotionCurve
+from emsync.core.errors import EmsyncError
+from emsync.core.music import Note, Scene
+from emsync.core.scenes import (boundaries, load_scene_file, scenes_from_cuts, score_markers, user_emotion,
+                                with_default_emotion)
+
+from .session import Session, Version
+
+SAMPLING_SETTINGS = ("temperature", "top_p", "hit_cuts", "emotion_guidance", "lock_mode")
+
+
+@dataclass
+class Opened:
+    """What a source gave the session."""
+
+    kind: str  # "timeline", "video" or "scenes"
+    path: str
+    duration: float
+    scenes: int
+    cuts: int
+    hits: int
+    fps: float
+
+
+@dataclass
+class Take:
+    """Music sampled for a request, not yet a version."""
+
+    kind: str
+    notes: list[Note]
+    parent: int
+    params: dict
+    seconds: float  # wall time of the sampling
+    duration: float  # seconds of music the request covered
+
+
+@dataclass
+class Request:
+    """A generation asked for, with the session as it was when asked."""
+
+    kind: str  # "generate" or "regenerate"
+    seed: int
+    duration: float
+    boundaries: list[float]
+    curve: EmotionCurve
+    sampling: dict
+    parent: int
+    base: list[Note] = field(default_factory=list)  # regenerate: the music kept around the range
+    start: float = 0.0
+    end: float = 0.0
+    candidates: int = 1
+    seam_seconds: float = 0.0
+
+    def run(self, generator, progress: Callable[[float], None] | None = None,
+            cancel: threading.Event | None = None) -> Take:
+        began = time.perf_counter()
+        if self.kind == "generate":
+            result = generator.generate(self.duration, self.boundaries, self.curve, seed=self.seed, **self.sampling,
+                                        progress=progress, cancel=cancel)
+            params = {"seed": self.seed, "duration": self.duration, **self.sampling, "tokens": result.stats["tokens"]}
+            covered = self.duration
+        else:
+            from emsync.core.regenerate import regenerate
+
+            result = regenerate(generator, self.base, self.duration, self.start, self.end, self.boundaries,
+                                self.curve, seed=self.seed, candidates=self.candidates, **self.sampling,
+                                seam_seconds=self.seam_seconds, progress=progress, cancel=cancel)
+            params = {"seed": self.seed, "chosen_seed": result.seed, "start": result.start, "end": result.end,
+                      **self.sampling, "candidates": result.stats["candidates"]}
+            covered = result.end - result.start
+        return Take(self.kind, result.notes, self.parent, params, time.perf_counter() - began, covered)
+
+
+class ScoringService:
+    """A session and the generator that scores it; see the module docstring."""
+
+    def __init__(self, session: Session, model: str | Path | None = None):
+        self.session = session
+        self.model = model
+        self._generator = None
+        self._generator_lock = threading.Lock()
+        self._timeline = None  # the opened TimelineScenes, kept for writing the edit back
+
+    def generator(self):
+        """The ONNX generator, loaded on first use (thread-safe)."""
+        with self._generator_lock:
+            if self._generator is None:
+                from emsync.core.generator import MusicGenerator
+
+                self._generator = MusicGenerator(self.model)
+            return self._generator
+
+    # ---- sources of scenes ---------------------------------------------------------------
+    def open_timeline(self, path: str | Path, fps: float | None = None, transition: str = "mid") -> Opened:
+        from emsync.timelines import read_timeline
+
+        if not str(path):
+            raise EmsyncError("path: empty")
+        timeline = read_timeline(path, fps=fps or None, transition=transition)
+        source = {"kind": "timeline", "path": str(Path(path).resolve()), "fps": float(timeline.fps) if fps else 0.0,
+                  "transition": transition}
+        self.session.set_scenes(timeline.duration, timeline.scenes, timeline.hits, source)
+        self._timeline = timeline
+        return Opened("timeline", source["path"], float(timeline.duration), len(timeline.scenes),
+                      len(timeline.cuts), len(timeline.hits), float(timeline.fps))
+
+    @staticmethod
+    def analyze_video(path: str | Path, threshold: float = 0.5):
+        """Cuts and scene emotions of a video (slow; changes nothing): give it to `open_analysis`."""
+        from emsync.video.analysis import analyze_video
+
+        if not str(path):
+            raise EmsyncError("path: empty")
+        if not 0 < threshold < 1:
+            raise EmsyncError(f"threshold: {threshold} is outside (0, 1)")
+        return analyze_video(path, threshold)
+
+    def open_analysis(self, analysis, threshold: float = 0.5) -> Opened:
+        scenes = [scene.to_scene() for scene in analysis.scenes]
+        source = {"kind": "video", "path": str(Path(analysis.path).resolve()), "threshold": float(threshold),
+                  "fps": float(analysis.fps)}
+        self.session.set_scenes(analysis.duration, scenes, [], source)
+        self._timeline = None
+        return Opened("video", source["path"], float(analysis.duration), len(scenes), len(analysis.cuts), 0,
+                      float(analysis.fps))
+
+    def open_video(self, path: str | Path, threshold: float = 0.5) -> Opened:
+        return self.open_analysis(self.analyze_video(path, threshold), threshold)
+
+    def open_scene_file(self, path: str | Path) -> Opened:
+        if not str(path):
+            raise EmsyncError("path: empty")
+        duration, scenes = load_scene_file(path)
+        return self._open_scenes(duration, scenes, {"kind": "scenes", "path": str(Path(path).resolve())})
+
+    def open_cuts(self, duration: float, cuts: Sequence[float], valence: float = 0.0, arousal: float = 0.0) -> Opened:
+        """A cut list with one emotion (no file behind it)."""
+        scenes = scenes_from_cuts(duration, cuts, valence, arousal)
+        return self._open_scenes(scenes[-1].end, scenes, {"kind": "cuts", "path": ""})
+
+    def _open_scenes(self, duration: float, scenes: list[Scene], source: dict) -> Opened:
+        self.session.set_scenes(duration, scenes, [], source)
+        self._timeline = None
+        return Opened(source["kind"], source["path"], float(duration), len(scenes), len(scenes) - 1, 0, 0.0)
+
+    # ---- emotions and settings -----------------------------------------------------------
+    def set_default_emotion(self, valence: float | None = None, arousal: float | None = None) -> None:
+        """Scenes the user has not set take these axes (core.scenes.with_default_emotion)."""
+        session = self.session
+        session.set_scenes(session.duration, with_default_emotion(session.scenes, valence, arousal), session.hits,
+                           session.source)
+
+    def set_emotion(self, index: int, valence: float, arousal: float) -> Scene:
+        """One scene's emotion, as the user chose it."""
+        scenes = self.session.scenes
+        if not scenes:
+            raise EmsyncError("scene: no scenes yet (open a timeline or a scene file first)")
+        if not 0 <= index < len(scenes):
+            raise EmsyncError(f"scene: index {index} is outside 0..{len(scenes) - 1}")
+        changed = list(scenes)
+        changed[index] = user_emotion(scenes[index], valence, arousal)
+        self.session.set_scenes(self.session.duration, changed, self.session.hits, self.session.source)
+        return self.session.scenes[index]
+
+    def set_setting(self, name: str, value):
+        return self.session.set_setting(name, value)
+
+    def markers(self) -> list[tuple[float, str]]:
+        return score_markers(self.session.scenes, self.session.hits)
+
+    # ---- music ---------------------------------------------------------------------------
+    def _need_scenes(self) -> None:
+        if not self.session.scenes:
+            raise EmsyncError("no scenes: open a timeline, a video or a scene file first")
+
+    def _seed(self, seed: int | None) -> int:
+        if seed is None:
+            return (self.session.settings["seed"] + self.session.next_version) % 2**31
+        if not 0 <= seed < 2**31:
+            raise EmsyncError(f"seed: {seed} is outside [0, 2^31)")
+        return int(seed)
+
+    def _request(self, kind: str, seed: int | None, parent: int) -> Request:
+        session = self.session
+        return Request(kind, self._seed(seed), session.duration,
+                       boundaries(session.scenes, session.hits, session.duration),
+                       EmotionCurve.from_scenes(copy.deepcopy(session.scenes)),
+                       {name: session.settings[name] for name in SAMPLING_SETTINGS}, parent)
+
+    def generate_request(self, seed: int | None = None) -> Request:
+        """Music for the whole session (seed None: the session's seed setting plus the version number)."""
+        self._need_scenes()
+        return self._request("generate", seed, self.session.current_id)
+
+    def regenerate_request(self, start: float, end: float, seed: int | None = None) -> Request:
+        """New music for [start, end); every note outside is kept."""
+        from emsync.core.regenerate import check_range
+
+        self._need_scenes()
+        base = self.session.current()
+        if base is None:
+            raise EmsyncError("regenerate: no music yet (generate first)")
+        check_range(self.session.duration, start, end)
+        request = self._request("regenerate", seed, base.id)
+        request.base, request.start, request.end = list(base.notes), float(start), float(end)
+        request.candidates = self.session.settings["candidates"]
+        request.seam_seconds = self.session.settings["seam_seconds"]
+        return request
+
+    def commit(self, take: Take) -> Version:
+        params = {**take.params, "seconds": round(take.seconds, 3)}
+        return self.session.add_version(take.kind, take.notes, take.parent, params)
+
+    def generate(self, seed: int | None = None) -> tuple[Version, Take]:
+        take = self.generate_request(seed).run(self.generator())
+        return self.commit(take), take
+
+    def regenerate(self, start: float, end: float, seed: int | None = None) -> tuple[Version, Take]:
+        take = self.regenerate_request(start, end, seed).run(self.generator())
+        return self.commit(take), take
+
+    def undo(self) -> int:
+        return self.session.undo()
+
+    def redo(self) -> int:
+        return self.session.redo()
+
+    # ---- exports -------------------------------------------------------------------------
+    def _current_notes(self) -> list[Note]:
+        if self.session.current() is None:
+            raise EmsyncError("export: no music yet (generate first)")
+        return self.session.current_notes()
+
+    def export_midi(self, path: str | Path) -> Path:
+        """The current version as a type 1 Standard MIDI File with a marker at every cut and hit."""
+        from emsync.core.midi_io import write_midi
+
+        if not str(path):
+            raise EmsyncError("path: empty")
+        return write_midi(path, self._current_notes(), self.markers(), bpm=self.session.settings["bpm"])
+
+    def export_timeline(self, path: str | Path, midi: Path, audio: Path | None = None) -> Path:
+        """The opened edit (a timeline, or a video cut at its scenes) with a music track playing
+        `audio` (the rendered MIDI; an NLE cannot play MIDI) and a marker at every cut."""
+        from emsync.timelines.timeline import video_edit, write_timeline
+
+        source = self.session.source or {}
+        if not str(path):
+            raise EmsyncError("path: empty")
+        if source.get("kind") == "timeline":
+            if self._timeline is None:
+                from emsync.timelines import read_timeline
+
+                self._timeline = read_timeline(source["path"], fps=source.get("fps") or None,
+                                               transition=source.get("transition", "mid"))
+            edit = copy.copy(self._timeline)
+            edit.scenes = copy.deepcopy(self.session.scenes)
+            edit.hits = list(self.session.hits)
+        elif source.get("kind") == "video":
+            edit = video_edit(source["path"], source["fps"], self.session.duration, self.session.scenes)
+        else:
+            raise EmsyncError("export: the session was not opened from a timeline or a video")
+        return Path(write_timeline(edit, path, Path(midi).resolve(), Path(audio).resolve() if audio else None))

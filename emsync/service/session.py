@@ -1,0 +1,255 @@
+"""A scoring session on disk: scenes, emotions, settings and every version of the music.
+
+Layout of a session folder:
+
+    session.json          scenes, emotions, hits, settings, the version history and where
+                          undo/redo stands (rewritten after every change)
+    versions/vNNNNNN.json one file per version of the music, written once: its notes and how
+                          they were made
+
+A session without a folder (`Session(None)`, what one CLI run uses) keeps all of this in
+memory. Every change is written before it is acknowledged, each file to a temporary name, fsynced
+and renamed over the old one (emsync.core.fileio.atomic_write_bytes), a new version's file
+before the session file that names it. A server killed at any instant therefore reopens at
+the last state it acknowledged: at worst a version file that was written but never named
+is overwritten by the next version.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from emsync.core.errors import EmsyncError
+from emsync.core.fileio import atomic_write_bytes
+from emsync.core.music import Note, Scene
+
+FORMAT = "emsync-session"
+FORMAT_VERSION = 1
+SESSION_FILE = "session.json"
+VERSIONS = "versions"
+
+# name -> (type, low, high, default). Validation lives here so every surface (OSC, CLI, tests)
+# gets the same checks and messages.
+SETTINGS: dict[str, tuple[type, float, float, Any]] = {
+    "seed": (int, 0, 2**31 - 1, 0),
+    "temperature": (float, 0.05, 3.0, 1.0),
+    "top_p": (float, 0.01, 1.0, 0.95),
+    "hit_cuts": (bool, 0, 1, False),
+    "candidates": (int, 1, 8, 3),
+    "seam_seconds": (float, 0.0, 8.0, 1.0),
+    "bpm": (float, 20.0, 400.0, 120.0),
+    "emotion_guidance": (float, 0.0, 4.0, 0.0),  # see emsync.core.generator
+    "lock_mode": (bool, 0, 1, False),  # see emsync.core.mode_lock
+}
+
+
+def check_setting(name: str, value: Any) -> Any:
+    """The value converted to the setting's type, or EmsyncError naming the setting."""
+    if name not in SETTINGS:
+        raise EmsyncError(f"settings: unknown setting {name!r} (known: {', '.join(SETTINGS)})")
+    kind, low, high, _ = SETTINGS[name]
+    if kind is bool:
+        if isinstance(value, bool) or (isinstance(value, (int, float)) and value in (0, 1)):
+            return bool(value)
+        raise EmsyncError(f"{name}: expected true/false or 0/1, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise EmsyncError(f"{name}: expected a number, got {value!r}")
+    if kind is int and float(value) != int(value):
+        raise EmsyncError(f"{name}: expected a whole number, got {value!r}")
+    value = kind(value)
+    if not math.isfinite(value) or not low <= value <= high:
+        raise EmsyncError(f"{name}: {value} is outside [{low}, {high}]")
+    return value
+
+
+@dataclass
+class Version:
+    id: int
+    kind: str  # "generate" or "regenerate"
+    parent: int  # version it was made from (0: none)
+    notes: list[Note]
+    params: dict = field(default_factory=dict)
+    created: float = 0.0
+
+
+def _scene_json(scene: Scene) -> dict:
+    return asdict(scene)
+
+
+def _scene_from(data: dict) -> Scene:
+    return Scene(float(data["start"]), float(data["end"]), float(data.get("valence", 0.0)),
+                 float(data.get("arousal", 0.0)), str(data.get("name", "")), str(data.get("media", "")),
+                 bool(data.get("user_set", False)))
+
+
+class Session:
+    """The state of one scoring session; every mutating method saves before it returns."""
+
+    def __init__(self, directory: str | os.PathLike | None):
+        self.dir = Path(directory) if directory is not None else None
+        self.source: dict | None = None  # {"kind": "timeline"|"scenes", "path", "fps", "transition"}
+        self.duration = 0.0
+        self.scenes: list[Scene] = []
+        self.hits: list[float] = []
+        self.settings = {name: spec[3] for name, spec in SETTINGS.items()}
+        self.history: list[int] = []  # version ids, oldest first
+        self.position = -1  # index into history of the current version; -1: no music
+        self.next_version = 1
+        self._cache: dict[int, Version] = {}
+        self._load()
+
+    # ---- files -------------------------------------------------------------------------
+    @property
+    def file(self) -> Path:
+        return self.dir / SESSION_FILE
+
+    def version_file(self, version_id: int) -> Path:
+        return self.dir / VERSIONS / f"v{version_id:06d}.json"
+
+    def _load(self) -> None:
+        if self.dir is None:
+            return
+        try:
+            (self.dir / VERSIONS).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise EmsyncError(f"{self.dir}: cannot use this session folder ({exc.strerror or exc})") from None
+        for folder in (self.dir, self.dir / VERSIONS):  # leftovers of a write cut short by a kill
+            for stale in folder.glob(".*.tmp"):
+                try:
+                    stale.unlink()
+                except OSError:
+                    pass
+        if not self.file.exists():
+            self.save()
+            return
+        try:
+            data = json.loads(self.file.read_text())
+            if data.get("format") != FORMAT:
+                raise ValueError(f"format is {data.get('format')!r}, not {FORMAT!r}")
+            if int(data.get("format_version", 0)) > FORMAT_VERSION:
+                raise ValueError("written by a newer emsync")
+            self.source = data.get("source")
+            self.duration = float(data.get("duration", 0.0))
+            self.scenes = [_scene_from(s) for s in data.get("scenes", [])]
+            self.hits = [float(h) for h in data.get("hits", [])]
+            for name, value in data.get("settings", {}).items():
+                if name in SETTINGS:
+                    self.settings[name] = check_setting(name, value)
+            self.history = [int(v) for v in data.get("history", [])]
+            self.position = int(data.get("position", len(self.history) - 1))
+            self.next_version = int(data.get("next_version", max(self.history, default=0) + 1))
+            if not -1 <= self.position < len(self.history):
+                raise ValueError(f"position {self.position} outside the history")
+        except (OSError, ValueError, TypeError, KeyError, AttributeError, EmsyncError) as exc:
+            raise EmsyncError(f"{self.file}: not a readable emsync session ({exc})") from None
+        missing = [v for v in self.history if not self.version_file(v).exists()]
+        if missing:
+            raise EmsyncError(f"{self.version_file(missing[0])}: version file missing from the session")
+
+    def to_json(self) -> dict:
+        return {"format": FORMAT, "format_version": FORMAT_VERSION, "saved": time.time(), "source": self.source,
+                "duration": self.duration, "scenes": [_scene_json(s) for s in self.scenes], "hits": self.hits,
+                "settings": self.settings, "history": self.history, "position": self.position,
+                "next_version": self.next_version}
+
+    def save(self) -> None:
+        if self.dir is None:
+            return
+        text = json.dumps(self.to_json(), indent=1)
+        atomic_write_bytes(self.file, text.encode("utf-8"))
+
+    @contextlib.contextmanager
+    def _change(self):
+        """Apply a change and save it; if saving fails, memory goes back to what is on disk."""
+        keep = (self.source, self.duration, copy.deepcopy(self.scenes), list(self.hits), dict(self.settings),
+                list(self.history), self.position, self.next_version)
+        try:
+            yield
+            self.save()
+        except BaseException:
+            (self.source, self.duration, self.scenes, self.hits, self.settings, self.history, self.position,
+             self.next_version) = keep
+            raise
+
+    # ---- scenes and settings -----------------------------------------------------------
+    def set_scenes(self, duration: float, scenes: list[Scene], hits: list[float], source: dict | None) -> None:
+        with self._change():
+            self.duration = float(duration)
+            self.scenes = [copy.copy(s) for s in scenes]
+            self.hits = sorted(float(h) for h in hits)
+            self.source = source
+
+    def set_setting(self, name: str, value: Any) -> Any:
+        value = check_setting(name, value)
+        with self._change():
+            self.settings[name] = value
+        return value
+
+    # ---- versions ----------------------------------------------------------------------
+    @property
+    def current_id(self) -> int:
+        return self.history[self.position] if self.position >= 0 else 0
+
+    def current(self) -> Version | None:
+        return self.version(self.current_id) if self.position >= 0 else None
+
+    def current_notes(self) -> list[Note]:
+        version = self.current()
+        return list(version.notes) if version else []
+
+    def version(self, version_id: int) -> Version:
+        if version_id in self._cache:
+            return self._cache[version_id]
+        if version_id not in self.history:
+            raise EmsyncError(f"version: {version_id} is not in this session")
+        path = self.version_file(version_id)
+        try:
+            data = json.loads(path.read_text())
+            notes = [Note(float(s), float(e), int(p), int(v), int(i)) for s, e, p, v, i in data["notes"]]
+            version = Version(int(data["id"]), str(data["kind"]), int(data.get("parent", 0)), notes,
+                              dict(data.get("params", {})), float(data.get("created", 0.0)))
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            raise EmsyncError(f"{path}: not a readable version file ({exc})") from None
+        self._cache[version_id] = version
+        return version
+
+    def add_version(self, kind: str, notes: list[Note], parent: int, params: dict) -> Version:
+        """Store a new version after the current one (dropping the redo branch) and make it current."""
+        version = Version(self.next_version, kind, parent, list(notes), dict(params), time.time())
+        if self.dir is not None:
+            data = {"id": version.id, "kind": kind, "parent": parent, "created": version.created, "params": params,
+                    "notes": [[n.start, n.end, n.pitch, n.velocity, n.instrument] for n in version.notes]}
+            atomic_write_bytes(self.version_file(version.id), json.dumps(data).encode("utf-8"))
+        with self._change():
+            self.history = self.history[: self.position + 1] + [version.id]
+            self.position = len(self.history) - 1
+            self.next_version += 1
+        self._cache[version.id] = version
+        return version
+
+    def can_undo(self) -> int:
+        return self.position + 1
+
+    def can_redo(self) -> int:
+        return len(self.history) - 1 - self.position
+
+    def undo(self) -> int:
+        if self.position < 0:
+            raise EmsyncError("undo: nothing to undo")
+        with self._change():
+            self.position -= 1
+        return self.current_id
+
+    def redo(self) -> int:
+        if self.position + 1 >= len(self.history):
+            raise EmsyncError("redo: nothing to redo")
+        with self._change():
+            self.position += 1
+        return self.current_id

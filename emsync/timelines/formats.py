@@ -1,0 +1,204 @@
+"""Find a timeline file's format, its frame rate, and load it as one normalised OTIO Timeline.
+
+Every editor format has its own quirks (EDLs carry no rate and put record timecode into a
+negative track offset, FCPXML libraries hold several timelines, drop-frame LOC markers are
+silently dropped by the EDL adapter); they are all settled here so the rest of the code sees
+plain OTIO semantics: programme time starts at 0 and `global_start_time` holds the start
+timecode.
+"""
+from __future__ import annotations
+
+import re
+import zipfile
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import opentimelineio as otio
+
+from emsync.core.errors import EmsyncError
+
+RT, TR = otio.opentime.RationalTime, otio.opentime.TimeRange
+
+# suffix -> (adapter name, what the file should be, for messages)
+SUFFIXES = {
+    ".otio": ("otio_json", "OpenTimelineIO JSON"),
+    ".otioz": ("otioz", "OpenTimelineIO zip bundle"),
+    ".otiod": ("otiod", "OpenTimelineIO directory bundle"),
+    ".edl": ("cmx_3600", "CMX3600 EDL"),
+    ".xml": ("fcp_xml", "Final Cut Pro 7 XML"),
+    ".fcpxml": ("fcpx_xml", "Final Cut Pro X XML"),
+    ".fcpxmld": ("fcpx_xml", "Final Cut Pro X XML bundle"),
+    ".aaf": ("AAF", "AAF"),
+}
+_AAF_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # OLE2 compound file, AAF's container
+_EDL_EVENT = re.compile(r"^\s*\d{1,6}\s+\S+\s+\S+\s+(?:C|D|W\d+|K)\b.*\d\d[:;.]\d\d[:;.]\d\d[:;.]\d\d",
+                        re.MULTILINE)
+_TIMECODE = re.compile(r"\b\d\d[:;.]\d\d[:;.]\d\d([:;.])(\d\d)\b")
+_LOC = re.compile(r"^[ \t]*\*?[ \t]*LOC:[ \t]*(\d\d[:;.]\d\d[:;.]\d\d[:;.]\d\d)[ \t]*(\w*)[ \t]*(.*)$",
+                  re.MULTILINE | re.IGNORECASE)
+# Timecode alone cannot tell 23.976 from 24 or 29.97 NDF from 30: those need the fps option.
+_EDL_RATES = (24.0, 25.0, 30.0, 50.0, 60.0)
+_EDL_DROP_RATES = (30000 / 1001, 60000 / 1001)
+_NTSC_RATES = (24000 / 1001, 30000 / 1001, 48000 / 1001, 60000 / 1001, 120000 / 1001)
+
+
+@dataclass
+class Loaded:
+    timeline: otio.schema.Timeline
+    format: str  # adapter name
+    fps: float
+    fps_source: str  # "file", "option" or "detected"
+    choice: str  # which timeline of several was taken; "" when the file holds one
+
+
+def exact_rate(rate: float) -> float:
+    """29.97, 29.97002997 and 30000/1001 are one rate: return the exact rational value."""
+    for ntsc in _NTSC_RATES:
+        if abs(rate - ntsc) < 0.01:
+            return ntsc
+    return float(round(rate)) if abs(rate - round(rate)) < 1e-6 else float(rate)
+
+
+def detect_format(path: Path) -> str:
+    """The adapter for `path`, from its content where that is recognisable, else its suffix."""
+    suffix = path.suffix.lower()
+    if path.is_dir():
+        if (path / "content.otio").is_file():
+            return "otiod"
+        if (path / "Info.fcpxml").is_file():
+            return "fcpx_xml"
+        raise EmsyncError(f"{path}: a folder, not a timeline (no content.otio or Info.fcpxml inside)")
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(65536)
+    except FileNotFoundError:
+        raise EmsyncError(f"{path}: file not found") from None
+    except OSError as exc:
+        raise EmsyncError(f"{path}: cannot read ({exc.strerror})") from None
+    if not head.strip():
+        raise EmsyncError(f"{path}: empty file")
+    if head.startswith(_AAF_MAGIC):
+        return "AAF"
+    if head.startswith(b"PK") and zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as bundle:
+            if "content.otio" in bundle.namelist():
+                return "otioz"
+    text = head.decode("utf-8", errors="ignore").lstrip("\ufeff \t\r\n")
+    if text.startswith("{") and "OTIO_SCHEMA" in text:
+        return "otio_json"
+    if "<fcpxml" in text:
+        return "fcpx_xml"
+    if "<xmeml" in text:
+        return "fcp_xml"
+    if _EDL_EVENT.search(text) or (suffix == ".edl" and re.match(r"TITLE:", text)):
+        return "cmx_3600"
+    if suffix in SUFFIXES:
+        raise EmsyncError(f"{path}: does not look like {SUFFIXES[suffix][1]} (content not recognised)")
+    known = ", ".join(SUFFIXES)
+    raise EmsyncError(f"{path}: unsupported timeline format (expected one of {known})")
+
+
+def load(path: str | Path, fps: float | None = None) -> Loaded:
+    """Read `path` into a normalised Timeline; `fps` is the EDL rate or overrides the file's."""
+    path = Path(path)
+    if fps is not None:
+        try:
+            rate = float(Fraction(str(fps)))  # 24, 29.97, "30000/1001"
+        except (ValueError, ZeroDivisionError):
+            rate = 0.0
+        if not 1 <= rate <= 1000:
+            raise EmsyncError(f"fps: expected a frame rate such as 24, 29.97 or 30000/1001, got {fps!r}")
+        fps = exact_rate(rate)
+    adapter = detect_format(path)
+    if adapter == "cmx_3600":
+        return _load_edl(path, fps)
+    source = path / "Info.fcpxml" if path.is_dir() and adapter == "fcpx_xml" else path
+    try:
+        result = otio.adapters.read_from_file(str(source), adapter_name=adapter)
+    except Exception as exc:  # adapters raise anything from KeyError to XML errors on bad input
+        raise EmsyncError(f"{path}: not a readable {adapter} timeline ({first_line(exc)})") from None
+    timeline, choice = pick_timeline(path, result)
+    rate = timeline.global_start_time.rate if timeline.global_start_time else timeline.duration().rate
+    return Loaded(timeline, adapter, fps or exact_rate(rate), "option" if fps else "file", choice)
+
+
+def pick_timeline(path: Path, result) -> tuple[otio.schema.Timeline, str]:
+    """FCPXML libraries read as collections of timelines: take the longest (first on ties)."""
+    if isinstance(result, otio.schema.Timeline):
+        return result, ""
+    timelines = list(result.find_children(descended_from_type=otio.schema.Timeline)) \
+        if isinstance(result, otio.schema.SerializableCollection) else []
+    if not timelines:
+        raise EmsyncError(f"{path}: holds no timeline")
+    if len(timelines) == 1:
+        return timelines[0], ""
+    lengths = [t.duration().to_seconds() for t in timelines]
+    index = lengths.index(max(lengths))
+    chosen = timelines[index]
+    return chosen, f"longest of {len(timelines)} timelines: #{index + 1} {chosen.name!r}"
+
+
+def _load_edl(path: Path, fps: float | None) -> Loaded:
+    """Parse an EDL at `fps`, or at the lowest common rate its timecodes fit (no frame field
+    reaching the rate, drop-frame separators meaning 29.97/59.94)."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise EmsyncError(f"{path}: cannot read ({exc.strerror})") from None
+    if fps is not None:
+        rates, source = (fps,), "option"
+    else:
+        found = _TIMECODE.findall(text)
+        drop = any(sep == ";" for sep, _ in found) or re.search(r"FCM:\s*DROP", text, re.I)
+        top = max((int(frames) for _, frames in found), default=-1)
+        rates = [r for r in (_EDL_DROP_RATES if drop else _EDL_RATES) if top < round(r)]
+        source = "detected"
+    errors = []
+    for rate in rates:
+        try:
+            timeline = otio.adapters.read_from_string(text, "cmx_3600", rate=rate)
+        except Exception as exc:  # the adapter's own parse errors, KeyErrors, ValueErrors...
+            errors.append(f"{rate:g} fps: {first_line(exc)}")
+            continue
+        return Loaded(_normalise_edl(path, timeline, text, rate), "cmx_3600", rate, source, "")
+    if fps is not None:
+        raise EmsyncError(f"{path}: not a readable EDL at {fps:g} fps ({errors[0]})")
+    tried = "; ".join(errors) or "no common rate fits its timecodes"
+    raise EmsyncError(f"{path}: cannot find the EDL's frame rate, pass fps ({tried})")
+
+
+def _normalise_edl(path: Path, timeline: otio.schema.Timeline, text: str, rate: float):
+    """Move record timecode from the tracks' negative offsets to global_start_time (tracks
+    that start later get a leading gap so all line up), and read LOC markers ourselves
+    (absolute record timecode; the adapter drops drop-frame ones) onto the top stack."""
+    starts = {}
+    for track in timeline.tracks:
+        if track.source_range is not None and track.source_range.start_time.value <= 0:
+            starts[track] = -track.source_range.start_time
+            track.source_range = None
+        for clip in track.find_clips():
+            clip.markers.clear()
+    record_start = min(starts.values(), default=RT(0, rate))
+    for track, start in starts.items():
+        if start > record_start:
+            track.insert(0, otio.schema.Gap(source_range=TR(RT(0, rate), start - record_start)))
+    timeline.global_start_time = record_start.rescaled_to(rate)
+    for match in _LOC.finditer(text):
+        timecode, color, name = match.groups()
+        if not (color.isalpha() and hasattr(otio.schema.MarkerColor, color.upper())):
+            color, name = "", f"{color} {name}"
+        try:
+            at = otio.opentime.from_timecode(timecode, rate) - record_start
+        except ValueError as exc:
+            raise EmsyncError(f"{path}: LOC {timecode}: {first_line(exc)}") from None
+        marker = otio.schema.Marker(name=name.strip(), marked_range=TR(at, RT(0, rate)))
+        if color:
+            marker.color = color.upper()
+        timeline.tracks.markers.append(marker)
+    return timeline
+
+
+def first_line(exc: Exception) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:200]

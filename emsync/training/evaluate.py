@@ -1,0 +1,186 @@
+"""`emsync eval`: does the generator land on cuts, follow the emotion, and sound like music?
+
+1. Boundary alignment on random cut lists: share of cuts with a note onset within
+   +-50 ms and mean distance to the nearest onset, with boundary offsets vs the same
+   model with offsets masked (same seeds), plus the constrained hit mode and a
+   chance line (the same measure at random instants of the same music).
+2. Emotion control on a 5x5 valence/arousal grid: Pearson correlation between the
+   requested values and measured features (arousal: note density, velocity;
+   valence: major-vs-minor key evidence), the model alone, with the sampler's
+   optional emotion guidance, and with the mode lock (valence picks the mode; constrained,
+   so reported apart).
+3. Musical sanity: generated vs held-out corpus features.
+4. Speed: onnxruntime with KV cache vs torch without cache (when torch is installed).
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from emsync.core.conditions import EmotionCurve
+from emsync.core.features import music_features
+from emsync.core.generator import EMOTION_GUIDANCE, MusicGenerator
+from emsync.core.music import Note, Scene
+
+TOLERANCE = 0.05
+SANITY_KEYS = ("pitch_class_entropy", "polyphony", "notes_per_second", "silence_ratio", "out_of_key")
+
+
+def random_cut_list(rng: np.random.Generator, duration: float) -> list[float]:
+    cuts, t = [], float(rng.uniform(2.0, 6.0))
+    while t < duration - 1.5:
+        cuts.append(round(t, 2))
+        t += float(rng.uniform(2.0, 8.0))
+    return cuts
+
+
+def alignment(notes: list[Note], instants: list[float]) -> tuple[float, float]:
+    """(share of instants with an onset within TOLERANCE, mean distance to the nearest onset)."""
+    onsets = np.sort(np.array([n.start for n in notes]))
+    if not instants:
+        return float("nan"), float("nan")
+    if onsets.size == 0:
+        return 0.0, float("inf")
+    distances = [float(np.min(np.abs(onsets - t))) for t in instants]
+    return float(np.mean(np.array(distances) <= TOLERANCE + 1e-9)), float(np.mean(distances))
+
+
+def boundary_alignment(generator: MusicGenerator, n_lists: int, duration: float, seed: int) -> dict:
+    rng = np.random.default_rng(seed)
+    rows = {"with_offsets": [], "offsets_masked": [], "constrained_hit_cuts": [], "chance_with_offsets": []}
+    for i in range(n_lists):
+        cuts = random_cut_list(rng, duration)
+        edges = [0.0] + cuts + [duration]
+        scenes = [Scene(a, b, float(rng.uniform(-0.8, 0.8)), float(rng.uniform(-0.8, 0.8)))
+                  for a, b in zip(edges, edges[1:])]
+        curve = EmotionCurve.from_scenes(scenes)
+        own = generator.generate(duration, cuts, curve, seed=seed + i)
+        masked = generator.generate(duration, cuts, curve, seed=seed + i, mask_boundaries=True)
+        hit = generator.generate(duration, cuts, curve, seed=seed + i, hit_cuts=True)
+        rows["with_offsets"].append(alignment(own.notes, cuts))
+        rows["offsets_masked"].append(alignment(masked.notes, cuts))
+        rows["constrained_hit_cuts"].append(alignment(hit.notes, cuts))
+        random_instants = [float(t) for t in rng.uniform(1.0, duration - 1.0, size=len(cuts))]
+        rows["chance_with_offsets"].append(alignment(own.notes, random_instants))
+    return {name: {"hit_rate_50ms": round(float(np.mean([r[0] for r in values])), 3),
+                   "mean_abs_error_s": round(float(np.mean([r[1] for r in values])), 3)}
+            for name, values in rows.items()} | {"cut_lists": n_lists, "duration_s": duration}
+
+
+def emotion_control(generator: MusicGenerator, grid: int, duration: float, seed: int, repeats: int = 1,
+                    emotion_guidance: float = 0.0, lock_mode: bool = False) -> tuple[dict, list]:
+    """Requested vs measured emotion over a grid x grid valence/arousal grid, each cell
+    sampled `repeats` times (one 5x5 grid leaves valence's r uncertain by about +-0.2)."""
+    levels = np.linspace(-0.8, 0.8, grid)
+    rows, outputs = [], []
+    for repeat in range(repeats):
+        for i, valence in enumerate(levels):
+            for j, arousal in enumerate(levels):
+                result = generator.generate(duration, [], EmotionCurve.constant(valence, arousal),
+                                            seed=seed + (repeat * grid + i) * grid + j,
+                                            emotion_guidance=emotion_guidance, lock_mode=lock_mode)
+                f = music_features(result.notes, 0.0, duration)
+                rows.append((valence, arousal, f.notes_per_second, f.mean_velocity, f.major_minus_minor))
+                outputs.append(result.notes)
+    table = np.array(rows)
+
+    def r(x, y):
+        return round(float(np.corrcoef(x, y)[0, 1]), 3) if np.std(y) > 0 else 0.0
+
+    return {
+        "grid": f"{grid}x{grid}, {duration:.0f} s each, {repeats} take(s) per cell",
+        "emotion_guidance": emotion_guidance,
+        "lock_mode": lock_mode,
+        "arousal_vs_note_density_r": r(table[:, 1], table[:, 2]),
+        "arousal_vs_velocity_r": r(table[:, 1], table[:, 3]),
+        "valence_vs_major_minus_minor_r": r(table[:, 0], table[:, 4]),
+        "note_density_low_vs_high_arousal": [round(float(table[table[:, 1] == levels[0], 2].mean()), 2),
+                                             round(float(table[table[:, 1] == levels[-1], 2].mean()), 2)],
+        "major_minus_minor_low_vs_high_valence": [round(float(table[table[:, 0] == levels[0], 4].mean()), 3),
+                                                  round(float(table[table[:, 0] == levels[-1], 4].mean()), 3)],
+    }, outputs
+
+
+def _feature_means(note_sets: list[list[Note]], duration: float) -> dict:
+    feats = [music_features(notes, 0.0, duration).as_dict() for notes in note_sets if notes]
+    return {k: round(float(np.mean([f[k] for f in feats])), 3) for k in SANITY_KEYS}
+
+
+def held_out_windows(data: str | Path, duration: float, count: int, seed: int) -> list[list[Note]]:
+    split = np.load(Path(data) / "valid.npz")
+    rng = np.random.default_rng(seed)
+    music = np.flatnonzero(split["corpus"] != "groove")
+    offsets = split["notes_offsets"]
+    windows = []
+    for piece in rng.choice(music, size=min(count, music.size), replace=False):
+        notes = split["notes"][offsets[piece]:offsets[piece + 1]]
+        t0 = float(rng.uniform(0, max(0.0, notes[:, 1].max() - duration)))
+        inside = notes[(notes[:, 0] >= t0) & (notes[:, 0] < t0 + duration)]
+        windows.append([Note(float(s - t0), float(e - t0), int(p), int(v), int(i)) for s, e, p, v, i in inside])
+    return windows
+
+
+def speed(generator: MusicGenerator, n_tokens: int = 256, seed: int = 0) -> dict:
+    """Tokens/s and x real time for onnxruntime with the KV cache (the int8 runtime copy and the
+    float file when both exist) vs torch re-running the whole prefix for every token."""
+    curve = EmotionCurve.constant(0.3, 0.3)
+    weights = generator.path
+    runtimes = {"onnxruntime_kv_cache": generator}
+    if generator.precision == "int8":
+        weights = generator.path.with_name(generator.path.name.replace("-int8", ""))
+        runtimes = {"onnxruntime_kv_cache_int8": generator}
+        if weights.exists():
+            runtimes["onnxruntime_kv_cache_float"] = MusicGenerator(weights)
+    report = {}
+    for name, runtime in runtimes.items():
+        run = runtime.generate(120.0, [10.0, 20.0], curve, seed=seed)
+        report[name] = {"tokens_per_s": round(run.stats["tokens_per_second"], 1),
+                        "x_real_time": round(run.stats["realtime_factor"], 1)}
+    music_per_token = 120.0 / max(1, run.stats["tokens"])
+    try:
+        import torch
+
+        from emsync.training.export import load_onnx_weights
+    except ImportError:
+        report["torch_uncached"] = "torch not installed"
+        return report
+    if not weights.exists():
+        report["torch_uncached"] = f"{weights}: float weights not found"
+        return report
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    model, _ = load_onnx_weights(weights)
+    model.eval()
+    tokens = torch.tensor([run.tokens[:n_tokens]])
+    emotion = torch.full((1, n_tokens, 2), 0.3)
+    offsets = torch.zeros(1, n_tokens, dtype=torch.long)
+    started = time.perf_counter()
+    with torch.no_grad():
+        for t in range(1, n_tokens + 1):  # what generation costs without a cache: the whole prefix each step
+            model(tokens[:, :t], emotion[:, :t], offsets[:, :t])
+    torch_tps = n_tokens / (time.perf_counter() - started)
+    report["torch_uncached"] = {"tokens_per_s": round(torch_tps, 1), "x_real_time": round(torch_tps * music_per_token, 1),
+                                "context_tokens": n_tokens}
+    report["kv_cache_speedup"] = round(report[next(iter(runtimes))]["tokens_per_s"] / torch_tps, 2)
+    return report
+
+
+def run_evaluation(model_path: str | None, data: str | None, quick: bool = False, seed: int = 0) -> dict:
+    generator = MusicGenerator(model_path)
+    duration = 20.0 if quick else 30.0
+    report = {"model": str(generator.path), "training": {k: generator.history.get(k)
+                                                         for k in ("steps", "tokens", "seconds", "val_loss")}}
+    report["boundary_alignment"] = boundary_alignment(generator, 4 if quick else 20, duration, seed)
+    grid, window, repeats = (3, 12.0, 1) if quick else (5, 20.0, 2)
+    report["emotion_control"], outputs = emotion_control(generator, grid, window, seed, repeats)
+    report["emotion_control_with_guidance"] = emotion_control(generator, grid, window, seed, repeats,
+                                                              emotion_guidance=EMOTION_GUIDANCE)[0]
+    report["emotion_control_mode_locked"], locked = emotion_control(generator, grid, window, seed, repeats,
+                                                                    lock_mode=True)
+    report["musical_sanity"] = {"generated": _feature_means(outputs, window),
+                                "generated_mode_locked": _feature_means(locked, window)}
+    if data and (Path(data) / "valid.npz").exists():
+        report["musical_sanity"]["held_out"] = _feature_means(held_out_windows(data, window, 50, seed), window)
+    report["speed"] = speed(generator, 128 if quick else 256, seed)
+    return report

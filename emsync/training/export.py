@@ -1,0 +1,130 @@
+"""Export the generator to ONNX with a key/value cache, and read weights back from it.
+
+The ONNX file is self-describing: its metadata holds the model config, the training
+history and a map from every torch parameter to the initializer that carries it, so
+`emsync train --init-from model.onnx` resumes from exactly the committed weights.
+
+Beside it goes a weight-only int8 copy for the runtime (`quantize_int8`): a generated
+token reads every weight once, so at batch 1 a step is bound by memory traffic; int8
+weights with int8 arithmetic (onnxruntime's MatMulNBits, accuracy level 4) make a step
+about twice as fast. The float file stays the weights of record.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from onnx import numpy_helper
+
+from emsync.core.errors import EmsyncError
+from emsync.core.generator import cache_names
+from emsync.training.model import Generator, GeneratorConfig, load_weights
+
+
+class _WithCache(torch.nn.Module):
+    """The generator with its cache as separate graph inputs and outputs (ONNX has no lists)."""
+
+    def __init__(self, model: Generator):
+        super().__init__()
+        self.model = model
+
+    def forward(self, tokens, emotion, offsets, *past):
+        logits, presents = self.model(tokens, emotion, offsets, list(past))
+        return (logits, *presents)
+
+
+def export_onnx(model: Generator, path: str | Path, history: dict | None = None) -> Path:
+    model = model.float().eval().cpu()
+    cfg = model.cfg
+    head_dim = cfg.n_embd // cfg.n_head
+    n_cache = 2 * cfg.n_layer
+    # one tensor object per cache input: the exporter would merge aliased example inputs into one
+    cache = [torch.zeros(1, cfg.n_head, 3, head_dim) for _ in range(n_cache)]
+    example = (torch.randint(0, cfg.vocab_size, (1, 4)), torch.zeros(1, 4, 2), torch.zeros(1, 4, dtype=torch.long),
+               *cache)
+    batch, steps, cached = torch.export.Dim("batch"), torch.export.Dim("steps"), torch.export.Dim("cached")
+    shapes = ({0: batch, 1: steps}, {0: batch, 1: steps}, {0: batch, 1: steps}, ({0: batch, 2: cached},) * n_cache)
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    program = torch.onnx.export(_WithCache(model).eval(), example,
+                                input_names=["tokens", "emotion", "offsets", *cache_names(cfg.n_layer, "past")],
+                                output_names=["logits", *cache_names(cfg.n_layer, "present")],
+                                dynamic_shapes=shapes, dynamo=True, verbose=False)
+    program.save(str(tmp))
+    graph = onnx.load(str(tmp))
+    mapping = _parameter_map(model, graph)
+    for key, value in (("emsync_config", json.dumps(cfg.to_dict())),
+                       ("emsync_history", json.dumps(history or {})),
+                       ("emsync_parameters", json.dumps(mapping))):
+        entry = graph.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(graph, str(tmp))
+    os.replace(tmp, path)
+    return path
+
+
+def quantize_int8(source: str | Path, target: str | Path) -> Path:
+    """Weight-only int8 copy of an exported generator (blocks of 32 weights, symmetric)."""
+    import logging
+
+    from onnxruntime.quantization import matmul_nbits_quantizer as nbits
+
+    logging.getLogger("onnxruntime.quantization").setLevel(logging.WARNING)
+    config = nbits.DefaultWeightOnlyQuantConfig(block_size=32, is_symmetric=True, accuracy_level=4, bits=8)
+    quantizer = nbits.MatMulNBitsQuantizer(onnx.load(str(source)), algo_config=config)
+    quantizer.process()
+    graph = quantizer.model.model
+    kept = [(p.key, p.value) for p in graph.metadata_props if p.key != "emsync_parameters"]
+    del graph.metadata_props[:]
+    for key, value in kept + [("emsync_precision", "int8")]:
+        entry = graph.metadata_props.add()
+        entry.key, entry.value = key, value
+    target = Path(target)
+    tmp = target.with_name(f".{target.name}.tmp")
+    onnx.save(graph, str(tmp))
+    os.replace(tmp, target)
+    return target
+
+
+def _parameter_map(model: Generator, graph: onnx.ModelProto) -> dict:
+    """{parameter: [initializer, transposed]} found by value, so exporter renames don't matter."""
+    inits = {i.name: numpy_helper.to_array(i) for i in graph.graph.initializer}
+    mapping = {}
+    for name, tensor in model.state_dict().items():
+        value = tensor.detach().float().numpy()
+        for init_name, array in inits.items():
+            if array.shape == value.shape and np.array_equal(array, value):
+                mapping[name] = [init_name, False]
+                break
+            if value.ndim == 2 and array.shape == value.T.shape and np.array_equal(array, value.T):
+                mapping[name] = [init_name, True]
+                break
+        else:
+            raise RuntimeError(f"parameter {name} not found among the exported initializers")
+    return mapping
+
+
+def onnx_metadata(path: str | Path) -> dict:
+    graph = onnx.load(str(path), load_external_data=False)
+    return {p.key: p.value for p in graph.metadata_props}
+
+
+def load_onnx_weights(path: str | Path) -> tuple[Generator, dict]:
+    """A torch Generator holding the weights of an exported model, and its history."""
+    graph = onnx.load(str(path))
+    meta = {p.key: p.value for p in graph.metadata_props}
+    if "emsync_parameters" not in meta:
+        raise EmsyncError(f"{path}: holds no trainable weights (an int8 runtime copy, or not an emsync "
+                          "generator); start from the float export")
+    model = Generator(GeneratorConfig(**json.loads(meta["emsync_config"])))
+    inits = {i.name: numpy_helper.to_array(i) for i in graph.graph.initializer}
+    state = {}
+    for name, (init_name, transposed) in json.loads(meta["emsync_parameters"]).items():
+        array = inits[init_name]
+        state[name] = torch.from_numpy(np.array(array.T if transposed else array))
+    load_weights(model, state, str(path))
+    return model, json.loads(meta.get("emsync_history", "{}"))

@@ -1,1 +1,0 @@
-"""Backend that DAW/NLE plugins talk to (OSC service, live MIDI), thin over emsync_core."""
