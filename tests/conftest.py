@@ -16,6 +16,19 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
+REQUIREMENTS = {  # marker -> (is it there?, what to install or mount)
+    "shared_data": (lambda: SHARED_DATA.is_dir(), f"{SHARED_DATA} (the project's shared data)"),
+    "jack": (lambda: shutil.which("jackd") is not None, "jackd (apt-get install jackd2)"),
+}
+
+
+def pytest_runtest_setup(item):
+    """A marked test whose requirement is missing fails saying so: deselect it with -m, never a silent skip."""
+    for marker, (present, what) in REQUIREMENTS.items():
+        if item.get_closest_marker(marker) and not present():
+            pytest.fail(f"this test needs {what}; deselect it with -m 'not {marker}'", pytrace=False)
+
+
 @pytest.fixture(scope="session")
 def generator():
     from emsync.core.generator import MusicGenerator
@@ -143,7 +156,7 @@ def jack_server():
     Sets JACK_DEFAULT_SERVER for this process and the servers and CLIs it starts.
     """
     if not shutil.which("jackd"):
-        pytest.skip("jackd not installed (apt-get install jackd2): live MIDI tests need a JACK server")
+        pytest.fail("jackd not installed (apt-get install jackd2): deselect live MIDI tests with -m 'not jack'")
     name = f"emsync-test-{os.getpid()}"
     # Synchronous mode (-S) with 256-frame periods at 48 kHz: JACK moves MIDI once a period, so
     # 5.3 ms is the resolution here. Asynchronous mode with 64 frames overran on an idle 2-core
@@ -156,7 +169,7 @@ def jack_server():
         if proc.poll() is None:
             break
     else:
-        pytest.skip("jackd -d dummy did not start")
+        pytest.fail("jackd -d dummy did not start")
     previous = os.environ.get("JACK_DEFAULT_SERVER")
     os.environ["JACK_DEFAULT_SERVER"] = name
     yield name

@@ -41,6 +41,7 @@ from emsync.core.conditions import NO_BOUNDARY, EmotionCurve, boundary_offset_bi
 from emsync.core.errors import EmsyncError
 from emsync.core.mode_lock import ModeLock
 from emsync.core.music import DRUMS, Note
+from emsync.core.onnx_models import load_session
 
 MAX_EVENTS_PER_STEP = 48
 MAX_POLYPHONY = 24
@@ -124,19 +125,9 @@ class _Stream:
 
 class MusicGenerator:
     def __init__(self, model_path: str | Path | None = None, threads: int | None = None):
-        import onnxruntime as ort
-
         path = Path(model_path) if model_path else runtime_model_path()
-        if not path.exists():
-            raise EmsyncError(f"{path}: generator model not found")
-        options = ort.SessionOptions()
         # One thread: a one-token step is too small to share, and a second thread mostly waits.
-        options.intra_op_num_threads = threads or 1
-        options.inter_op_num_threads = 1
-        try:
-            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        except Exception as exc:
-            raise EmsyncError(f"{path}: not a usable ONNX generator ({exc})") from None
+        self.session = load_session(path, "generator", threads=threads or 1)
         meta = self.session.get_modelmeta().custom_metadata_map
         if "emsync_config" not in meta:
             raise EmsyncError(f"{path}: ONNX file lacks emsync metadata (not an emsync generator)")

@@ -1,0 +1,26 @@
+"""One way to open a bundled ONNX model: onnxruntime on the CPU, a set number of threads, and
+a one-line EmsyncError naming the file when it is missing or unusable."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from emsync.core.errors import EmsyncError
+
+
+def load_session(path: str | os.PathLike, what: str, *, threads: int = 1, how_to_get: str = ""):
+    """An onnxruntime InferenceSession for `path` (the `what` model) with `threads` intra-op
+    threads and one inter-op thread, every graph optimisation on."""
+    import onnxruntime as ort
+
+    path = Path(path)
+    if not path.is_file():
+        raise EmsyncError(f"{path}: {what} model not found" + (f" ({how_to_get})" if how_to_get else ""))
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = max(1, int(threads))
+    options.inter_op_num_threads = 1
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own exception types
+        raise EmsyncError(f"{path}: cannot load the {what} model ({str(exc).splitlines()[0]})") from None
