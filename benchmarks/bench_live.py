@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from emsync.core.music import Note  # noqa: E402
 from emsync.live import player as live  # noqa: E402
+from emsync.live import ports  # noqa: E402
 
 
 def score_notes(count: int, seed: int) -> list[Note]:
@@ -102,11 +103,11 @@ def main() -> None:
         subprocess.run(["jack_wait", "-w", "-s", name, "-t", "10"], capture_output=True, timeout=20)
         os.environ["JACK_DEFAULT_SERVER"] = name
         arrivals: list = []
-        sink = live.MidiInput(lambda m, at: arrivals.append((at, m)), virtual="bench-in", client_name="emsync-bench")
+        sink = ports.MidiInput(lambda m, at: arrivals.append((at, m)), virtual="bench-in", client_name="emsync-bench")
         score = live.Score.from_notes(score_notes(args.notes, args.seed), 120.0)
-        port, label = live.open_output("emsync-bench:bench-in")
+        port, label = ports.open_output("emsync-bench:bench-in")
         results = {"player": figures(run_player(port, score, arrivals))}
-        port, _ = live.open_output("emsync-bench:bench-in")
+        port, _ = ports.open_output("emsync-bench:bench-in")
         results["naive_sleep_loop"] = figures(run_naive(port, score, arrivals))
         port.close()
         sink.close()

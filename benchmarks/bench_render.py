@@ -19,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from emsync.core.midi_io import read_score
+from emsync.preview import loudness, synth
 from emsync.preview import render as R
 from emsync.core.midi_io import write_midi
 from emsync.core.music import INSTRUMENTS, Note
@@ -100,25 +102,25 @@ def main() -> None:
         folder = Path(folder)
         midi = write_midi(folder / "bench.mid", notes, markers)
         _, imports, _ = timed(lambda: (__import__("scipy.signal"), __import__("pyloudnorm"),
-                                       __import__(R.available_engine())))
-        score = R.read_score(midi)
-        sf_path, sf_data = R.load_soundfont(args.soundfont)
-        engine = R.available_engine()
+                                       __import__(synth.available_engine())))
+        score = read_score(midi)
+        sf_path, sf_data = synth.load_soundfont(args.soundfont)
+        engine = synth.available_engine()
         seconds = score.length
         report = {"audio_seconds": round(seconds, 1), "notes": len(notes), "tracks": len(score.tracks),
                   "engine": engine, "soundfont": sf_path.name, "cpu_cores": cores,
                   "load_average_1min": round(os.getloadavg()[0], 2), "first_import_s": round(imports, 2)}
-        stems, wall, cpu = best(R.synthesize, args.repeat, score, sf_path, sf_data, engine, workers=1)
+        stems, wall, cpu = best(synth.synthesize, args.repeat, score, sf_path, sf_data, engine, workers=1)
         report["synthesis_1_worker"] = {"wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
                                         "x_real_time": round(seconds / wall, 1)}
         if cores and cores > 1:
-            _, wall, _ = best(R.synthesize, args.repeat, score, sf_path, sf_data, engine)
+            _, wall, _ = best(synth.synthesize, args.repeat, score, sf_path, sf_data, engine)
             report[f"synthesis_{min(cores, len(score.tracks))}_workers"] = {
                 "wall_s": round(wall, 2), "x_real_time": round(seconds / wall, 1)}
-        (mix, _, loudness), wall, cpu = best(R.normalise, args.repeat, [s.copy() for s in stems])
-        report["loudness_stage"] = {"wall_s": round(wall, 2), "lufs": round(loudness.lufs, 2),
-                                    "true_peak_dbtp": round(loudness.true_peak_dbtp, 2),
-                                    "limiting_db": round(loudness.limiting_db, 2)}
+        (mix, _, level), wall, cpu = best(loudness.normalise, args.repeat, [s.copy() for s in stems])
+        report["loudness_stage"] = {"wall_s": round(wall, 2), "lufs": round(level.lufs, 2),
+                                    "true_peak_dbtp": round(level.true_peak_dbtp, 2),
+                                    "limiting_db": round(level.limiting_db, 2)}
         for label, stems_dir in (("render_mix_only", None), ("render_with_stems", folder / "stems")):
             result, wall, cpu = best(R.render, args.repeat, midi, folder / "bench.wav", args.soundfont, stems_dir)
             report[label] = {"wall_s": round(wall, 2), "cpu_s": round(cpu, 2), "x_real_time": round(seconds / wall, 1),

@@ -240,7 +240,8 @@ def cmd_play(args) -> None:
     import signal
     import threading
 
-    from emsync.live.player import Player, Score, open_output
+    from emsync.live.player import Player, Score
+    from emsync.live.ports import open_output
 
     score = Score.from_file(args.score, args.track)
     port, label = open_output(args.port)

@@ -6,7 +6,8 @@ import pytest
 
 from conftest import SHARED_DATA, run_cli
 from emsync.core.midi_io import write_midi
-from emsync.preview.render import read_wav, render
+from emsync.preview.render import render
+from emsync.preview.wav import read_wav
 from emsync.core.music import Note
 from emsync.timelines import read_timeline
 from emsync.timelines import write_timeline

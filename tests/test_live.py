@@ -20,6 +20,7 @@ from conftest import REPO, Peer, Server, seeded_session
 from emsync.core.midi_io import write_midi
 from emsync.core.music import Note
 from emsync.live import player as live
+from emsync.live import ports
 
 # Piano (channel 0) every quarter second, a bass note (channel 2) held for 2 s, a drum hit (channel 10).
 NOTES = sorted([Note(0.25 * i, 0.25 * i + 0.2, 60 + i, 40 + 3 * i, 1) for i in range(16)]
@@ -31,7 +32,7 @@ class Sink:
 
     def __init__(self, name: str):
         self.got: list[tuple[float, mido.Message]] = []
-        self.port = live.MidiInput(lambda m, at: self.got.append((at, m)), virtual=name, client_name="emsync-test")
+        self.port = ports.MidiInput(lambda m, at: self.got.append((at, m)), virtual=name, client_name="emsync-test")
         self.name = self.port.name
 
     def of(self, *types: str) -> list[tuple[float, mido.Message]]:
@@ -56,7 +57,7 @@ def sink(jack_server, request):
 
 @pytest.fixture
 def player(sink):
-    port, label = live.open_output(sink.name)
+    port, label = ports.open_output(sink.name)
     assert label == sink.name
     running = live.Player(port, live.Score.from_notes(NOTES, 120.0))
     yield running
@@ -129,7 +130,7 @@ class Host:
     """A DAW on a virtual output port: clock at some tempo, transport messages."""
 
     def __init__(self, name: str):
-        self.port = live.midi_backend().open_output(name, client_name="emsync-host")
+        self.port = ports.midi_backend().open_output(name, client_name="emsync-host")
         self.name = f"emsync-host:{name}"
         self.ticking = threading.Event()
         self.thread = None
@@ -200,7 +201,8 @@ FOLLOW_UNDER_CLOCK = """
 import sys, threading, time, mido
 from emsync.core.music import Note
 from emsync.live import player as live
-host = live.midi_backend().open_output("clock", client_name="emsync-host")
+from emsync.live import ports
+host = ports.midi_backend().open_output("clock", client_name="emsync-host")
 notes = [Note(0.1 * i, 0.1 * i + 0.05, 60 + i % 12, 80, 1) for i in range(200)]
 player = live.Player(mido.ports.BaseOutput(), live.Score.from_notes(notes, 120.0))
 ticking = threading.Event()
@@ -239,8 +241,8 @@ def test_an_input_outlives_a_failing_callback_and_a_second_close(jack_server):
         got.append((msg, at))
         if len(got) == 1:
             raise RuntimeError("a handler bug")
-    port = live.MidiInput(record, virtual="robust", client_name="emsync-test")
-    sender = live.midi_backend().open_output(port.name)
+    port = ports.MidiInput(record, virtual="robust", client_name="emsync-test")
+    sender = ports.midi_backend().open_output(port.name)
     try:
         for note in (60, 61):
             sender.send(mido.Message("note_on", note=note, velocity=90))

@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 from scipy.io import wavfile
 
+from emsync.core.midi_io import read_score
+from emsync.preview import loudness, synth
 from emsync.preview import render as R
 from emsync.core.errors import EmsyncError
 from emsync.core.midi_io import write_midi
@@ -62,7 +64,7 @@ def raw(score_mid, tmp_path_factory):
 
 def read(path: Path) -> np.ndarray:
     rate, data = wavfile.read(path)  # 24-bit comes back as int32 scaled to the top bits
-    assert rate == R.SAMPLE_RATE
+    assert rate == synth.SAMPLE_RATE
     return data.astype(np.float64) / 2.0 ** 31
 
 
@@ -102,8 +104,8 @@ def test_wav_is_loud_enough_at_target_and_never_clips(rendered):
     if loud.reached:
         assert measured == pytest.approx(-16.0, abs=0.5)
     else:  # only when even 6 dB of peak limiting could not make room
-        assert loud.limiting_db == pytest.approx(R.MAX_LIMITING_DB, abs=0.1) and measured < -16.0
-    assert R.true_peak(audio) < R.TRUE_PEAK_MAX_DBTP
+        assert loud.limiting_db == pytest.approx(loudness.MAX_LIMITING_DB, abs=0.1) and measured < -16.0
+    assert loudness.true_peak(audio) < loudness.TRUE_PEAK_MAX_DBTP
     assert loud.true_peak_dbtp < -1.0
     assert "LUFS" in rendered.summary() and "\n" not in rendered.summary()
 
@@ -195,13 +197,13 @@ def test_peaky_score_is_limited_not_clipped(tmp_path, pad_velocity, reached):
     notes += [Note(t, t + 0.1, 36 if t % 2 else 38, 127, DRUMS) for t in (1.0, 2.0, 3.0, 4.0, 5.0)]
     report = R.render(write_midi(tmp_path / "peaky.mid", notes), tmp_path / "p.wav", stems_dir=tmp_path / "st")
     loud, mix = report.loudness, read(report.wav)
-    assert 0 < loud.limiting_db <= R.MAX_LIMITING_DB + 0.01
-    assert R.true_peak(mix) < -1.0 and np.abs(mix).max() < 0.9
+    assert 0 < loud.limiting_db <= loudness.MAX_LIMITING_DB + 0.01
+    assert loudness.true_peak(mix) < -1.0 and np.abs(mix).max() < 0.9
     assert loud.reached is reached
     if reached:  # the loudness the limiter took is made up
         assert loud.lufs == pytest.approx(-16.0, abs=0.15)
     else:  # no more than 6 dB of squashing: the mix stays quieter, and says so
-        assert loud.limiting_db == pytest.approx(R.MAX_LIMITING_DB, abs=0.01) and loud.lufs < -16.5
+        assert loud.limiting_db == pytest.approx(loudness.MAX_LIMITING_DB, abs=0.01) and loud.lufs < -16.5
         assert "not reached" in report.summary()
     import pyloudnorm
 
@@ -269,7 +271,7 @@ def out(tmp_path):
 def test_bad_soundfont_is_one_clean_line(score_mid, out, tmp_path, content, expected):
     font = tmp_path / "font.sf2"
     if content == "truncated":
-        font.write_bytes(R.default_soundfont().read_bytes()[:4000])  # right header, body cut off
+        font.write_bytes(synth.default_soundfont().read_bytes()[:4000])  # right header, body cut off
     elif content is not None:
         font.write_bytes(content)
     before = set(out.iterdir())
@@ -314,7 +316,7 @@ def test_stem_name_taken_by_a_folder(score_mid, out):
 
 
 def test_failure_while_writing_leaves_nothing_behind(score_mid, out, monkeypatch):
-    real = R._write_wav
+    real = R.write_wav
     calls = []
 
     def failing(handle, audio, gain=None, **kwargs):
@@ -323,7 +325,7 @@ def test_failure_while_writing_leaves_nothing_behind(score_mid, out, monkeypatch
             raise OSError(28, "No space left on device")
         return real(handle, audio, gain, **kwargs)
 
-    monkeypatch.setattr(R, "_write_wav", failing)
+    monkeypatch.setattr(R, "write_wav", failing)
     (out / "x.wav").write_bytes(b"an older render")
     before = set(out.iterdir())
     with pytest.raises(EmsyncError, match="No space left") as caught:
@@ -333,9 +335,9 @@ def test_failure_while_writing_leaves_nothing_behind(score_mid, out, monkeypatch
 
 
 def test_default_soundfont_is_found_in_pretty_midi():
-    path = R.default_soundfont()
+    path = synth.default_soundfont()
     assert path.name == "TimGM6mb.sf2" and "pretty_midi" in str(path)
-    assert not (Path(R.__file__).parents[1] / "TimGM6mb.sf2").exists()
+    assert not (Path(synth.__file__).parents[2] / "TimGM6mb.sf2").exists()
 
 
 # --------------------------------------------------------------------------- the picture
@@ -363,7 +365,7 @@ def test_plot_writes_a_readable_png(score_mid, tmp_path):
 def test_plot_reads_cuts_and_emotions_from_markers(score_mid):
     from emsync.preview.pianoroll import _cuts_and_emotion
 
-    cuts, others, emotion = _cuts_and_emotion(R.read_score(score_mid), None)
+    cuts, others, emotion = _cuts_and_emotion(read_score(score_mid), None)
     assert [t for t, _ in cuts] == pytest.approx(CUTS, abs=1e-3)
     assert [label for _, label in cuts] == ["cut 1", "cut 2", "cut 3"] and others == []
     assert [(round(s, 3), v, a) for s, _, v, a in emotion] == [(2.0, 0.4, -0.3), (4.5, -0.5, 0.6), (7.0, 0.1, 0.0)]

@@ -19,7 +19,6 @@ import json
 import sys
 from pathlib import Path
 
-import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from conftest import REPO, Peer, Server, run_cli  # noqa: E402

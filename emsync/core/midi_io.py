@@ -1,8 +1,10 @@
-"""Standard MIDI files to notes and back, with mido.
+"""Standard MIDI files to notes and back, with mido: the one MIDI-file reader and writer.
 
-Reading follows the tempo map (type 0 and type 1), running status (mido resolves it),
-note-on with velocity 0 as note-off, and matches repeated same-pitch notes first-in
-first-out. Writing produces a type 1 file: a conductor track with tempo and cut
+`read_score` gives a file's parts (tracks of a type 1 file, channels of a type 0 file) with
+their timed channel messages, its markers and its tempo map: what the preview renders and
+the live player plays. `read_midi` gives its notes. Reading follows the tempo map, running
+status (mido resolves it), note-on with velocity 0 as note-off, and matches repeated
+same-pitch notes first-in first-out. Writing produces a type 1 file: a conductor track with tempo and cut
 markers, then one named track per instrument with its GM program.
 """
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import io
 from bisect import bisect_right
 from collections import defaultdict, deque
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
@@ -57,11 +60,13 @@ class TempoMap:
         return self.seconds[i] + (tick - self.ticks[i]) * self.tempos[i] / 1e6 / self.tpb
 
 
-def open_midi(path: str | Path) -> mido.MidiFile:
-    """Parse a Standard MIDI File; anything mido cannot read is an EmsyncError naming the file."""
-    path = Path(path)
+def open_midi(path) -> mido.MidiFile:
+    """Parse a Standard MIDI File (a path, or a binary file object); anything mido cannot read
+    is an EmsyncError naming the file."""
+    source = path
+    path = Path(getattr(source, "name", "MIDI data")) if hasattr(source, "read") else Path(source)
     try:
-        midi = mido.MidiFile(path)
+        midi = mido.MidiFile(file=source) if hasattr(source, "read") else mido.MidiFile(path)
     except FileNotFoundError:
         raise EmsyncError(f"{path}: file not found") from None
     except Exception as exc:  # mido raises OSError, EOFError, ValueError, KeyError...
@@ -72,45 +77,120 @@ def open_midi(path: str | Path) -> mido.MidiFile:
     return midi
 
 
-def read_midi(path: str | Path, instrument_of: InstrumentRule = default_instrument) -> list[Note]:
-    """All notes of a MIDI file in seconds, sorted; raises EmsyncError naming the file."""
+@dataclass
+class Track:
+    """One instrument part: a track of a type 1 file (a channel of a type 0 file)."""
+
+    number: int  # 1-based, in file order
+    name: str
+    channels: tuple[int, ...]
+    program: int  # first GM program change (0 when none)
+    drums: bool  # plays on channel 10
+    events: list = field(default_factory=list)  # (tick, seconds, mido channel message), in order
+    notes: list = field(default_factory=list)  # (start s, end s, pitch, velocity), sorted
+
+    @property
+    def label(self) -> str:
+        if self.name:
+            return self.name
+        if self.drums:
+            return "Drums (channel 10)"
+        return f"Channel {self.channels[0] + 1}" if len(self.channels) == 1 else f"Track {self.number}"
+
+
+@dataclass
+class MidiScore:
+    path: Path
+    ticks_per_beat: int
+    length: float  # seconds: the last event of any track, end-of-track included
+    end_tick: int
+    tempos: list  # (tick, microseconds per beat)
+    markers: list  # (seconds, text)
+    tracks: list  # Track, every track that carries channel messages
+    tempo: TempoMap
+
+
+def read_score(path) -> MidiScore:
+    """The tracks, markers, tempo map and length of a Standard MIDI File; EmsyncError naming
+    the file (a path, or a binary file object). A type 1 file's tracks are its parts; a type 0
+    file's channels are."""
     midi = open_midi(path)
+    path = Path(getattr(path, "name", "MIDI data")) if hasattr(path, "read") else Path(path)
+    if midi.type == 2:
+        raise EmsyncError(f"{path}: type 2 (sequential patterns) MIDI files are not supported")
     tempo = TempoMap(midi)
-    notes: list[Note] = []
-    for track in midi.tracks:
-        notes.extend(_track_notes(track, tempo, instrument_of))
+    markers, tempos, parts, names = [], [], [], {}
+    end_tick = 0
+    for track_index, track in enumerate(midi.tracks):
+        tick = 0
+        for msg in track:
+            tick += msg.time
+            if msg.is_meta:
+                if msg.type == "track_name" and track_index not in names:
+                    names[track_index] = _decoded_text(msg.name).strip()
+                elif msg.type == "marker":
+                    markers.append((tempo.to_seconds(tick), _decoded_text(msg.text)))
+                elif msg.type == "set_tempo":
+                    tempos.append((tick, msg.tempo))
+            elif hasattr(msg, "channel"):
+                key = msg.channel if midi.type == 0 else track_index
+                parts.append((key, track_index, tick, msg))
+        end_tick = max(end_tick, tick)
+    tracks: dict[int, Track] = {}
+    for key, track_index, tick, msg in parts:
+        part = tracks.get(key)
+        if part is None:  # a type 0 file's name is the song's, not a part's
+            part = tracks[key] = Track(0, names.get(track_index, "") if midi.type != 0 else "", (), 0, False)
+        part.events.append((tick, tempo.to_seconds(tick), msg))
+    ordered = [tracks[k] for k in sorted(tracks)]
+    for number, part in enumerate(ordered, start=1):
+        part.number = number
+        part.channels = tuple(sorted({m.channel for _, _, m in part.events}))
+        part.drums = part.channels == (DRUM_CHANNEL,)
+        part.program = next((m.program for _, _, m in part.events if m.type == "program_change"), 0)
+        part.notes = [n[:4] for n in _pair_notes(part.events, tempo.to_seconds(end_tick))]
+    markers.sort(key=lambda m: m[0])
+    return MidiScore(path, midi.ticks_per_beat, tempo.to_seconds(end_tick), end_tick, sorted(tempos), markers,
+                     ordered, tempo)
+
+
+def _decoded_text(text: str) -> str:
+    """mido decodes meta text as Latin-1; emsync (and DAWs) write UTF-8."""
+    try:
+        return text.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return text
+
+
+def _pair_notes(events, end: float) -> list[tuple[float, float, int, int, int, int]]:
+    """(start, end, pitch, velocity, channel, program at the note-on) of a part's note events,
+    sorted; same-pitch notes pair first in, first out; a note never released ends at `end`."""
+    pending: dict[tuple[int, int], deque] = defaultdict(deque)
+    programs: dict[int, int] = defaultdict(int)
+    notes = []
+    for _, seconds, msg in events:
+        if msg.type == "program_change":
+            programs[msg.channel] = msg.program
+        elif msg.type == "note_on" and msg.velocity > 0:
+            pending[msg.channel, msg.note].append((seconds, msg.velocity, programs[msg.channel]))
+        elif msg.type in ("note_on", "note_off") and pending.get((msg.channel, msg.note)):
+            start, velocity, program = pending[msg.channel, msg.note].popleft()
+            notes.append((start, seconds, msg.note, velocity, msg.channel, program))
+    for (channel, pitch), queue in pending.items():
+        notes.extend((start, max(start, end), pitch, velocity, channel, program) for start, velocity, program in queue)
     notes.sort()
     return notes
 
 
-def _track_notes(track: mido.MidiTrack, tempo: TempoMap, instrument_of: InstrumentRule) -> list[Note]:
-    name = ""
-    programs = defaultdict(int)
-    pending: dict[tuple[int, int], deque] = defaultdict(deque)
-    notes: list[Note] = []
-    tick = 0
-    for msg in track:
-        tick += msg.time
-        if msg.type == "track_name":
-            name = msg.name
-        elif msg.type == "program_change":
-            programs[msg.channel] = msg.program
-        elif msg.type == "note_on" and msg.velocity > 0:
-            instrument = instrument_of(name, msg.channel, programs[msg.channel])
-            pending[msg.channel, msg.note].append((tick, msg.velocity, instrument))
-        elif msg.type in ("note_on", "note_off"):
-            queue = pending.get((msg.channel, msg.note))
-            if queue:
-                start, velocity, instrument = queue.popleft()
-                notes.append(_note(tempo, start, tick, msg.note, velocity, instrument))
-    for (channel, pitch), queue in pending.items():  # never released: end with the track
-        for start, velocity, instrument in queue:
-            notes.append(_note(tempo, start, max(tick, start), pitch, velocity, instrument))
+def read_midi(path: str | Path, instrument_of: InstrumentRule = default_instrument) -> list[Note]:
+    """All notes of a MIDI file in seconds, sorted, each given an instrument by `instrument_of`
+    (track name, channel, the channel's program at the note-on); EmsyncError naming the file."""
+    score = read_score(path)
+    notes = [Note(start, end, pitch, velocity, instrument_of(track.name, channel, program))
+             for track in score.tracks
+             for start, end, pitch, velocity, channel, program in _pair_notes(track.events, score.length)]
+    notes.sort()
     return notes
-
-
-def _note(tempo: TempoMap, start: int, end: int, pitch: int, velocity: int, instrument: int) -> Note:
-    return Note(tempo.to_seconds(start), tempo.to_seconds(end), pitch, velocity, instrument)
 
 
 def midi_bytes(notes: Iterable[Note], markers: Sequence[tuple[float, str]] = (), bpm: float = 120.0,
@@ -122,10 +202,10 @@ def midi_bytes(notes: Iterable[Note], markers: Sequence[tuple[float, str]] = (),
         return max(0, round(seconds * ticks_per_second))
 
     midi = mido.MidiFile(type=1, ticks_per_beat=TICKS_PER_BEAT)
-    conductor = [(0, 0, mido.MetaMessage("track_name", name=_meta_text(title))),
+    conductor = [(0, 0, mido.MetaMessage("track_name", name=_encoded_text(title))),
                  (0, 0, mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm))),
                  (0, 0, mido.MetaMessage("time_signature", numerator=4, denominator=4))]
-    conductor += [(tick_of(t), 1, mido.MetaMessage("marker", text=_meta_text(text))) for t, text in markers]
+    conductor += [(tick_of(t), 1, mido.MetaMessage("marker", text=_encoded_text(text))) for t, text in markers]
     midi.tracks.append(_delta_track(conductor))
 
     by_instrument = defaultdict(list)
@@ -148,7 +228,7 @@ def midi_bytes(notes: Iterable[Note], markers: Sequence[tuple[float, str]] = (),
     return buffer.getvalue()
 
 
-def _meta_text(text: str) -> str:
+def _encoded_text(text: str) -> str:
     """MIDI meta text is bytes; write UTF-8 (what DAWs display) through mido's Latin-1 codec."""
     return text.encode("utf-8").decode("latin-1")
 

@@ -35,7 +35,8 @@ def _player(host):
 
 
 def _open_output(host, name: str | None, virtual: bool) -> None:
-    from emsync.live.player import Player, open_output
+    from emsync.live.player import Player
+    from emsync.live.ports import open_output
 
     port, label = open_output(name, virtual)
     old = host.player
@@ -62,7 +63,7 @@ def _need_music(host, address: str):
 @route("/emsync/midi/ports", "", reply="a bundle: /emsync/midi/ports s:api i:outputs i:inputs, then "
        "/emsync/midi/port s:direction s:name per port", summary="MIDI ports to play to (out) and follow (in)")
 def on_midi_ports(host, client):
-    from emsync.live.player import port_names
+    from emsync.live.ports import port_names
 
     api, outputs, inputs = port_names()
     items = [message_bytes("/emsync/midi/ports", api, len(outputs), len(inputs))]

@@ -19,7 +19,7 @@ import numpy as np
 from emsync.core.emotions import parse_valence_arousal
 from emsync.core.errors import EmsyncError
 from emsync.core.fileio import atomic_write_bytes
-from emsync.preview.render import MidiScore, Track, read_score
+from emsync.core.midi_io import MidiScore, Track, read_score
 
 WIDTH, HEIGHT, DPI = 1600, 900, 100
 COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#bcbd22"]
