@@ -13,6 +13,11 @@ from emsync.core.errors import EmsyncError
 from emsync.core.generator import EMOTION_GUIDANCE
 
 DEFAULT_CORPUS = "../shared/data/midi"
+EXTRA_OF_MODULE = {  # a third-party module -> the pyproject extra that installs it
+    "opentimelineio": "timelines", "av": "video", "cv2": "video", "pyloudnorm": "video", "scipy": "video",
+    "matplotlib": "preview", "pretty_midi": "preview", "midirenderer": "preview", "pythonosc": "osc",
+    "rtmidi": "live", "torch": "train", "onnx": "train", "onnxscript": "train", "h5py": "train",
+}
 
 
 def _needs_torch():
@@ -416,6 +421,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("emsync: interrupted", file=sys.stderr)
         return 130
+    except ModuleNotFoundError as exc:  # an optional package of an extra that is not installed
+        top = (exc.name or "").split(".")[0]
+        if top not in EXTRA_OF_MODULE:
+            raise
+        extra = EXTRA_OF_MODULE[top]
+        print(f"emsync: error: {args.command} needs the {extra!r} extra ({top} is not installed): "
+              f"pip install 'emsync[{extra}]'", file=sys.stderr)
+        return 2
     except BrokenPipeError:  # output piped into `head` and the like
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1

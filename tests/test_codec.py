@@ -98,24 +98,17 @@ def assert_matches_clean(raw_notes, back_notes):
 
 
 def corpus_file(folder: str, index: int) -> Path:
-    base = DATA / folder
-    if not base.is_dir():
-        pytest.skip(f"MIDI corpus folder {base} is absent (shared data not mounted)")
-    files = sorted(base.glob("*.mid"))
-    if not files:
-        pytest.skip(f"no .mid files in {base}")
+    files = sorted((DATA / folder).glob("*.mid"))
+    assert files, f"no .mid files in {DATA / folder}"
     return files[index * (len(files) - 1) // 2]  # first, middle, last
 
 
 # --------------------------------------------------------------------------- round trip, real files
 
+@pytest.mark.shared_data
 @pytest.mark.parametrize("number", ["001", "455", "909"])
 def test_roundtrip_pop909(number, tmp_path):
     path = DATA / "pop909" / number / f"{number}.mid"
-    if not (DATA / "pop909").is_dir():
-        pytest.skip(f"POP909 folder {DATA / 'pop909'} is absent (shared data not mounted)")
-    if not path.exists():
-        pytest.skip(f"{path} is absent")
     raw = midi_io.read_midi(path)
     assert len(raw) > 100
     decoded, back = roundtrip(raw, tmp_path)

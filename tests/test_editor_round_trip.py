@@ -14,7 +14,7 @@ from emsync.timelines import write_timeline
 
 SOURCES = ["25fps.edl", "premiere_example.xml", "simple.aaf", "transitions.aaf", "fcpx_example.fcpxml"]
 FORMATS = [".otio", ".xml", ".fcpxml"]  # an EDL has no place for a music track (see emsync.timelines)
-pytestmark = pytest.mark.skipif(not (SHARED_DATA / "timelines").is_dir(), reason="../shared/data/timelines absent")
+pytestmark = pytest.mark.shared_data
 
 
 @pytest.fixture(scope="module", params=SOURCES)

@@ -13,7 +13,7 @@ from emsync.core.errors import EmsyncError
 EKMAN_CSV = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "emotion" / "ekman_to_va.csv"
 
 
-@pytest.mark.skipif(not EKMAN_CSV.is_file(), reason=f"{EKMAN_CSV} not found")
+@pytest.mark.shared_data
 def test_ekman_table_matches_the_published_means():
     with EKMAN_CSV.open() as handle:
         rows = {row["word"]: (float(row["V_mean"]), float(row["A_mean"])) for row in csv.DictReader(handle)}

@@ -13,7 +13,7 @@ from emsync.timelines.timeline import read_timeline, write_timeline
 RT, TR = otio.opentime.RationalTime, otio.opentime.TimeRange
 NTSC = 30000 / 1001
 TIMELINES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "timelines"
-needs_data = pytest.mark.skipif(not TIMELINES.is_dir(), reason=f"shared timelines not found at {TIMELINES}")
+needs_data = pytest.mark.shared_data
 SHARED = sorted(p.name for p in TIMELINES.glob("*") if p.suffix in {".edl", ".xml", ".fcpxml", ".aaf"}) \
     if TIMELINES.is_dir() else []
 

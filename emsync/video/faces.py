@@ -33,6 +33,7 @@ import numpy as np
 
 from emsync.core.emotions import EKMAN
 from emsync.core.errors import EmsyncError
+from emsync.core.onnx_models import load_session
 
 MODEL_PATH = Path(__file__).resolve().parent / "models" / "fer.onnx"
 LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")  # the model's output order
@@ -127,18 +128,8 @@ class FaceExpressions:
     """The FER2013 expression model (models/fer.onnx) with face detection; reuse one instance."""
 
     def __init__(self, model_path: str | os.PathLike | None = None, *, threads: int = 1):
-        import onnxruntime as ort  # noqa: PLC0415
-
-        path = Path(model_path) if model_path else MODEL_PATH
-        if not path.is_file():
-            raise EmsyncError(f"{path}: facial expression model not found (run scripts/convert_fer.py)")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = max(1, int(threads))
-        options.inter_op_num_threads = 1
-        try:
-            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types
-            raise EmsyncError(f"{path}: cannot load the facial expression model ({str(exc).splitlines()[0]})") from None
+        self.session = load_session(model_path or MODEL_PATH, "facial expression", threads=threads,
+                                    how_to_get="run scripts/convert_fer.py")
 
     def predict_crops(self, gray_crops: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
         """float32 [n, 7] probabilities (LABELS order) for uint8 gray 64x64 face crops."""

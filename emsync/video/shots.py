@@ -28,6 +28,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from emsync.core.errors import EmsyncError
+from emsync.core.onnx_models import load_session
 from emsync.video.decode import SmallFrames
 
 MODEL_PATH = Path(__file__).resolve().parent / "models" / "transnetv2.onnx"
@@ -71,19 +72,9 @@ class CutDetector:
 
     def __init__(self, model_path: str | os.PathLike | None = None, *, threads: int | None = None,
                  batch: int = 1, overlap: bool = True):
-        import onnxruntime as ort  # noqa: PLC0415
-
-        path = Path(model_path) if model_path else MODEL_PATH
-        if not path.is_file():
-            raise EmsyncError(f"{path}: shot detection model not found (run scripts/convert_transnetv2.py)")
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = threads or min(os.cpu_count() or 1, 8)
-        options.inter_op_num_threads = 1
-        try:
-            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types
-            raise EmsyncError(f"{path}: cannot load the shot detection model ({str(exc).splitlines()[0]})") from None
+        self.session = load_session(model_path or MODEL_PATH, "shot detection",
+                                    threads=threads or min(os.cpu_count() or 1, 8),
+                                    how_to_get="run scripts/convert_transnetv2.py")
         self.batch = max(1, int(batch))
         self.overlap = overlap
 

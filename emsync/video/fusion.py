@@ -1,0 +1,161 @@
+"""One emotion per scene from what faces, picture and sound say about it.
+
+Each source gives an `Evidence` (valence/arousal and a confidence); `fuse` weighs them into a
+`SceneEmotion` (six Ekman probabilities, valence/arousal, a confidence, which source spoke),
+drifting towards NEUTRAL where evidence is thin, and `smooth` lets short, uncertain scenes
+lean on their neighbours. What the user sets afterwards (CLI flags, OSC;
+emsync.core.scenes.with_default_emotion) replaces the result and always wins.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from emsync.core.emotions import EKMAN, MOODS, nearest_word
+from emsync.core.music import Scene
+
+EKMAN_NAMES = tuple(EKMAN)
+_EKMAN_VA = np.array([EKMAN[name] for name in EKMAN_NAMES])
+NEUTRAL = MOODS["neutral"]
+NEUTRAL_WEIGHT = 0.2
+PRIORS = {"faces": 1.5, "picture": 1.0, "sound": 1.0}   # a clear expression is the strongest cue
+SOFT_WIDTH = 0.35          # spread of `soft_ekman` around each Ekman mean (the CSV's stds are 0.2-0.3)
+RULE_GAIN = 0.9            # a feature at its extreme gives 0.9, leaving the corners to the editor
+
+
+def squash(features: Mapping[str, float], norms: Mapping[str, tuple[float, float]]) -> dict[str, float]:
+    """Each feature x as tanh((x - centre) / spread) in -1..1, (centre, spread) from `norms`."""
+    return {name: math.tanh((value - norms[name][0]) / norms[name][1]) for name, value in features.items()}
+
+
+def rule(weights: Mapping[str, float], normalised: Mapping[str, float]) -> float:
+    """RULE_GAIN x the weighted mean of squashed features, the weights' magnitudes summing to 1."""
+    return RULE_GAIN * sum(w * normalised[name] for name, w in weights.items()) / sum(map(abs, weights.values()))
+
+
+def soft_ekman(valence: float, arousal: float) -> dict[str, float]:
+    """Six probabilities from a point: Gaussian closeness to each Ekman mean. Calm, low-arousal
+    points lean to sadness or joy by their valence: the six classes have no calm one."""
+    d2 = (_EKMAN_VA[:, 0] - valence) ** 2 + (_EKMAN_VA[:, 1] - arousal) ** 2
+    p = np.exp(-(d2 - d2.min()) / (2 * SOFT_WIDTH ** 2))
+    return dict(zip(EKMAN_NAMES, (p / p.sum()).tolist()))
+
+
+@dataclass
+class Evidence:
+    """What one source says about a scene; valence None: it says nothing about valence."""
+
+    source: str                      # "faces", "picture" or "sound"
+    valence: float | None
+    arousal: float
+    confidence: float                # 0..1
+    features: dict[str, float] = field(default_factory=dict)
+    emotions: dict[str, float] | None = None   # six Ekman probabilities, from the faces only
+
+    def to_dict(self) -> dict:
+        return {"valence": self.valence, "arousal": self.arousal, "confidence": self.confidence,
+                "features": self.features, **({"emotions": self.emotions} if self.emotions else {})}
+
+
+def face_evidence(evidence) -> Evidence | None:
+    """The face model's pooled expressions (`faces.FaceEvidence`) as evidence; None when no face
+    was seen. The six Ekman probabilities map to valence/arousal as EMSYNC does: the
+    probability-weighted mean of the class means in `emotions.EKMAN` (ekman_to_va.csv); the
+    neutral share pulls that point towards NEUTRAL. Its confidence is the face model's."""
+    if evidence.confidence <= 0:
+        return None
+    emotions, neutral = evidence.ekman()
+    p = np.array([emotions[name] for name in EKMAN_NAMES])
+    valence, arousal = (1 - neutral) * (p @ _EKMAN_VA) + neutral * np.asarray(NEUTRAL)
+    features = {"faces": evidence.faces, "frames_with_faces": evidence.frames_with_faces,
+                "frames": evidence.frames, "neutral": neutral}
+    return Evidence("faces", float(valence), float(arousal), float(evidence.confidence), features, dict(emotions))
+
+
+@dataclass
+class SceneEmotion:
+    start: float
+    end: float
+    emotions: dict[str, float]       # anger, disgust, fear, joy, sadness, surprise: sums to 1
+    valence: float
+    arousal: float
+    confidence: float
+    evidence: dict[str, float]       # share of the weight each source had (with "neutral"), or {"user": 1.0}
+    details: list[Evidence] = field(default_factory=list)
+    user_set: bool = False
+
+    @property
+    def word(self) -> str:
+        return nearest_word(self.valence, self.arousal)
+
+    def to_scene(self) -> Scene:
+        return Scene(self.start, self.end, self.valence, self.arousal, self.word, user_set=self.user_set)
+
+    def to_dict(self) -> dict:
+        return {"start": self.start, "end": self.end, "emotions": self.emotions, "valence": self.valence,
+                "arousal": self.arousal, "confidence": self.confidence, "word": self.word,
+                "evidence": self.evidence, "emotion_set_by_user": self.user_set,
+                "details": {e.source: e.to_dict() for e in self.details}}
+
+
+def fuse(start: float, end: float, evidence: Sequence[Evidence]) -> SceneEmotion:
+    """One scene's emotion from its evidence.
+
+    Each axis is the mean of the evidence that speaks for it, weighted by confidence times a
+    prior (PRIORS: faces 1.5, picture and sound 1.0), plus NEUTRAL with the fixed weight
+    NEUTRAL_WEIGHT. A scene with little or uncertain evidence (a shot of a few frames, no
+    sound, no face) therefore drifts towards NEUTRAL rather than towards whatever a weak
+    feature suggests; with picture evidence alone a scene keeps about 70 % of its picture
+    reading. Picture and sound reach the whole valence/arousal square (a dark quiet scene is
+    calm, low arousal), which the convex hull of the six Ekman means cannot (its arousal never
+    goes below -0.27); so the scene's valence/arousal is this fusion, and its six
+    probabilities mix the faces' own (by their share of the weight) with a soft assignment of
+    the fused point to the Ekman means (`soft_ekman`). With faces alone, the valence/arousal is
+    exactly the EMSYNC mapping, shrunk towards NEUTRAL by the confidence. `confidence` is
+    1 - prod(1 - c) over the evidence."""
+    weights = {e.source: PRIORS[e.source] * e.confidence for e in evidence if e.confidence > 0}
+    spoken = [e for e in evidence if e.source in weights]
+
+    def axis(value_of, index: int) -> tuple[float, float]:
+        total = NEUTRAL_WEIGHT + sum(weights[e.source] for e in spoken if value_of(e) is not None)
+        mean = NEUTRAL_WEIGHT * NEUTRAL[index] + sum(weights[e.source] * value_of(e) for e in spoken
+                                                     if value_of(e) is not None)
+        return mean / total, total
+
+    valence, _ = axis(lambda e: e.valence, 0)
+    arousal, total = axis(lambda e: e.arousal, 1)
+    emotions = soft_ekman(valence, arousal)
+    faces = next((e for e in spoken if e.emotions), None)
+    if faces is not None:
+        share = weights["faces"] / sum(weights.values())
+        emotions = {n: share * faces.emotions[n] + (1 - share) * p for n, p in emotions.items()}
+    shares = {source: w / total for source, w in weights.items()}
+    shares["neutral"] = NEUTRAL_WEIGHT / total
+    confidence = 1.0 - math.prod(1.0 - e.confidence for e in spoken)
+    return SceneEmotion(start, end, emotions, valence, arousal, confidence, shares, list(evidence))
+
+
+def smooth(scenes: Sequence[SceneEmotion], strength: float = 0.3, reach: float = 4.0) -> list[SceneEmotion]:
+    """Each scene's values averaged with its two neighbours, weighted by confidence x length
+    (up to 8 s) and by `strength` x exp(-distance between middles / `reach` seconds), so a
+    short, uncertain shot between two long ones leans towards them while long, confident
+    scenes hardly move. User-set scenes neither move nor pull."""
+    weight = [s.confidence * min(s.end - s.start, 8.0) for s in scenes]
+    out = []
+    for i, scene in enumerate(scenes):
+        if scene.user_set:
+            out.append(scene)
+            continue
+        parts = [(max(weight[i], 1e-6), scene)]
+        for j in (i - 1, i + 1):
+            if 0 <= j < len(scenes) and not scenes[j].user_set:
+                distance = abs((scenes[j].start + scenes[j].end) - (scene.start + scene.end)) / 2
+                parts.append((strength * math.exp(-distance / reach) * weight[j], scenes[j]))
+        total = sum(w for w, _ in parts)
+        emotions = {n: sum(w * s.emotions[n] for w, s in parts) / total for n in EKMAN_NAMES}
+        out.append(replace(scene, valence=sum(w * s.valence for w, s in parts) / total,
+                           arousal=sum(w * s.arousal for w, s in parts) / total, emotions=emotions))
+    return out
