@@ -61,7 +61,7 @@ def log_softmax(x: np.ndarray) -> np.ndarray:
 
 
 def windows(data: str, count: int, length: int):
-    from emsync.training.train import WindowSampler
+    from emsync.training.windows import WindowSampler
 
     sampler = WindowSampler(Path(data) / "valid.npz", 512)
     rng = np.random.default_rng(0)
@@ -105,7 +105,8 @@ def opening_gain(model, data: str, count: int = 128) -> dict:
     their own mode): next-token loss under the mirrored valence minus under their own."""
     import torch
 
-    from emsync.training.train import OPENING_TOKENS, WindowSampler
+    from emsync.training.train import OPENING_TOKENS
+    from emsync.training.windows import WindowSampler
 
     sampler = WindowSampler(Path(data) / "valid.npz", 512)
     x, emotion, offsets, y = sampler.batch(np.random.default_rng(5), count, length=OPENING_TOKENS)
@@ -123,7 +124,7 @@ def mode_response(model, data: str, count: int = 30, valence: float = 0.6) -> di
 
     from emsync.core import codec
     from emsync.core.music import Note
-    from emsync.training.train import swap_mode, window_key
+    from emsync.training.windows import swap_mode, window_key
 
     gains = {"first_64_tokens": [], "later": []}
     for tokens, emotion, offsets in windows(data, count, 512):

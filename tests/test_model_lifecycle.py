@@ -1,5 +1,6 @@
 """The committed model, and the whole data -> train -> export -> generate path through the CLI."""
 import json
+from importlib.util import find_spec
 
 import numpy as np
 import pytest
@@ -7,12 +8,14 @@ import pytest
 from conftest import run_cli
 from emsync.core.generator import cache_names, default_model_path
 
-torch = pytest.importorskip("torch")
+needs_torch = pytest.mark.skipif(find_spec("torch") is None, reason="needs torch (pip install 'emsync[train]')")
 
 
+@needs_torch
 def test_committed_model_matches_its_torch_weights():
     """onnxruntime logits of the shipped file equal torch logits of the weights it carries."""
     import onnxruntime as ort
+    import torch
 
     from emsync.training.export import load_onnx_weights
 
@@ -67,6 +70,7 @@ def test_int8_copy_samples_like_the_float_model():
     assert (float_logits.argmax(axis=1) == int8_logits.argmax(axis=1)).mean() > 0.9
 
 
+@needs_torch
 def test_build_train_resume_export_generate(tmp_path):
     from test_corpus import write_pop909_song
 
@@ -99,6 +103,7 @@ def test_build_train_resume_export_generate(tmp_path):
     assert result.returncode == 2 and "float export" in result.stderr and "Traceback" not in result.stderr
 
 
+@needs_torch
 def test_train_without_a_corpus_is_one_line(tmp_path):
     result = run_cli("train", "--data", tmp_path / "none", "--out", tmp_path / "run", "--steps", 1)
     assert result.returncode == 2 and "Traceback" not in result.stderr

@@ -1,32 +1,30 @@
 """Training side: window sampling, the KV cache, the ONNX export and resumable training.
 
 Everything runs on a tiny model and a tiny synthetic corpus (built with corpus.build),
-so the file stays light on a busy 2-core machine.
+so the file stays light on a busy 2-core machine. The window tests need numpy only; the
+rest need torch and skip, one by one, where it is not installed.
 """
 import json
 import math
+from importlib.util import find_spec
 
 import numpy as np
+import onnxruntime as ort
 import pytest
 
-torch = pytest.importorskip("torch")
-onnx = pytest.importorskip("onnx")
-ort = pytest.importorskip("onnxruntime")
-
-from emsync.core import codec  # noqa: E402
-
+from emsync.core import codec
+from emsync.core.conditions import NO_BOUNDARY, N_OFFSET_BINS
+from emsync.core.generator import cache_names
+from emsync.core.midi_io import write_midi
+from emsync.core.music import DRUMS, INSTRUMENTS, Note
 from emsync.training import corpus
-from emsync.core.conditions import NO_BOUNDARY, N_OFFSET_BINS  # noqa: E402
-from emsync.training.export import export_onnx, load_onnx_weights, onnx_metadata  # noqa: E402
-from emsync.core.generator import cache_names  # noqa: E402
-from emsync.core.midi_io import write_midi  # noqa: E402
-from emsync.training.model import Generator, GeneratorConfig  # noqa: E402
-from emsync.core.music import DRUMS, INSTRUMENTS, Note  # noqa: E402
-from emsync.training.train import (CONTRAST_MARGIN, MODE_SPAN_SECONDS, MODE_SWAP_VALENCE, WINDOW_SECONDS,  # noqa: E402
-                               TempoWarp, TrainConfig, WindowSampler, inside, mode_swap_spans, opening_losses,
-                               opening_valence, swap_mode, train, window_key)
+from emsync.training.windows import (MODE_SPAN_SECONDS, MODE_SWAP_VALENCE, WINDOW_SECONDS, TempoWarp, WindowSampler,
+                                     inside, mode_swap_spans, opening_valence, swap_mode, window_key)
 
-TINY = GeneratorConfig(n_layer=2, n_head=2, n_embd=64, n_cond=16, block_size=64, dropout=0.1)
+needs_torch = pytest.mark.skipif(find_spec("torch") is None, reason="needs torch (pip install 'emsync[train]')")
+
+TINY_FIELDS = dict(n_layer=2, n_head=2, n_embd=64, n_cond=16, block_size=64, dropout=0.1)  # the tiny GeneratorConfig
+BLOCK = TINY_FIELDS["block_size"]
 PIANO, STRINGS = INSTRUMENTS.index("piano"), INSTRUMENTS.index("strings")
 SONGS = ["001", "002", "003", "013"]  # 013 hashes into the validation split
 HISTORY = {"tokens": 1234, "seconds": 2.5, "steps": 7}
@@ -67,10 +65,21 @@ def data(tmp_path_factory):
     return out
 
 
+def tiny_config(**changes):
+    """The tiny model's GeneratorConfig (emsync.training.model imports torch)."""
+    from emsync.training.model import GeneratorConfig
+
+    return GeneratorConfig(**(TINY_FIELDS | changes))
+
+
 @pytest.fixture(scope="module")
 def tiny_model():
+    import torch
+
+    from emsync.training.model import Generator
+
     torch.manual_seed(0)
-    model = Generator(TINY).eval()
+    model = Generator(tiny_config()).eval()
     with torch.no_grad():  # trained modulation is not zero; the parity tests must see it work
         for block in model.blocks:
             block.modulation.weight.normal_(std=0.2)
@@ -80,12 +89,17 @@ def tiny_model():
 
 @pytest.fixture(scope="module")
 def exported(tiny_model, tmp_path_factory):
+    from emsync.training.export import export_onnx
+
     path = tmp_path_factory.mktemp("onnx") / "tiny.onnx"
     export_onnx(tiny_model, path, history=HISTORY)
     return path
 
 
-def _inputs(generator: torch.Generator, t: int, batch: int = 1):
+def _inputs(generator, t: int, batch: int = 1):
+    """Random tokens, emotion and offsets drawn from a torch.Generator."""
+    import torch
+
     tokens = torch.randint(2, codec.VOCAB_SIZE, (batch, t), generator=generator)
     emotion = torch.rand(batch, t, 2, generator=generator) * 2 - 1
     offsets = torch.randint(0, N_OFFSET_BINS, (batch, t), generator=generator)
@@ -96,9 +110,9 @@ def _inputs(generator: torch.Generator, t: int, batch: int = 1):
 
 
 def test_window_sampler_windows(data):
-    sampler = WindowSampler(data / "train.npz", TINY.block_size)
+    sampler = WindowSampler(data / "train.npz", BLOCK)
     rng = np.random.default_rng(0)
-    n = TINY.block_size
+    n = BLOCK
     for augment in (True, False):
         for _ in range(12):
             x, emotion, offsets, y = sampler.sample(rng, augment=augment)
@@ -110,13 +124,24 @@ def test_window_sampler_windows(data):
             assert np.all(x[1:] != codec.BOS)
             assert np.all(np.abs(emotion) <= 1.0) and np.isfinite(emotion).all()
             assert np.all((offsets >= 0) & (offsets <= NO_BOUNDARY))
+
+
+@needs_torch
+def test_window_sampler_batches_are_stacked_tensors(data):
+    import torch
+
+    sampler = WindowSampler(data / "train.npz", BLOCK)
+    rng = np.random.default_rng(0)
     x, emotion, offsets, y = sampler.batch(rng, 3)
+    n = BLOCK
     assert x.shape == (3, n) and emotion.shape == (3, n, 2) and offsets.shape == (3, n) and y.shape == (3, n)
     assert x.dtype == torch.int64 and offsets.dtype == torch.int64 and emotion.dtype == torch.float32
+    x, emotion, offsets, y = sampler.batch(rng, 5, length=16)  # openings
+    assert x.shape == (5, 16) and emotion.shape == (5, 16, 2)
 
 
 def test_window_sampler_sees_boundaries_and_is_deterministic(data):
-    sampler = WindowSampler(data / "train.npz", TINY.block_size)
+    sampler = WindowSampler(data / "train.npz", BLOCK)
     a = [sampler.sample(np.random.default_rng(5), augment=False) for _ in range(2)]
     for left, right in zip(*a):
         assert np.array_equal(left, right), "same seed, same window"
@@ -127,15 +152,13 @@ def test_window_sampler_sees_boundaries_and_is_deterministic(data):
 
 
 def test_opening_windows_are_short_and_hold_their_own_modes_valence(data):
-    sampler = WindowSampler(data / "train.npz", TINY.block_size)
+    sampler = WindowSampler(data / "train.npz", BLOCK)
     rng = np.random.default_rng(3)
     for _ in range(12):
         x, emotion, offsets, y = sampler.sample(rng, augment=True, length=16)
         assert x.shape == y.shape == offsets.shape == (16,) and emotion.shape == (16, 2)
         assert x[0] == codec.BOS and np.array_equal(x[1:], y[:-1])
         assert np.all(emotion[:, 0] == emotion[0, 0]), "one valence for the whole opening"
-    x, emotion, offsets, y = sampler.batch(rng, 5, length=16)
-    assert x.shape == (5, 16) and emotion.shape == (5, 16, 2)
 
 
 def test_window_sampler_needs_a_built_split(tmp_path):
@@ -148,31 +171,38 @@ def test_window_sampler_needs_a_built_split(tmp_path):
 # ---------------------------------------------------------------- KV cache
 
 
-@torch.no_grad()
+@needs_torch
 def test_kv_cache_matches_a_full_forward(tiny_model):
+    import torch
+
+    cfg = tiny_model.cfg
     gen = torch.Generator().manual_seed(1)
     tokens, emotion, offsets = _inputs(gen, 12, batch=2)
-    full, present = tiny_model(tokens, emotion, offsets)
-    head_dim = TINY.n_embd // TINY.n_head
-    assert full.shape == (2, 12, TINY.vocab_size)
-    assert len(present) == 2 * TINY.n_layer
-    assert all(part.shape == (2, TINY.n_head, 12, head_dim) for part in present)
-    # prefix without cache (SDPA path), then the rest with the cache (explicit path)
-    first, past = tiny_model(tokens[:, :7], emotion[:, :7], offsets[:, :7])
-    rest, present2 = tiny_model(tokens[:, 7:], emotion[:, 7:], offsets[:, 7:], past)
-    torch.testing.assert_close(torch.cat([first, rest], dim=1), full, atol=1e-4, rtol=0)
-    torch.testing.assert_close(present2, present, atol=1e-5, rtol=0)  # lists compare part by part
-    # token by token from an empty cache
-    past = tiny_model.empty_past(batch=2)
-    steps = []
-    for i in range(12):
-        logits, past = tiny_model(tokens[:, i:i + 1], emotion[:, i:i + 1], offsets[:, i:i + 1], past)
-        steps.append(logits)
-    torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-4, rtol=0)
-    assert all(part.shape[2] == 12 for part in past)
+    with torch.no_grad():
+        full, present = tiny_model(tokens, emotion, offsets)
+        head_dim = cfg.n_embd // cfg.n_head
+        assert full.shape == (2, 12, cfg.vocab_size)
+        assert len(present) == 2 * cfg.n_layer
+        assert all(part.shape == (2, cfg.n_head, 12, head_dim) for part in present)
+        # prefix without cache (SDPA path), then the rest with the cache (explicit path)
+        first, past = tiny_model(tokens[:, :7], emotion[:, :7], offsets[:, :7])
+        rest, present2 = tiny_model(tokens[:, 7:], emotion[:, 7:], offsets[:, 7:], past)
+        torch.testing.assert_close(torch.cat([first, rest], dim=1), full, atol=1e-4, rtol=0)
+        torch.testing.assert_close(present2, present, atol=1e-5, rtol=0)  # lists compare part by part
+        # token by token from an empty cache
+        past = tiny_model.empty_past(batch=2)
+        steps = []
+        for i in range(12):
+            logits, past = tiny_model(tokens[:, i:i + 1], emotion[:, i:i + 1], offsets[:, i:i + 1], past)
+            steps.append(logits)
+        torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-4, rtol=0)
+        assert all(part.shape[2] == 12 for part in past)
 
 
+@needs_torch
 def test_loss_ignores_padding(tiny_model):
+    import torch
+
     gen = torch.Generator().manual_seed(2)
     tokens, emotion, offsets = _inputs(gen, 10)
     targets = tokens.roll(-1, dims=1)
@@ -191,15 +221,19 @@ def test_loss_ignores_padding(tiny_model):
 
 def _feeds(tokens, emotion, offsets, past) -> dict:
     return {"tokens": tokens.numpy(), "emotion": emotion.numpy(), "offsets": offsets.numpy(),
-            **{name: part.numpy() for name, part in zip(cache_names(TINY.n_layer, "past"), past)}}
+            **{name: part.numpy() for name, part in zip(cache_names(TINY_FIELDS["n_layer"], "past"), past)}}
 
 
+@needs_torch
 @pytest.mark.parametrize("t,p", [(1, 0), (1, 6), (5, 0), (3, 4)])
 def test_onnx_matches_torch(tiny_model, exported, t, p):
+    import torch
+
+    cfg = tiny_model.cfg
     session = ort.InferenceSession(str(exported), providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()] == ["tokens", "emotion", "offsets",
-                                                      *cache_names(TINY.n_layer, "past")]
-    assert [o.name for o in session.get_outputs()] == ["logits", *cache_names(TINY.n_layer, "present")]
+                                                      *cache_names(cfg.n_layer, "past")]
+    assert [o.name for o in session.get_outputs()] == ["logits", *cache_names(cfg.n_layer, "present")]
     gen = torch.Generator().manual_seed(10 * t + p)
     with torch.no_grad():
         if p:
@@ -210,14 +244,17 @@ def test_onnx_matches_torch(tiny_model, exported, t, p):
         tokens, emotion, offsets = _inputs(gen, t)
         want_logits, want_present = tiny_model(tokens, emotion, offsets, past)
     logits, *present = session.run(None, _feeds(tokens, emotion, offsets, past))
-    assert logits.shape == (1, t, TINY.vocab_size)
+    assert logits.shape == (1, t, cfg.vocab_size)
     np.testing.assert_allclose(logits, want_logits.numpy(), atol=1e-3, rtol=0)
     assert len(present) == len(want_present)
     for part, want in zip(present, want_present):
         np.testing.assert_allclose(part, want.numpy(), atol=1e-3, rtol=0)
 
 
+@needs_torch
 def test_onnx_batch_of_two(tiny_model, exported):
+    import torch
+
     session = ort.InferenceSession(str(exported), providers=["CPUExecutionProvider"])
     gen = torch.Generator().manual_seed(3)
     with torch.no_grad():
@@ -228,14 +265,19 @@ def test_onnx_batch_of_two(tiny_model, exported):
     np.testing.assert_allclose(logits, want.numpy(), atol=1e-3, rtol=0)
 
 
+@needs_torch
 def test_onnx_metadata_and_weights_round_trip(tiny_model, exported):
+    import torch
+
+    from emsync.training.export import load_onnx_weights, onnx_metadata
+
     meta = onnx_metadata(exported)
-    assert json.loads(meta["emsync_config"]) == TINY.to_dict()
+    assert json.loads(meta["emsync_config"]) == tiny_config().to_dict()
     assert json.loads(meta["emsync_history"]) == HISTORY
     assert set(json.loads(meta["emsync_parameters"])) == set(tiny_model.state_dict())
     model, history = load_onnx_weights(exported)
     assert history == HISTORY
-    assert model.cfg == TINY
+    assert model.cfg == tiny_config()
     want = tiny_model.state_dict()
     got = model.state_dict()
     assert set(got) == set(want)
@@ -244,9 +286,16 @@ def test_onnx_metadata_and_weights_round_trip(tiny_model, exported):
     assert not any(p.name.startswith(".") for p in exported.parent.iterdir()), "temporary file left behind"
 
 
+@needs_torch
 def test_an_export_from_before_emotion_modulation_loads_unchanged(tmp_path):
+    import onnx
+    import torch
+
+    from emsync.training.export import export_onnx, load_onnx_weights
+    from emsync.training.model import Generator
+
     torch.manual_seed(4)
-    plain = Generator(GeneratorConfig(**(TINY.to_dict() | {"emotion_modulation": False}))).eval()
+    plain = Generator(tiny_config(emotion_modulation=False)).eval()
     path = export_onnx(plain, tmp_path / "plain.onnx")
     graph = onnx.load(str(path))
     for entry in graph.metadata_props:  # as the exports written before the option existed
@@ -265,62 +314,76 @@ def test_an_export_from_before_emotion_modulation_loads_unchanged(tmp_path):
 # ---------------------------------------------------------------- train()
 
 
-def _config(data, out, **kw):
+def _train(data, out, model_cfg=None, init_from=None, log=lambda *_: None, **kw):
+    """emsync.training.train.train on a small config: 3 steps of 2 windows, a checkpoint every step."""
+    from emsync.training.train import TrainConfig, train
+
     base = dict(data=str(data), out=str(out), steps=3, batch_size=2, warmup=2, eval_every=3, eval_batches=1,
                 checkpoint_every=1)
     base.update(kw)
-    return TrainConfig(**base)
+    return train(TrainConfig(**base), model_cfg, init_from=init_from, log=log)
 
 
 def _log_lines(out):
     return [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
 
 
+def _checkpoint(path):
+    import torch
+
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+@needs_torch
 def test_train_writes_checkpoint_and_log_then_resumes(data, tmp_path):
     out = tmp_path / "run"
     messages = []
-    ckpt = train(_config(data, out), TINY, log=messages.append)
+    ckpt = _train(data, out, tiny_config(), log=messages.append)
     assert ckpt == out / "ckpt.pt" and ckpt.exists()
     lines = _log_lines(out)
     assert [r["step"] for r in lines] == [1, 2, 3]
     assert all(math.isfinite(r["loss"]) and r["loss"] > 0 for r in lines)
     assert "val_loss" in lines[-1] and math.isfinite(lines[-1]["val_loss"])
     assert all("val_loss" not in r for r in lines[:-1])
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    state = _checkpoint(ckpt)
     assert state["step"] == 3
-    assert state["model_config"] == TINY.to_dict()
+    assert state["model_config"] == tiny_config().to_dict()
     assert state["history"]["steps"] == 3 and state["history"]["tokens"] > 0
-    assert not list(out.glob("*.tmp"))
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
 
     messages.clear()
-    train(_config(data, out, steps=5), log=messages.append)  # no model config: it comes from the checkpoint
+    _train(data, out, steps=5, log=messages.append)  # no model config: it comes from the checkpoint
     assert any("resuming" in m and "step 3" in m for m in messages)
     lines = _log_lines(out)
     assert [r["step"] for r in lines] == [1, 2, 3, 4, 5]
     assert all(math.isfinite(r["loss"]) for r in lines)
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    state = _checkpoint(ckpt)
     assert state["step"] == 5 and state["history"]["steps"] == 5
     assert state["train_config"]["steps"] == 5
 
 
+@needs_torch
 def test_train_on_openings_logs_the_valence_contrast(data, tmp_path):
     out = tmp_path / "openings"
-    train(_config(data, out, opening_share=1.0), TINY, log=lambda _: None)
+    _train(data, out, tiny_config(), opening_share=1.0)
     lines = _log_lines(out)
     assert len(lines) == 3 and all(math.isfinite(r["contrast"]) and r["contrast"] >= 0 for r in lines)
-    train(_config(data, tmp_path / "plain", opening_share=0.0), TINY, log=lambda _: None)
+    _train(data, tmp_path / "plain", tiny_config(), opening_share=0.0)
     assert all("contrast" not in r for r in _log_lines(tmp_path / "plain"))
 
 
+@needs_torch
 def test_train_from_an_onnx_export_starts_from_its_weights(data, tiny_model, exported, tmp_path):
+    import torch
+
     out = tmp_path / "init"
     messages = []
-    ckpt = train(_config(data, out, steps=1, lr=0.0, min_lr=0.0, eval_every=1), init_from=str(exported),
-                 log=messages.append)
+    ckpt = _train(data, out, init_from=str(exported), log=messages.append, steps=1, lr=0.0, min_lr=0.0,
+                  eval_every=1)
     assert any(str(exported) in m for m in messages)
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    state = _checkpoint(ckpt)
     assert state["step"] == 1
-    assert state["model_config"] == TINY.to_dict()
+    assert state["model_config"] == tiny_config().to_dict()
     want = tiny_model.state_dict()
     assert set(state["model"]) == set(want)
     for name, tensor in want.items():
@@ -330,16 +393,21 @@ def test_train_from_an_onnx_export_starts_from_its_weights(data, tiny_model, exp
     assert state["history"]["steps"] == HISTORY["steps"] + 1
 
 
+@needs_torch
 def test_train_from_an_export_without_history(data, exported, tmp_path):
+    import onnx
+
     model = onnx.load(str(exported))
     for entry in model.metadata_props:
         if entry.key == "emsync_history":
             entry.value = "{}"  # what export_onnx writes when no history is given
     bare = tmp_path / "bare.onnx"
     onnx.save(model, str(bare))
-    ckpt = train(_config(data, tmp_path / "bare_run", steps=1, lr=0.0, min_lr=0.0), init_from=str(bare),
-                 log=lambda *_: None)
+    ckpt = _train(data, tmp_path / "bare_run", init_from=str(bare), steps=1, lr=0.0, min_lr=0.0)
     assert ckpt.exists()
+
+
+# ---------------------------------------------------------------- augmentation
 
 
 def test_tempo_warp_is_continuous_and_moves_arousal_with_speed():
@@ -399,9 +467,18 @@ def test_opening_valence_follows_the_mode_of_the_first_seconds():
     assert opening_valence(np.array([(0.0, 0.1, 36, 100, DRUMS)], dtype=float), 0.0) == 0.0
 
 
+# ---------------------------------------------------------------- the openings' valence contrast
+
+
+@needs_torch
 def test_opening_losses_contrast_own_and_mirrored_valence():
+    import torch
+
+    from emsync.training.model import Generator
+    from emsync.training.train import CONTRAST_MARGIN, opening_losses
+
     torch.manual_seed(1)
-    model = Generator(TINY).eval()
+    model = Generator(tiny_config()).eval()
     tokens, emotion, offsets = _inputs(torch.Generator().manual_seed(2), 16, batch=4)
     targets = torch.roll(tokens, -1, dims=1)
     emotion[:, :, 0] = torch.tensor([0.8, -0.8, 0.1, 0.0])[:, None]

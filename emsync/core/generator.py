@@ -13,8 +13,8 @@ music under the mirrored emotion (-valence, -arousal), as a second row of the ba
 moves the logits away from it: logits(e) + g * (logits(e) - logits(-e)). This is
 classifier-free guidance with the opposite emotion standing in for "no condition": it
 strengthens whatever the model learned about emotion, adds nothing it did not, and
-vanishes at a neutral request. The batch of two makes a step about twice as slow
-(benchmarks/probe_generator.py), so it is opt-in.
+vanishes at a neutral request. The batch of two makes a step slower (the model card has
+the cost, from benchmarks/probe_generator.py), so it is opt-in.
 
 With `hit_cuts`, time may not jump over a cut and at least two pitched notes must start
 on it: a constrained mode for composers who want a hit on every cut, reported separately

@@ -1,13 +1,13 @@
 """Valence picks the mode: a constrained sampling option (`lock_mode`), reported apart.
 
-The generator follows arousal but hardly its valence input (see the model card), while
-listeners hear valence first in the mode. With the lock, the sampler keeps a running key
-estimate from the pitched notes played so far, and a note-on the model chose on the
-wrong mode's third or sixth (the major ones under negative valence, the minor ones under
-positive valence) is played a semitone over: the parallel-mode move the training's mode
-swap makes, so the result is music the model has seen. The model hears the notes as
-played and goes on in the mode it was moved to. Near-neutral valence leaves the mode to
-the model.
+Listeners hear valence first in the mode, and the model follows its valence input only in
+part (the model card has the figures). With the lock, the sampler keeps a running key
+estimate from the pitched notes played so far, and a note-on the model chose on the wrong
+mode's third or sixth (the major ones under negative valence, the minor ones under positive
+valence) is played a semitone over: the parallel-mode move (`PARALLEL_MODE_MOVES`) that the
+training's mode swap makes with the same table, so the result is music the model has seen.
+The model hears the notes as played and goes on in the mode it was moved to. Near-neutral
+valence leaves the mode to the model.
 
 The tonic is the best-fitting key of either mode (parallel keys share it), kept until
 another tonic fits clearly better: moving a passage to the parallel mode makes its
@@ -23,8 +23,10 @@ HALF_LIFE_SECONDS = 8.0  # the key is heard from the last few bars
 MIN_EVIDENCE = 3.0  # weighted pitched note-ons before the key estimate is trusted
 NEUTRAL_VALENCE = 0.15  # |valence| below this leaves the mode alone
 TONIC_MARGIN = 0.1  # how much better another tonic must fit to replace the current one
-MOVES = {False: {4: -1, 9: -1},  # to minor: major third and major sixth down a semitone
-         True: {3: 1, 8: 1}}  # to major: minor third and minor sixth up
+# The parallel-mode move by target mode (major?): {scale degree above the tonic: semitones}.
+# Training's mode swap (emsync.training.windows) uses this table too: both must agree.
+PARALLEL_MODE_MOVES = {False: {4: -1, 9: -1},  # to minor: major third and major sixth down a semitone
+                       True: {3: 1, 8: 1}}  # to major: minor third and minor sixth up
 
 
 class ModeLock:
@@ -59,7 +61,7 @@ class ModeLock:
         caller then observes what it played."""
         self._age(clock)
         if abs(valence) >= NEUTRAL_VALENCE and self.histogram.sum() >= MIN_EVIDENCE:
-            move = MOVES[valence > 0].get((pitch - self.current_tonic()) % 12, 0)
+            move = PARALLEL_MODE_MOVES[valence > 0].get((pitch - self.current_tonic()) % 12, 0)
             if 0 <= pitch + move <= 127:
                 return pitch + move
         return pitch

@@ -16,7 +16,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import os
 from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ import numpy as np
 from emsync.core import codec
 from emsync.core.errors import EmsyncError
 from emsync.core.features import EmotionEstimator, emotion_predictors, fit_logistic, music_features
+from emsync.core.fileio import atomic_output
 from emsync.core.midi_io import default_instrument, read_midi
 from emsync.core.music import INSTRUMENTS, Note
 
@@ -295,9 +295,8 @@ def _save_split(path: Path, pieces: list[Piece], curves: dict, boundaries: dict)
         arrays[name], arrays[name + "_offsets"] = _concat(items, dtype)
     arrays["corpus"] = np.array([p.corpus for p in pieces])
     arrays["bpm"] = np.array([p.bpm for p in pieces], np.float32)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
+    with atomic_output(path) as tmp, open(tmp, "wb") as handle:  # a file object: np.savez adds no suffix
+        np.savez(handle, **arrays)
     return int(sum(len(t) for t in tokens))
 
 
@@ -314,7 +313,7 @@ def build(src: str | Path, out: str | Path, workers: int = 2) -> dict:
     boundaries = {p.id: find_boundaries(p.notes, p.chord_changes) if p.corpus != "groove" else [] for p in pieces}
     stats: dict = {"source": str(src), "problems": problems, "emotion_estimator": agreement,
                    "boundary_rule": __doc__.split("Boundary rule")[1].strip(), "splits": {}}
-    with open(out / "pieces.jsonl.tmp", "w") as handle:
+    with atomic_output(out / "pieces.jsonl") as tmp, open(tmp, "w") as handle:
         for p in pieces:
             times, valence, arousal = curves[p.id]
             duration = max(n.end for n in p.notes)
@@ -325,7 +324,6 @@ def build(src: str | Path, out: str | Path, workers: int = 2) -> dict:
                 "emotion_from": "human" if p.label is not None or p.labelled_curve else "estimated",
                 "boundaries": len(boundaries[p.id]),
             }) + "\n")
-    os.replace(out / "pieces.jsonl.tmp", out / "pieces.jsonl")
     for split in ("train", "valid"):
         chosen = [p for p in pieces if p.split == split]
         n_tokens = _save_split(out / f"{split}.npz", chosen, curves, boundaries)

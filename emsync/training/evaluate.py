@@ -72,7 +72,7 @@ def boundary_alignment(generator: MusicGenerator, n_lists: int, duration: float,
 def emotion_control(generator: MusicGenerator, grid: int, duration: float, seed: int, repeats: int = 1,
                     emotion_guidance: float = 0.0, lock_mode: bool = False) -> tuple[dict, list]:
     """Requested vs measured emotion over a grid x grid valence/arousal grid, each cell
-    sampled `repeats` times (one 5x5 grid leaves valence's r uncertain by about +-0.2)."""
+    sampled `repeats` times (more takes make valence's r less noisy; see the model card)."""
     levels = np.linspace(-0.8, 0.8, grid)
     rows, outputs = [], []
     for repeat in range(repeats):

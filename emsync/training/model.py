@@ -8,12 +8,10 @@ runs the ONNX export of this model with onnxruntime.
 
 Beyond EMSYNC, valence and arousal also scale and shift the output of every layer norm
 (`emotion_modulation`, as in DiT's adaLN; zero at initialisation, so it starts as the plain
-model). Concatenation alone never learned valence here: choosing the third and sixth of
-the key the context has set is a product of the condition and the key, which the plain
-model had to bootstrap from two tiny factors (valence moved the next-token distribution by
-KL 1e-4 after 5,000 steps and 750 more with the mode turning every few seconds). A
-multiplicative path gives that product a direct, first-order gradient: with it, valence moved
-the distribution by KL 0.011 after 4,040 more steps (the model card has the figures).
+model). Choosing the third and sixth of the key the context has set is a product of the
+condition and the key, which concatenation alone has to bootstrap from two tiny factors; a
+multiplicative path gives that product a direct, first-order gradient (the model card tells
+what each measured).
 """
 from __future__ import annotations
 
@@ -126,8 +124,8 @@ class Generator(nn.Module):
         """tokens, offsets: (B, T) int64; emotion: (B, T, 2) valence/arousal.
         past: cached keys and values, [key_0, value_0, key_1, ...] each (B, n_head, P, head_dim),
         or None. Returns logits (B, T, vocab) and the grown cache (same layout, P + T long).
-        One tensor per layer and kind, not one stacked tensor: onnxruntime copied a stacked
-        cache whole on every generated token, so a step grew costly with the context."""
+        One tensor per layer and kind, not one stacked tensor: onnxruntime copies a stacked
+        cache whole on every generated token, so a step would grow costly with the context."""
         n_past = 0 if past is None else past[0].shape[2]
         positions = torch.arange(tokens.shape[1], device=tokens.device) + n_past
         emotion = emotion.to(self.emotion_emb.weight.dtype)
