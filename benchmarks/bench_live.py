@@ -58,7 +58,7 @@ def figures(lateness: list[float]) -> dict:
             "jitter_ms": summary(jitter)}
 
 
-def run_player(port, score: live.Score, arrivals: list) -> list[float]:
+def run_player(port, score: live.Performance, arrivals: list) -> list[float]:
     player = live.Player(port, score)
     arrivals.clear()
     started = time.monotonic()
@@ -69,7 +69,7 @@ def run_player(port, score: live.Score, arrivals: list) -> list[float]:
     return lateness(score, arrivals, started)
 
 
-def run_naive(port, score: live.Score, arrivals: list) -> list[float]:
+def run_naive(port, score: live.Performance, arrivals: list) -> list[float]:
     """The reference: sleep for each gap between consecutive events, then send."""
     arrivals.clear()
     started, previous = time.monotonic(), 0.0
@@ -82,7 +82,7 @@ def run_naive(port, score: live.Score, arrivals: list) -> list[float]:
     return lateness(score, arrivals, started)
 
 
-def lateness(score: live.Score, arrivals: list, started: float) -> list[float]:
+def lateness(score: live.Performance, arrivals: list, started: float) -> list[float]:
     scheduled = [t for t, m in zip(score.times, score.messages) if m.type == "note_on" and m.velocity]
     got = [t for t, m in arrivals if m.type == "note_on" and m.velocity]
     if len(got) != len(scheduled):
@@ -104,7 +104,7 @@ def main() -> None:
         os.environ["JACK_DEFAULT_SERVER"] = name
         arrivals: list = []
         sink = ports.MidiInput(lambda m, at: arrivals.append((at, m)), virtual="bench-in", client_name="emsync-bench")
-        score = live.Score.from_notes(score_notes(args.notes, args.seed), 120.0)
+        score = live.Performance.from_notes(score_notes(args.notes, args.seed), 120.0)
         port, label = ports.open_output("emsync-bench:bench-in")
         results = {"player": figures(run_player(port, score, arrivals))}
         port, _ = ports.open_output("emsync-bench:bench-in")

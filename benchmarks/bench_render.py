@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from emsync.core.midi_io import read_score
+from emsync.core.midi_io import read_midi_file
 from emsync.preview import loudness, synth
 from emsync.preview import render as R
 from emsync.core.midi_io import write_midi
@@ -103,7 +103,7 @@ def main() -> None:
         midi = write_midi(folder / "bench.mid", notes, markers)
         _, imports, _ = timed(lambda: (__import__("scipy.signal"), __import__("pyloudnorm"),
                                        __import__(synth.available_engine())))
-        score = read_score(midi)
+        score = read_midi_file(midi)
         sf_path, sf_data = synth.load_soundfont(args.soundfont)
         engine = synth.available_engine()
         seconds = score.length

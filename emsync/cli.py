@@ -245,10 +245,10 @@ def cmd_play(args) -> None:
     import signal
     import threading
 
-    from emsync.live.player import Player, Score
+    from emsync.live.player import Player, Performance
     from emsync.live.ports import open_output
 
-    score = Score.from_file(args.score, args.track)
+    score = Performance.from_file(args.score, args.track)
     port, label = open_output(args.port)
     player = Player(port, score)
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # a kill still releases held notes

@@ -56,7 +56,7 @@ def sink(jack_server, request):
 def player(sink):
     port, label = ports.open_output(sink.name)
     assert label == sink.name
-    running = live.Player(port, live.Score.from_notes(NOTES, 120.0))
+    running = live.Player(port, live.Performance.from_notes(NOTES, 120.0))
     yield running
     running.close()
 
@@ -205,7 +205,7 @@ from emsync.live import player as live
 from emsync.live import ports
 host = ports.midi_backend().open_output("clock", client_name="emsync-host")
 notes = [Note(0.1 * i, 0.1 * i + 0.05, 60 + i % 12, 80, 1) for i in range(200)]
-player = live.Player(mido.ports.BaseOutput(), live.Score.from_notes(notes, 120.0))
+player = live.Player(mido.ports.BaseOutput(), live.Performance.from_notes(notes, 120.0))
 ticking = threading.Event()
 ticking.set()
 def tick():

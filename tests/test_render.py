@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from scipy.io import wavfile
 
-from emsync.core.midi_io import read_score
+from emsync.core.midi_io import read_midi_file
 from emsync.preview import loudness, synth
 from emsync.preview import render as R
 from emsync.core.errors import EmsyncError
@@ -365,7 +365,7 @@ def test_plot_writes_a_readable_png(score_mid, tmp_path):
 def test_plot_reads_cuts_and_emotions_from_markers(score_mid):
     from emsync.preview.pianoroll import _cuts_and_emotion
 
-    cuts, others, emotion = _cuts_and_emotion(read_score(score_mid), None)
+    cuts, others, emotion = _cuts_and_emotion(read_midi_file(score_mid), None)
     assert [t for t, _ in cuts] == pytest.approx(CUTS, abs=1e-3)
     assert [label for _, label in cuts] == ["cut 1", "cut 2", "cut 3"] and others == []
     assert [(round(s, 3), v, a) for s, _, v, a in emotion] == [(2.0, 0.4, -0.3), (4.5, -0.5, 0.6), (7.0, 0.1, 0.0)]

@@ -1,6 +1,6 @@
 """Standard MIDI files to notes and back, with mido: the one MIDI-file reader and writer.
 
-`read_score` gives a file's parts (tracks of a type 1 file, channels of a type 0 file) with
+`read_midi_file` gives a file's parts (tracks of a type 1 file, channels of a type 0 file) with
 their timed channel messages, its markers and its tempo map: what the preview renders and
 the live player plays. `read_midi` gives its notes. Reading follows the tempo map, running
 status (mido resolves it), note-on with velocity 0 as note-off, and matches repeated
@@ -99,7 +99,7 @@ class Track:
 
 
 @dataclass
-class MidiScore:
+class MidiFileData:
     path: Path
     ticks_per_beat: int
     length: float  # seconds: the last event of any track, end-of-track included
@@ -110,7 +110,7 @@ class MidiScore:
     tempo: TempoMap
 
 
-def read_score(path) -> MidiScore:
+def read_midi_file(path) -> MidiFileData:
     """The tracks, markers, tempo map and length of a Standard MIDI File; EmsyncError naming
     the file (a path, or a binary file object). A type 1 file's tracks are its parts; a type 0
     file's channels are."""
@@ -150,7 +150,7 @@ def read_score(path) -> MidiScore:
         part.program = next((m.program for _, _, m in part.events if m.type == "program_change"), 0)
         part.notes = [n[:4] for n in _pair_notes(part.events, tempo.to_seconds(end_tick))]
     markers.sort(key=lambda m: m[0])
-    return MidiScore(path, midi.ticks_per_beat, tempo.to_seconds(end_tick), end_tick, sorted(tempos), markers,
+    return MidiFileData(path, midi.ticks_per_beat, tempo.to_seconds(end_tick), end_tick, sorted(tempos), markers,
                      ordered, tempo)
 
 
@@ -185,7 +185,7 @@ def _pair_notes(events, end: float) -> list[tuple[float, float, int, int, int, i
 def read_midi(path: str | Path, instrument_of: InstrumentRule = default_instrument) -> list[Note]:
     """All notes of a MIDI file in seconds, sorted, each given an instrument by `instrument_of`
     (track name, channel, the channel's program at the note-on); EmsyncError naming the file."""
-    score = read_score(path)
+    score = read_midi_file(path)
     notes = [Note(start, end, pitch, velocity, instrument_of(track.name, channel, program))
              for track in score.tracks
              for start, end, pitch, velocity, channel, program in _pair_notes(track.events, score.length)]

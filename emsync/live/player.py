@@ -1,6 +1,6 @@
 """Live MIDI: play a score to a MIDI port on its own thread, following the host's transport.
 
-A `Score` is the channel messages of a Standard MIDI File with their times in seconds. A
+A `Performance` is the channel messages of a Standard MIDI File with their times in seconds. A
 session's notes become one through `midi_io.midi_bytes`, so live playback uses exactly the
 channels and programs of the exported file (drums on channel 10, one channel and GM program
 per instrument track) and its tempo. `Player` sends a score's messages to an output port on
@@ -32,7 +32,7 @@ from typing import Callable, Sequence
 import mido
 
 from emsync.core.errors import EmsyncError
-from emsync.core.midi_io import TempoMap, midi_bytes, read_score
+from emsync.core.midi_io import TempoMap, midi_bytes, read_midi_file
 from emsync.core.music import Note
 from emsync.live.ports import open_input
 
@@ -43,7 +43,7 @@ TEMPO_WINDOW = 48  # clock intervals the host's tempo is fitted over (two beats)
 CLOCK_PAUSE = 0.25  # s without clock (slower than 10 bpm): the host paused it, the tempo starts afresh
 
 @dataclass
-class Score:
+class Performance:
     """Channel messages of a MIDI file in time order, their times in seconds, and its tempo map."""
 
     times: list[float]
@@ -56,9 +56,9 @@ class Score:
         return self.times[-1] if self.times else 0.0
 
     @classmethod
-    def from_file(cls, path, track: str | None = None, source: str | None = None) -> "Score":
+    def from_file(cls, path, track: str | None = None, source: str | None = None) -> "Performance":
         """The score of a MIDI file (`path` a name or a file object), or of its part named `track`."""
-        score = read_score(path)
+        score = read_midi_file(path)
         parts = [t for t in score.tracks if t.events]
         if track is not None:
             chosen = [t for t in parts if t.name.strip().lower() == track.strip().lower()]
@@ -74,7 +74,7 @@ class Score:
                    sorted({e[4].channel for e in events}))
 
     @classmethod
-    def from_notes(cls, notes: Sequence[Note], bpm: float, track: str | None = None) -> "Score":
+    def from_notes(cls, notes: Sequence[Note], bpm: float, track: str | None = None) -> "Performance":
         """A session's notes, laid out exactly as `/emsync/export/midi` writes them."""
         return cls.from_file(io.BytesIO(midi_bytes(notes, bpm=bpm)), track, source="the session")
 
@@ -103,15 +103,15 @@ def _is_release(msg: mido.Message) -> bool:
 
 # ---- the player ----------------------------------------------------------------------------
 class Player:
-    """Plays a Score to an output port on its own thread; transport from calls or a MIDI input.
+    """Plays a Performance to an output port on its own thread; transport from calls or a MIDI input.
 
     The position is score seconds: `anchor_position + (now - anchor_wall) * rate` while
     playing (rate 1 on its own, host tempo / score tempo when following MIDI clock).
     """
 
-    def __init__(self, port, score: Score | None = None, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, port, score: Performance | None = None, clock: Callable[[], float] = time.monotonic):
         self.port = port
-        self.score = score or Score([], [], TempoMap(mido.MidiFile()), [])
+        self.score = score or Performance([], [], TempoMap(mido.MidiFile()), [])
         self.clock = clock
         self._cond = threading.Condition()
         self._running = False
@@ -145,7 +145,7 @@ class Player:
         with self._cond:
             return self._position_now(self.clock())
 
-    def load(self, score: Score) -> None:
+    def load(self, score: Performance) -> None:
         """Swap the score; a running transport carries on from the same position."""
         with self._cond:
             now = self.clock()

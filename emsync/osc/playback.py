@@ -15,16 +15,16 @@ from .wire import chunked_messages, message_bytes, truncate_utf8
 PUSH_GAP = 0.005  # seconds between datagrams pushed to a DAW: AbletonOSC reads its socket once per Live tick
 
 
-def _score(host, track: str):
-    from emsync.live.player import Score
+def _performance(host, track: str):
+    from emsync.live.player import Performance
 
-    return Score.from_notes(host.session.current_notes(), host.session.settings["bpm"], track or None)
+    return Performance.from_notes(host.session.current_notes(), host.session.settings["bpm"], track or None)
 
 
 def reload(host) -> None:
     """A new current version (or bpm) reaches the player at once, at the same position."""
     if host.player is not None:
-        host.player.load(_score(host, host.live_track))
+        host.player.load(_performance(host, host.live_track))
 
 
 def _player(host):
@@ -40,7 +40,7 @@ def _open_output(host, name: str | None, virtual: bool) -> None:
 
     port, label = open_output(name, virtual)
     old = host.player
-    host.player, host.output_label = Player(port, _score(host, host.live_track)), label
+    host.player, host.output_label = Player(port, _performance(host, host.live_track)), label
     if old is not None:
         host.player.follow(old.input.name if old.input else None)
         old.close()
@@ -90,7 +90,7 @@ def on_play(host, client, start=None, track="", end=0.0):
         raise EmsyncError(f"from: {start} is outside the score [0, {duration}]")
     if end and start is not None and end <= start:
         raise EmsyncError(f"end: {end} must be after from ({start}), or 0 for the end of the score")
-    score = _score(host, track)
+    score = _performance(host, track)
     player = _player(host)
     host.live_track = track
     player.load(score)

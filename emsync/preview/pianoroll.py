@@ -19,7 +19,7 @@ import numpy as np
 from emsync.core.emotions import parse_valence_arousal
 from emsync.core.errors import EmsyncError
 from emsync.core.fileio import atomic_write_bytes
-from emsync.core.midi_io import MidiScore, Track, read_score
+from emsync.core.midi_io import MidiFileData, Track, read_midi_file
 
 WIDTH, HEIGHT, DPI = 1600, 900, 100
 COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#bcbd22"]
@@ -55,7 +55,7 @@ def plot(midi_path: str | os.PathLike, png_path: str | os.PathLike, scenes: Sequ
         raise EmsyncError(f"{png_path}: is a folder; give a .png file name")
     if width < 400 or height < 300:
         raise EmsyncError(f"plot size {width}x{height}: too small to read (at least 400x300 pixels)")
-    score = read_score(midi_path)
+    score = read_midi_file(midi_path)
     cuts, others, emotion = _cuts_and_emotion(score, scenes)
     duration = max([score.length, *(n[1] for t in score.tracks for n in t.notes), *(c[0] for c in cuts), 1.0])
     rows = [t for t in score.tracks if t.notes]
@@ -102,7 +102,7 @@ def plot(midi_path: str | os.PathLike, png_path: str | os.PathLike, scenes: Sequ
 
 # --------------------------------------------------------------------------- what to draw
 
-def _cuts_and_emotion(score: MidiScore, scenes: Sequence | None):
+def _cuts_and_emotion(score: MidiFileData, scenes: Sequence | None):
     """(cuts [(t, label)], other markers [(t, text)], emotion steps [(start, end, v, a)])."""
     if scenes is not None:
         ordered = sorted(scenes, key=lambda s: float(s.start))

@@ -18,7 +18,7 @@ import numpy as np
 
 from emsync.core.errors import EmsyncError
 from emsync.core.fileio import atomic_output
-from emsync.core.midi_io import Track, read_score
+from emsync.core.midi_io import Track, read_midi_file
 from emsync.preview.loudness import TARGET_LUFS, Gain, Loudness, normalise
 from emsync.preview.synth import SAMPLE_RATE, available_engine, load_soundfont, synthesize
 from emsync.preview.wav import SAMPLE_WIDTH, write_wav
@@ -109,7 +109,7 @@ def render(midi_path: str | os.PathLike, wav_path: str | os.PathLike, soundfont:
             raise EmsyncError(f"{stems_path}: exists and is not a folder (stems go into a folder)")
         if not stems_path.exists() and not (stems_path.parent if str(stems_path.parent) else Path(".")).is_dir():
             raise EmsyncError(f"{stems_path}: its parent folder {stems_path.parent} does not exist")
-    score = read_score(midi_path)
+    score = read_midi_file(midi_path)
     if score.length > MAX_SECONDS:
         raise EmsyncError(f"{midi_path}: {score.length:.0f} s long, more than the {MAX_SECONDS:.0f} s a preview "
                           "can have")

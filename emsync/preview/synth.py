@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from emsync.core.errors import EmsyncError
-from emsync.core.midi_io import DRUM_CHANNEL, MidiScore, Track
+from emsync.core.midi_io import DRUM_CHANNEL, MidiFileData, Track
 
 SAMPLE_RATE = 48_000
 CHANNELS = 2
@@ -70,7 +70,7 @@ def available_engine(engine: str | None = None) -> str:
                       "(its pyaudio dependency is only for live playback), or pip install midirenderer")
 
 
-def synthesize(score: MidiScore, sf_path: Path, sf_data: bytes, engine: str | None = None,
+def synthesize(score: MidiFileData, sf_path: Path, sf_data: bytes, engine: str | None = None,
                workers: int | None = None) -> list[np.ndarray]:
     """One float32 (frames, 2) array per track, all of the score's length.
 
@@ -108,7 +108,7 @@ def _forked_track(index: int) -> None:
     render_one(score, score.tracks[index], stems[index], sf_path, sf_data)
 
 
-def _synthesize_forked(render_one, score: MidiScore, frames: int, sf_path: Path, sf_data: bytes,
+def _synthesize_forked(render_one, score: MidiFileData, frames: int, sf_path: Path, sf_data: bytes,
                        workers: int) -> list[np.ndarray]:
     global _FORK_JOB
     from concurrent.futures import ProcessPoolExecutor
@@ -144,7 +144,7 @@ def _check_tinysoundfont_loads(sf_path: Path, sf_data: bytes) -> None:
         raise EmsyncError(f"{sf_path}: the SoundFont has no instruments (presets)")
 
 
-def _render_tinysoundfont(score: MidiScore, track: Track, out: np.ndarray, sf_path: Path, sf_data: bytes) -> None:
+def _render_tinysoundfont(score: MidiFileData, track: Track, out: np.ndarray, sf_path: Path, sf_data: bytes) -> None:
     """Render one track into `out` (float32, (frames, 2), C-contiguous)."""
     import tinysoundfont
 
@@ -215,7 +215,7 @@ class _Player:
             synth.pitchbend(channel, msg.pitch + 8192)
 
 
-def _render_midirenderer(score: MidiScore, track: Track, out: np.ndarray, sf_path: Path, sf_data: bytes) -> None:
+def _render_midirenderer(score: MidiFileData, track: Track, out: np.ndarray, sf_path: Path, sf_data: bytes) -> None:
     """RustySynth renders whole files: give it the tempo map and this one track."""
     import midirenderer
     import mido
