@@ -28,9 +28,9 @@ def _check_smf(path, expected_markers):
     assert times == pytest.approx(expected_markers, abs=0.002)
     assert sum(m.type == "note_on" for t in midi.tracks for m in t) > 0
 
-    from symusic import Performance  # an independent (C++) parser
+    from symusic import Score  # an independent (C++) parser
 
-    score = Performance(str(path))
+    score = Score(str(path))
     assert len(score.markers) == len(expected_markers)
     assert {t.name for t in score.tracks} <= {i.capitalize() for i in INSTRUMENTS}
     assert sum(len(t.notes) for t in score.tracks) > 0

@@ -95,8 +95,8 @@ def test_running_status_hand_built(tmp_path):
                 Note(1.0, 1.125, 36, 100, DRUMS), Note(1.0, 1.125, 38, 100, DRUMS)]
     assert midi_io.read_midi(path) == expected
     # the bytes are a valid file for an independent parser too
-    from symusic import Performance
-    score = Performance(str(path))
+    from symusic import Score
+    score = Score(str(path))
     assert sorted((n.pitch, n.time, n.end) for t in score.tracks for n in t.notes) == \
         [(36, 192, 216), (38, 192, 216), (60, 0, 96), (64, 0, 96), (67, 144, 192)]
 
@@ -269,11 +269,11 @@ def test_write_midi_layout(tmp_path, bpm):
 
 
 def test_written_file_read_by_symusic(tmp_path):
-    from symusic import Performance
+    from symusic import Score
 
     notes = sample_notes()
     path = midi_io.write_midi(tmp_path / "sym.mid", notes, MARKERS)
-    score = Performance(str(path))
+    score = Score(str(path))
     assert score.ticks_per_quarter == midi_io.TICKS_PER_BEAT
     # symusic drops the note-less conductor track and keeps the five instrument tracks in order
     assert [t.name for t in score.tracks] == [name.capitalize() for name in INSTRUMENTS]
