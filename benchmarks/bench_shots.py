@@ -32,6 +32,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "scripts"))
 
+from emsync.core.fileio import atomic_output  # noqa: E402
 from emsync.video.shots import CutDetector, cuts_from_predictions, detect_cuts  # noqa: E402
 from emsync.video.decode import SmallFrames, probe, read_small_frames  # noqa: E402
 from test_shots import match_f1, synthetic_edit, write_video  # noqa: E402
@@ -78,8 +79,7 @@ def prepare(workdir: Path, quick: bool) -> dict[str, tuple[Path, list[int] | Non
         path = workdir / "bundled_1080p.mp4"
         if not path.exists():
             print("making bundled_1080p ...", flush=True)
-            tmp = path.with_name(".tmp_" + path.name)
-            with av.open(str(source)) as src, av.open(str(tmp), "w") as out:
+            with atomic_output(path) as tmp, av.open(str(source)) as src, av.open(str(tmp), "w", format="mp4") as out:
                 stream = out.add_stream("libx264", rate=25)
                 stream.width, stream.height, stream.pix_fmt = 1920, 1080, "yuv420p"
                 stream.options = {"crf": "20", "preset": "veryfast"}
@@ -92,7 +92,6 @@ def prepare(workdir: Path, quick: bool) -> dict[str, tuple[Path, list[int] | Non
                         out.mux(packet)
                 for packet in stream.encode():
                     out.mux(packet)
-            os.replace(tmp, path)
         videos["bundled_1080p"] = (path, None)
     truth_file.write_text(json.dumps(truth))
     if quick:

@@ -66,7 +66,7 @@ def windows(data: str, count: int, length: int):
     sampler = WindowSampler(Path(data) / "valid.npz", 512)
     rng = np.random.default_rng(0)
     for _ in range(count):
-        tokens, emotion, offsets, _ = sampler.sample(rng, augment=False)
+        tokens, emotion, offsets, _, _ = sampler.sample(rng, augment=False)
         yield tokens[:length], emotion[:length], offsets[:length]
 
 
@@ -109,13 +109,13 @@ def opening_gain(model, data: str, count: int = 128) -> dict:
     from emsync.training.windows import WindowSampler
 
     sampler = WindowSampler(Path(data) / "valid.npz", 512)
-    x, emotion, offsets, y = sampler.batch(np.random.default_rng(5), count, length=OPENING_TOKENS)
+    x, emotion, offsets, grid, y = sampler.batch(np.random.default_rng(5), count, length=OPENING_TOKENS)
     mirrored = emotion.clone()
     mirrored[..., 0] = -mirrored[..., 0]
     clear = emotion[:, 0, 0].abs() > 0.4
     with torch.no_grad():
-        gain = float(model.loss(x[clear], mirrored[clear], offsets[clear], y[clear])
-                     - model.loss(x[clear], emotion[clear], offsets[clear], y[clear]))
+        gain = float(model.loss(x[clear], mirrored[clear], offsets[clear], y[clear], grid[clear])
+                     - model.loss(x[clear], emotion[clear], offsets[clear], y[clear], grid[clear]))
     return {"nats_per_token": round(gain, 4), "windows_with_abs_valence_over_0.4": int(clear.sum())}
 
 

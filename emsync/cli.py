@@ -3,6 +3,7 @@ training, preview and live commands."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -11,10 +12,11 @@ from pathlib import Path
 
 from emsync.core.errors import EmsyncError
 from emsync.core.generator import EMOTION_GUIDANCE
+from emsync.service.scoring import SAMPLING_SETTINGS
 
 DEFAULT_CORPUS = "../shared/data/midi"
 EXTRA_OF_MODULE = {  # a third-party module -> the pyproject extra that installs it
-    "opentimelineio": "timelines", "av": "video", "cv2": "video", "pyloudnorm": "video", "scipy": "video",
+    "opentimelineio": "timelines", "av": "video", "cv2": "video", "pyloudnorm": "all", "scipy": "all",
     "matplotlib": "preview", "pretty_midi": "preview", "midirenderer": "preview", "pythonosc": "osc",
     "rtmidi": "live", "torch": "train", "onnx": "train", "onnxscript": "train", "h5py": "train",
 }
@@ -92,9 +94,21 @@ def _service(args):
     from emsync.service.session import Session
 
     service = ScoringService(Session(None), args.model)
-    for name in ("temperature", "top_p", "hit_cuts", "emotion_guidance", "lock_mode"):
-        service.set_setting(name, getattr(args, name))
+    for name in (*SAMPLING_SETTINGS, "bpm", "meter"):
+        with _as_flag(name):
+            service.set_setting(name, getattr(args, name))
     return service
+
+
+@contextlib.contextmanager
+def _as_flag(name: str):
+    """An error about a setting or an axis names the command-line flag that gave it."""
+    try:
+        yield
+    except EmsyncError as exc:
+        if str(exc).startswith(f"{name}:"):
+            raise EmsyncError(f"--{name.replace('_', '-')}{str(exc)[len(name):]}") from None
+        raise
 
 
 def _write_score(args, service) -> None:
@@ -102,8 +116,11 @@ def _write_score(args, service) -> None:
     version, take = service.generate(args.seed)
     output = service.export_midi(args.output)
     scenes = service.session.scenes
+    tempo = version.tempo()
+    bpms = f"{min(tempo.bpms):.0f}" + (f"-{max(tempo.bpms):.0f}" if len(tempo.bpms) > 1 else "")
     print(f"wrote {output}: {len(version.notes)} notes, {len(scenes) - 1} cut markers, {take.duration:.1f} s of "
-          f"music in {take.seconds:.1f} s ({take.duration / max(take.seconds, 1e-9):.0f}x real time)")
+          f"music in {take.seconds:.1f} s ({take.duration / max(take.seconds, 1e-9):.0f}x real time); "
+          f"{tempo.meter} at {bpms} bpm, {len(tempo.bpms) - 1} tempo changes")
     audio = None
     if args.audio:
         from emsync.preview.render import render
@@ -144,10 +161,6 @@ def _default_emotion(args) -> tuple[float | None, float | None]:
         if found is None:
             raise EmsyncError(f"--emotion: unknown emotion word {args.emotion!r}")
         return found
-    for name in ("valence", "arousal"):
-        value = getattr(args, name)
-        if value is not None and not -1.0 <= value <= 1.0:  # (NaN fails this too)
-            raise EmsyncError(f"--{name}: {value} is outside [-1, 1]")
     return args.valence, args.arousal
 
 
@@ -177,7 +190,7 @@ def _timeline_json(timeline) -> dict:
 
 
 def _is_timeline(path: str) -> bool:
-    from emsync.timelines.formats import SUFFIXES
+    from emsync.timelines.suffixes import SUFFIXES
 
     return Path(path).suffix.lower() in SUFFIXES
 
@@ -214,7 +227,8 @@ def cmd_score(args) -> None:
         analysis = service.analyze_video(args.timeline, args.threshold)
         _print_analysis(analysis)
         service.open_analysis(analysis, args.threshold)
-    service.set_default_emotion(valence, arousal)
+    with _as_flag("valence"), _as_flag("arousal"):
+        service.set_default_emotion(valence, arousal)
     _write_score(args, service)
 
 
@@ -301,6 +315,9 @@ def _sampling_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lock-mode", action="store_true",
                         help="constrained mode: valence picks major or minor (the wrong mode's third and sixth "
                         "are played a semitone over; |valence| < 0.15 leaves the mode to the model)")
+    parser.add_argument("--bpm", type=float, default=0.0, help="write the music at this tempo throughout (cuts "
+                        "land wherever they fall); default: a tempo map fitted to the picture, the cuts on beats")
+    parser.add_argument("--meter", default="4/4", help="time signature of the music: 4/4 (default), 3/4, 6/8...")
     parser.add_argument("--model", help="ONNX generator (default: the bundled model)")
     parser.add_argument("-o", "--output", required=True, help="MIDI file to write")
     parser.add_argument("--audio", action="store_true", help="also render a WAV beside the MIDI file")
@@ -427,7 +444,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         extra = EXTRA_OF_MODULE[top]
         print(f"emsync: error: {args.command} needs the {extra!r} extra ({top} is not installed): "
-              f"pip install 'emsync[{extra}]'", file=sys.stderr)
+              f"pip install 'emsync[{extra}]' (from a checkout: pip install '.[{extra}]')", file=sys.stderr)
         return 2
     except BrokenPipeError:  # output piped into `head` and the like
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

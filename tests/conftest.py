@@ -138,14 +138,16 @@ class Peer:
 
 
 def seeded_session(folder: Path, notes, duration: float, bpm: float = 120.0) -> Path:
-    """A session folder holding one version with exactly these notes (no model needed)."""
+    """A session folder holding one version with exactly these notes (no model needed),
+    written at `bpm` in 4/4."""
     from emsync.core.music import Scene
+    from emsync.core.tempo import TempoMap
     from emsync.service.session import Session
 
     session = Session(folder)
     session.set_scenes(duration, [Scene(0.0, duration, name="all")], [], {"kind": "scenes", "path": str(folder)})
     session.set_setting("bpm", bpm)
-    session.add_version("generate", notes, 0, {"seed": 0})
+    session.add_version("generate", notes, 0, {"seed": 0, "tempo": TempoMap.constant(bpm).to_dict()})
     return folder
 
 

@@ -457,7 +457,7 @@ def test_build_split_arrays(built):
     pieces = built["pieces"]
     for split in ("train", "valid"):
         arrays = _split(out, split)
-        names = {"notes", "tokens", "boundaries", "beats", "curve"}
+        names = {"notes", "tokens", "boundaries", "beats", "downbeats", "curve"}
         assert set(arrays) == names | {n + "_offsets" for n in names} | {"corpus", "bpm"}
         chosen = [p for p in pieces if p["split"] == split]
         n = len(chosen)
@@ -476,6 +476,10 @@ def test_build_split_arrays(built):
         for i, kind in enumerate(arrays["corpus"]):
             notes = _part(arrays, "notes", i)
             assert len(notes) > 0 and np.all(notes[:, 1] >= notes[:, 0])
+            beats, downbeats = _part(arrays, "beats", i), _part(arrays, "downbeats", i)
+            assert len(beats) == len(downbeats) and np.all(np.diff(beats) > 0)
+            if kind != "groove":  # POP909's annotated beats (a bar every 4 here), VGMIDI's written 4/4 grid
+                assert len(beats) > 8 and downbeats[:8].tolist() == [1, 0, 0, 0, 1, 0, 0, 0]
             if kind == "groove":
                 assert arrays["bpm"][i] == 120.0
                 assert len(_part(arrays, "boundaries", i)) == 0

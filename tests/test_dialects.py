@@ -19,6 +19,7 @@ import pytest
 from conftest import Peer, Server, seeded_session
 from emsync.core.midi_io import read_midi
 from emsync.core.music import INSTRUMENTS, Note
+from emsync.core.tempo import Meter, TempoMap
 from emsync.osc import dialects
 from emsync.osc.wire import MAX_DATAGRAM
 
@@ -89,11 +90,17 @@ def dump():
 
 def test_ableton_messages_stay_under_the_datagram_limit():
     many = [Note(i * 0.01, i * 0.01 + 0.2, 40 + i % 40, 64, 1) for i in range(1000)]
-    datagrams = dialects.ableton_messages(many, 120.0, 10.0)
+    datagrams = dialects.ableton_messages(many, TempoMap.constant(120.0), 10.0)
     assert max(map(len, datagrams)) <= MAX_DATAGRAM
     assert max(map(len, datagrams)) > MAX_DATAGRAM - 2 * dialects.ABLETON_NOTE_BYTES, "chunks are filled"
-    assert dialects.clip_length_beats([], 10.0, 120.0) == 20.0  # whole bars of 4/4
-    assert dialects.clip_length_beats(many, 10.0, 120.0) == 24.0, "the last note rings to 10.19 s: a sixth bar"
+    assert dialects.clip_length_beats([], 10.0, TempoMap.constant(120.0)) == 20.0  # whole bars of 4/4
+    assert dialects.clip_length_beats(many, 10.0, TempoMap.constant(120.0)) == 24.0, "the last note rings to 10.19 s"
+    assert dialects.clip_length_beats([], 10.0, TempoMap.constant(120.0, Meter(3, 4))) == 21.0  # whole 3/4 bars
+    changing = TempoMap((0.0, 4.0), (120.0, 60.0))
+    notes = dialects.ableton_messages([Note(5.0, 6.0, 60, 90, 1)], changing, 8.0)
+    added = [m for m in notes if m.startswith(b"/live/clip/add/notes")]
+    assert b"/live/song/set/tempo" in notes[0] and len(added) == 1
+    assert dialects.clip_length_beats([], 8.0, changing) == 12.0  # 8 beats, then 4 more at half the tempo
 
 
 @needs_oscdump

@@ -228,7 +228,7 @@ MARKERS = [(0.0, "start"), (1.5, "cut 1 chase | valence=-0.50 arousal=+0.80"), (
 @pytest.mark.parametrize("bpm", [120.0, 90.0])
 def test_write_midi_layout(tmp_path, bpm):
     notes = sample_notes()
-    path = midi_io.write_midi(tmp_path / "score.mid", notes, MARKERS, bpm=bpm)
+    path = midi_io.write_midi(tmp_path / "score.mid", notes, MARKERS, tempo=bpm)
     assert path == tmp_path / "score.mid"
     midi = mido.MidiFile(path)
     assert midi.type == 1 and midi.ticks_per_beat == midi_io.TICKS_PER_BEAT

@@ -18,6 +18,7 @@ import threading
 import time
 import zlib
 
+import mido
 import pytest
 from pythonosc.osc_message_builder import OscMessageBuilder
 
@@ -185,6 +186,17 @@ def test_generate_regenerate_undo_redo_and_export(server, peer, tmp_path):
     peer.ask("/emsync/export/midi", str(two), reply="/emsync/exported")
     assert one.read_bytes() != two.read_bytes()
     assert_midi_identical_outside(one.read_bytes(), two.read_bytes(), 3.0, 5.0)
+    # Both versions are written on one tempo map (regenerating keeps it), and the file carries it.
+    first_map, second_map = (peer.ask("/emsync/tempo", v, reply="/emsync/tempo") for v in (1, 2))
+    assert first_map[0] == 1 and second_map[0] == 2 and first_map[1:] == second_map[1:] and first_map[1] == "4/4"
+    written = [mido.tempo2bpm(m.tempo) for m in mido.MidiFile(two).tracks[0] if m.type == "set_tempo"]
+    assert written == pytest.approx(second_map[3::2], rel=1e-4)
+    for name, value, complaint in (("meter", "7/3", "meter"), ("bpm", 10.0, "bpm"), ("meter", 3, "meter")):
+        peer.send("/emsync/settings/set", name, value)
+        assert complaint in peer.error_for("/emsync/settings/set")
+    assert peer.ask("/emsync/settings/set", "meter", "3/4", reply="/emsync/settings") == ["meter", "3/4"]
+    assert peer.ask("/emsync/tempo", reply="/emsync/tempo")[1] == "4/4", "the current version keeps its meter"
+    peer.ask("/emsync/settings/set", "meter", "4/4", reply="/emsync/settings")
 
     undone = peer.ask("/emsync/undo", reply="/emsync/version")
     assert undone == [1, 0, 2, "generate"]
@@ -351,6 +363,17 @@ def test_open_a_video_as_a_job_then_the_users_emotion_wins(server, peer, tmp_pat
     assert scenes[1][3] > scenes[0][3] and scenes[1][4] > scenes[0][4], "carnival is happier and livelier than dusk"
     changed = peer.ask("/emsync/scene/emotion", 1, "sad", reply="/emsync/scene")
     assert changed[3] < 0 and changed[7] is True
+    assert changed[5] == changed[6], "a scene named by its mood word is renamed with it"
+    # The video written back as an edit: the film cut at its scenes, a music track, the cuts read back.
+    edit = tmp_path / "film.otio"
+    peer.send("/emsync/generate", 3)
+    peer.until("/emsync/clips/end", timeout=60)
+    peer.send("/emsync/export/timeline", str(edit))
+    written = peer.until("/emsync/exported", predicate=lambda a: a[0] == "timeline")[-1][1]
+    assert written[1] == str(edit.resolve()) and edit.with_suffix(".mid").exists()
+    from emsync.timelines import read_timeline
+
+    assert read_timeline(edit).cuts == pytest.approx([scene[1] for scene in scenes[1:]], abs=0.05)
     peer.send("/emsync/open/video", str(tmp_path / "missing.mp4"))
     failed = peer.until("/emsync/job/failed")[-1][1]
     assert "missing.mp4" in failed[1]

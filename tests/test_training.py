@@ -13,7 +13,7 @@ import onnxruntime as ort
 import pytest
 
 from emsync.core import codec
-from emsync.core.conditions import NO_BOUNDARY, N_OFFSET_BINS
+from emsync.core.conditions import N_GRID_AHEAD, N_GRID_SLOTS, N_OFFSET_BINS, NO_BOUNDARY, NO_GRID_AHEAD, NO_GRID_SLOT
 from emsync.core.generator import cache_names
 from emsync.core.midi_io import write_midi
 from emsync.core.music import DRUMS, INSTRUMENTS, Note
@@ -84,6 +84,8 @@ def tiny_model():
         for block in model.blocks:
             block.modulation.weight.normal_(std=0.2)
             block.modulation.bias.normal_(std=0.05)
+        model.grid_ahead_emb.weight.normal_(std=0.2)  # and the grid embeddings, zero when new
+        model.grid_slot_emb.weight.normal_(std=0.2)
     return model
 
 
@@ -106,6 +108,14 @@ def _inputs(generator, t: int, batch: int = 1):
     return tokens, emotion, offsets
 
 
+def _grid(generator, t: int, batch: int = 1):
+    """Random grid conditions: steps to the next 16th and its slot in the bar."""
+    import torch
+
+    return torch.stack([torch.randint(0, N_GRID_AHEAD, (batch, t), generator=generator),
+                        torch.randint(0, N_GRID_SLOTS, (batch, t), generator=generator)], dim=-1)
+
+
 # ---------------------------------------------------------------- WindowSampler
 
 
@@ -115,7 +125,7 @@ def test_window_sampler_windows(data):
     n = BLOCK
     for augment in (True, False):
         for _ in range(12):
-            x, emotion, offsets, y = sampler.sample(rng, augment=augment)
+            x, emotion, offsets, grid, y = sampler.sample(rng, augment=augment)
             assert x.shape == (n,) and y.shape == (n,)
             assert emotion.shape == (n, 2) and offsets.shape == (n,)
             assert x[0] == codec.BOS
@@ -124,6 +134,7 @@ def test_window_sampler_windows(data):
             assert np.all(x[1:] != codec.BOS)
             assert np.all(np.abs(emotion) <= 1.0) and np.isfinite(emotion).all()
             assert np.all((offsets >= 0) & (offsets <= NO_BOUNDARY))
+            assert grid.shape == (n, 2) and np.all((grid >= 0) & (grid <= [NO_GRID_AHEAD, NO_GRID_SLOT]))
 
 
 @needs_torch
@@ -132,11 +143,12 @@ def test_window_sampler_batches_are_stacked_tensors(data):
 
     sampler = WindowSampler(data / "train.npz", BLOCK)
     rng = np.random.default_rng(0)
-    x, emotion, offsets, y = sampler.batch(rng, 3)
+    x, emotion, offsets, grid, y = sampler.batch(rng, 3)
     n = BLOCK
     assert x.shape == (3, n) and emotion.shape == (3, n, 2) and offsets.shape == (3, n) and y.shape == (3, n)
     assert x.dtype == torch.int64 and offsets.dtype == torch.int64 and emotion.dtype == torch.float32
-    x, emotion, offsets, y = sampler.batch(rng, 5, length=16)  # openings
+    assert grid.shape == (3, n, 2) and grid.dtype == torch.int64
+    x, emotion, offsets, grid, y = sampler.batch(rng, 5, length=16)  # openings
     assert x.shape == (5, 16) and emotion.shape == (5, 16, 2)
 
 
@@ -155,7 +167,7 @@ def test_opening_windows_are_short_and_hold_their_own_modes_valence(data):
     sampler = WindowSampler(data / "train.npz", BLOCK)
     rng = np.random.default_rng(3)
     for _ in range(12):
-        x, emotion, offsets, y = sampler.sample(rng, augment=True, length=16)
+        x, emotion, offsets, grid, y = sampler.sample(rng, augment=True, length=16)
         assert x.shape == y.shape == offsets.shape == (16,) and emotion.shape == (16, 2)
         assert x[0] == codec.BOS and np.array_equal(x[1:], y[:-1])
         assert np.all(emotion[:, 0] == emotion[0, 0]), "one valence for the whole opening"
@@ -219,8 +231,8 @@ def test_loss_ignores_padding(tiny_model):
 # ---------------------------------------------------------------- ONNX export
 
 
-def _feeds(tokens, emotion, offsets, past) -> dict:
-    return {"tokens": tokens.numpy(), "emotion": emotion.numpy(), "offsets": offsets.numpy(),
+def _feeds(tokens, emotion, offsets, grid, past) -> dict:
+    return {"tokens": tokens.numpy(), "emotion": emotion.numpy(), "offsets": offsets.numpy(), "grid": grid.numpy(),
             **{name: part.numpy() for name, part in zip(cache_names(TINY_FIELDS["n_layer"], "past"), past)}}
 
 
@@ -231,19 +243,21 @@ def test_onnx_matches_torch(tiny_model, exported, t, p):
 
     cfg = tiny_model.cfg
     session = ort.InferenceSession(str(exported), providers=["CPUExecutionProvider"])
-    assert [i.name for i in session.get_inputs()] == ["tokens", "emotion", "offsets",
+    assert [i.name for i in session.get_inputs()] == ["tokens", "emotion", "offsets", "grid",
                                                       *cache_names(cfg.n_layer, "past")]
     assert [o.name for o in session.get_outputs()] == ["logits", *cache_names(cfg.n_layer, "present")]
     gen = torch.Generator().manual_seed(10 * t + p)
     with torch.no_grad():
         if p:
             prefix = _inputs(gen, p)
-            _, past = tiny_model(*prefix)
+            _, past = tiny_model(*prefix, grid=_grid(gen, p))
         else:
             past = tiny_model.empty_past()
         tokens, emotion, offsets = _inputs(gen, t)
-        want_logits, want_present = tiny_model(tokens, emotion, offsets, past)
-    logits, *present = session.run(None, _feeds(tokens, emotion, offsets, past))
+        grid = _grid(gen, t)
+        want_logits, want_present = tiny_model(tokens, emotion, offsets, past, grid=grid)
+        assert not torch.allclose(want_logits, tiny_model(tokens, emotion, offsets, past)[0]), "the grid is heard"
+    logits, *present = session.run(None, _feeds(tokens, emotion, offsets, grid, past))
     assert logits.shape == (1, t, cfg.vocab_size)
     np.testing.assert_allclose(logits, want_logits.numpy(), atol=1e-3, rtol=0)
     assert len(present) == len(want_present)
@@ -260,8 +274,9 @@ def test_onnx_batch_of_two(tiny_model, exported):
     with torch.no_grad():
         _, past = tiny_model(*_inputs(gen, 3, batch=2))
         tokens, emotion, offsets = _inputs(gen, 2, batch=2)
-        want, _ = tiny_model(tokens, emotion, offsets, past)
-    logits = session.run(["logits"], _feeds(tokens, emotion, offsets, past))[0]
+        grid = _grid(gen, 2, batch=2)
+        want, _ = tiny_model(tokens, emotion, offsets, past, grid=grid)
+    logits = session.run(["logits"], _feeds(tokens, emotion, offsets, grid, past))[0]
     np.testing.assert_allclose(logits, want.numpy(), atol=1e-3, rtol=0)
 
 

@@ -67,3 +67,49 @@ class EmotionCurve:
         clock = np.asarray(clock, dtype=np.float64)
         return np.stack([np.interp(clock, self.times, self.valence),
                          np.interp(clock, self.times, self.arousal)], axis=-1).astype(np.float32)
+
+
+# The grid the music sits on: where the next 16th note is, and which 16th of the bar it is.
+GRID_AHEAD_STEPS = 40  # codec steps (10 ms) to the next grid point, capped: 0 means on it now
+NO_GRID_AHEAD = GRID_AHEAD_STEPS + 1  # "no grid here" (music without a beat, or outside it)
+N_GRID_AHEAD = NO_GRID_AHEAD + 1
+GRID_SLOTS = 24  # 16ths of a bar, capped (a 6/4 bar has 24)
+NO_GRID_SLOT = GRID_SLOTS
+N_GRID_SLOTS = GRID_SLOTS + 1
+
+
+def grid_points(beats: Sequence[float] | np.ndarray, downbeats: Sequence[bool] | np.ndarray,
+                per_beat: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """(times, slot in the bar) of every 1/`per_beat` of a beat between the first and last
+    beat: the 16th notes of beats in quarters when `per_beat` is 4. A bar starts at each
+    downbeat; before the first downbeat slots count from the first beat."""
+    beats = np.asarray(beats, dtype=np.float64)
+    if beats.size < 2:
+        return np.zeros(0), np.zeros(0, dtype=np.int64)
+    downbeats = np.asarray(downbeats, dtype=bool)
+    since_bar = np.zeros(beats.size, dtype=np.int64)
+    for i in range(1, beats.size):
+        since_bar[i] = 0 if downbeats[i] else since_bar[i - 1] + 1
+    fraction = np.arange(per_beat) / per_beat
+    times = (beats[:-1, None] + np.diff(beats)[:, None] * fraction[None, :]).ravel()
+    slots = (since_bar[:-1, None] * per_beat + np.arange(per_beat)[None, :]).ravel()
+    return np.append(times, beats[-1]), np.append(np.minimum(slots, GRID_SLOTS - 1),
+                                                 min(int(since_bar[-1]) * per_beat, GRID_SLOTS - 1))
+
+
+def grid_bins(clock: np.ndarray, times: np.ndarray, slots: np.ndarray) -> np.ndarray:
+    """(N, 2) int64: for each clock time, the codec steps to the next grid point at or after
+    it (a point within half a step behind counts as now) and that point's slot in the bar;
+    NO_GRID_AHEAD / NO_GRID_SLOT outside the grid."""
+    clock = np.asarray(clock, dtype=np.float64)
+    out = np.empty((clock.size, 2), dtype=np.int64)
+    out[:, 0], out[:, 1] = NO_GRID_AHEAD, NO_GRID_SLOT
+    if len(times) == 0:
+        return out
+    index = np.searchsorted(times, clock - 0.005, side="left")
+    inside = (index < len(times)) & (clock >= times[0] - 0.005)
+    ahead = times[np.minimum(index, len(times) - 1)] - clock
+    steps = np.clip(np.round(np.maximum(ahead, 0.0) / 0.01), 0, GRID_AHEAD_STEPS).astype(np.int64)
+    out[inside, 0] = steps[inside]
+    out[inside, 1] = np.asarray(slots)[np.minimum(index, len(times) - 1)][inside]
+    return out

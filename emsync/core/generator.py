@@ -37,11 +37,13 @@ from typing import Callable, Sequence
 import numpy as np
 
 from emsync.core import codec
-from emsync.core.conditions import NO_BOUNDARY, EmotionCurve, boundary_offset_bins
+from emsync.core.conditions import (NO_BOUNDARY, NO_GRID_AHEAD, NO_GRID_SLOT, EmotionCurve, boundary_offset_bins,
+                                    grid_bins)
 from emsync.core.errors import EmsyncError
 from emsync.core.mode_lock import ModeLock
 from emsync.core.music import DRUMS, Note
 from emsync.core.onnx_models import load_session
+from emsync.core.tempo import TempoMap
 
 MAX_EVENTS_PER_STEP = 48
 MAX_POLYPHONY = 24
@@ -139,10 +141,12 @@ class MusicGenerator:
         self._past_names = cache_names(cfg["n_layer"], "past")
         self._outputs = ["logits", *cache_names(cfg["n_layer"], "present")]
         self._empty_past = np.zeros((1, cfg["n_head"], 0, cfg["n_embd"] // cfg["n_head"]), dtype=np.float32)
+        self.hears_grid = any(i.name == "grid" for i in self.session.get_inputs())
 
-    def forward(self, tokens, emotion, offsets, past: list | None = None):
+    def forward(self, tokens, emotion, offsets, past: list | None = None, grid=None):
         """Logits (B, T, vocab) and the grown cache for T tokens under B conditionings:
-        emotion is (T, 2), or (B, T, 2) for the same tokens and offsets under B emotions.
+        emotion is (T, 2), or (B, T, 2) for the same tokens and offsets under B emotions;
+        grid (T, 2) is `conditions.grid_bins` (None: no grid; ignored by a model without it).
         The cache stays a list of onnxruntime values between steps (no copy through numpy:
         that copy was half the cost of a step)."""
         from onnxruntime import OrtValue
@@ -153,6 +157,10 @@ class MusicGenerator:
         feeds = {"tokens": np.ascontiguousarray(np.broadcast_to(np.asarray(tokens, dtype=np.int64), rows)),
                  "emotion": np.ascontiguousarray(emotion),
                  "offsets": np.ascontiguousarray(np.broadcast_to(np.asarray(offsets, dtype=np.int64), rows))}
+        if self.hears_grid:
+            grid = np.asarray(grid, dtype=np.int64) if grid is not None else \
+                np.tile(np.array([NO_GRID_AHEAD, NO_GRID_SLOT], dtype=np.int64), (rows[1], 1))
+            feeds["grid"] = np.ascontiguousarray(np.broadcast_to(grid, (*rows, 2)))
         feeds = {name: OrtValue.ortvalue_from_numpy(array) for name, array in feeds.items()}
         if past is None:
             empty = OrtValue.ortvalue_from_numpy(np.repeat(self._empty_past, rows[0], axis=0))
@@ -161,10 +169,10 @@ class MusicGenerator:
         logits, *present = self.session.run_with_ort_values(self._outputs, feeds)
         return logits.numpy(), present
 
-    def _run(self, tokens, emotion, offsets, past, guidance: float):
+    def _run(self, tokens, emotion, offsets, past, guidance: float, grid=None):
         """Logits after the last token (guided when emotion has a mirrored second row), and
         the grown cache."""
-        logits, present = self.forward(tokens, emotion, offsets, past)
+        logits, present = self.forward(tokens, emotion, offsets, past, grid)
         last = logits[:, -1].astype(np.float64)
         if guidance:
             return last[0] + guidance * (last[0] - last[1]), present
@@ -173,11 +181,12 @@ class MusicGenerator:
     def generate(self, duration: float, boundaries: Sequence[float], emotion: EmotionCurve, seed: int = 0,
                  temperature: float = 1.0, top_p: float = 0.95, prefix: Sequence[int] = (),
                  hit_cuts: bool = False, mask_boundaries: bool = False,
-                 emotion_guidance: float = 0.0, lock_mode: bool = False,
+                 emotion_guidance: float = 0.0, lock_mode: bool = False, tempo: TempoMap | None = None,
                  progress: Callable[[float], None] | None = None,
                  cancel: threading.Event | None = None) -> Generation:
         """Music from the end of `prefix` (tokens from time 0) until `duration` seconds, heading
-        for a phrase end at each of `boundaries` (the cuts and hits).
+        for a phrase end at each of `boundaries` (the cuts and hits), on the 16th-note grid of
+        `tempo` (for a model that hears the grid; None: no grid).
 
         `progress(fraction)` hears how far the music has got before every token; a set
         `cancel` event raises Cancelled within one token."""
@@ -208,12 +217,14 @@ class MusicGenerator:
         new_from = len(tokens)
         hit = {c for c in cut_steps if c < stream.step}
 
+        grid = tempo.grid_points(duration + 1.0) if tempo is not None else (np.zeros(0), np.zeros(0, np.int64))
+
         def conditions(clock_values: list[float]):
             clock_array = np.asarray(clock_values, dtype=np.float64)
             offs = boundary_offset_bins(clock_array, seen_boundaries) if seen_boundaries else \
                 np.full(len(clock_array), NO_BOUNDARY)
             wanted = emotion.at(clock_array)
-            return (np.stack([wanted, -wanted]) if emotion_guidance else wanted), offs
+            return (np.stack([wanted, -wanted]) if emotion_guidance else wanted), offs, grid_bins(clock_array, *grid)
 
         block = self.config["block_size"]
 
@@ -223,8 +234,8 @@ class MusicGenerator:
             window = tokens[len(tokens) - keep:] if keep else []
             window_clocks = clocks[len(clocks) - keep:] if keep else []
             first_clock = window_clocks[0] if window_clocks else stream.step * codec.STEP_SECONDS
-            emo, offs = conditions([first_clock] + window_clocks)
-            return (*self._run([codec.BOS] + window, emo, offs, None, emotion_guidance), len(window) + 1)
+            emo, offs, on_grid = conditions([first_clock] + window_clocks)
+            return (*self._run([codec.BOS] + window, emo, offs, None, emotion_guidance, on_grid), len(window) + 1)
 
         logits, past, cached = prime()
         steps_run = 0
@@ -255,8 +266,8 @@ class MusicGenerator:
             if cached + 1 >= block:
                 logits, past, cached = prime()
             else:
-                emo, offs = conditions([clocks[-1]])
-                logits, past = self._run([token], emo, offs, past, emotion_guidance)
+                emo, offs, on_grid = conditions([clocks[-1]])
+                logits, past = self._run([token], emo, offs, past, emotion_guidance, on_grid)
                 cached += 1
         notes = [n for n in codec.decode(tokens, end_seconds=duration) if n.start < duration]
         notes = [Note(n.start, min(n.end, duration), n.pitch, n.velocity, n.instrument) for n in notes]

@@ -10,6 +10,7 @@ markers, then one named track per instrument with its GM program.
 from __future__ import annotations
 
 import io
+import math
 from bisect import bisect_right
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
@@ -17,10 +18,12 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 import mido
+import numpy as np
 
 from emsync.core.errors import EmsyncError
 from emsync.core.fileio import atomic_write_bytes
 from emsync.core.music import DRUMS, GM_PROGRAM, INSTRUMENTS, Note, instrument_for_program
+from emsync.core.tempo import TempoMap
 
 TICKS_PER_BEAT = 480
 DRUM_CHANNEL = 9
@@ -33,7 +36,7 @@ def default_instrument(track_name: str, channel: int, program: int) -> int:
     return DRUMS if channel == DRUM_CHANNEL else instrument_for_program(program)
 
 
-class TempoMap:
+class MidiTempo:
     """Converts absolute ticks to seconds across tempo changes."""
 
     def __init__(self, midi: mido.MidiFile):
@@ -107,7 +110,24 @@ class MidiFileData:
     tempos: list  # (tick, microseconds per beat)
     markers: list  # (seconds, text)
     tracks: list  # Track, every track that carries channel messages
-    tempo: TempoMap
+    tempo: MidiTempo
+    meters: list = field(default_factory=list)  # (tick, numerator, denominator) of each time signature
+
+    def beats(self) -> tuple[np.ndarray, np.ndarray]:
+        """(seconds, is downbeat) of every beat of the file's written grid up to its end: the
+        beat is the time signature's unit (4/4 when it has none), bars restart at each one."""
+        meters = self.meters or [(0, 4, 4)]
+        times, downbeats = [], []
+        for k, (tick, numerator, denominator) in enumerate(meters):
+            until = meters[k + 1][0] if k + 1 < len(meters) else self.end_tick
+            step = self.ticks_per_beat * 4 / denominator
+            for index in range(max(1, math.ceil((until - tick) / step))):
+                at = tick + index * step
+                if at > self.end_tick:
+                    break
+                times.append(self.tempo.to_seconds(round(at)))
+                downbeats.append(index % numerator == 0)
+        return np.array(times), np.array(downbeats, dtype=bool)
 
 
 def read_midi_file(path) -> MidiFileData:
@@ -118,8 +138,8 @@ def read_midi_file(path) -> MidiFileData:
     path = Path(getattr(path, "name", "MIDI data")) if hasattr(path, "read") else Path(path)
     if midi.type == 2:
         raise EmsyncError(f"{path}: type 2 (sequential patterns) MIDI files are not supported")
-    tempo = TempoMap(midi)
-    markers, tempos, parts, names = [], [], [], {}
+    tempo = MidiTempo(midi)
+    markers, tempos, meters, parts, names = [], [], [], [], {}
     end_tick = 0
     for track_index, track in enumerate(midi.tracks):
         tick = 0
@@ -132,6 +152,8 @@ def read_midi_file(path) -> MidiFileData:
                     markers.append((tempo.to_seconds(tick), _decoded_text(msg.text)))
                 elif msg.type == "set_tempo":
                     tempos.append((tick, msg.tempo))
+                elif msg.type == "time_signature":
+                    meters.append((tick, msg.numerator, msg.denominator))
             elif hasattr(msg, "channel"):
                 key = msg.channel if midi.type == 0 else track_index
                 parts.append((key, track_index, tick, msg))
@@ -151,7 +173,7 @@ def read_midi_file(path) -> MidiFileData:
         part.notes = [n[:4] for n in _pair_notes(part.events, tempo.to_seconds(end_tick))]
     markers.sort(key=lambda m: m[0])
     return MidiFileData(path, midi.ticks_per_beat, tempo.to_seconds(end_tick), end_tick, sorted(tempos), markers,
-                     ordered, tempo)
+                        ordered, tempo, sorted(meters))
 
 
 def _decoded_text(text: str) -> str:
@@ -183,28 +205,37 @@ def _pair_notes(events, end: float) -> list[tuple[float, float, int, int, int, i
 
 
 def read_midi(path: str | Path, instrument_of: InstrumentRule = default_instrument) -> list[Note]:
-    """All notes of a MIDI file in seconds, sorted, each given an instrument by `instrument_of`
-    (track name, channel, the channel's program at the note-on); EmsyncError naming the file."""
-    score = read_midi_file(path)
+    """All notes of a MIDI file in seconds, sorted (see `notes_of`); EmsyncError naming the file."""
+    return notes_of(read_midi_file(path), instrument_of)
+
+
+def notes_of(data: MidiFileData, instrument_of: InstrumentRule = default_instrument) -> list[Note]:
+    """The notes of a read MIDI file, sorted, each given an instrument by `instrument_of` (track
+    name, channel, the channel's program at the note-on)."""
     notes = [Note(start, end, pitch, velocity, instrument_of(track.name, channel, program))
-             for track in score.tracks
-             for start, end, pitch, velocity, channel, program in _pair_notes(track.events, score.length)]
+             for track in data.tracks
+             for start, end, pitch, velocity, channel, program in _pair_notes(track.events, data.length)]
     notes.sort()
     return notes
 
 
-def midi_bytes(notes: Iterable[Note], markers: Sequence[tuple[float, str]] = (), bpm: float = 120.0,
+def midi_bytes(notes: Iterable[Note], markers: Sequence[tuple[float, str]] = (), tempo: TempoMap | float = 120.0,
                title: str = "emsync") -> bytes:
-    """A type 1 Standard MIDI File: conductor track (tempo, markers), one track per instrument."""
-    ticks_per_second = bpm / 60.0 * TICKS_PER_BEAT
+    """A type 1 Standard MIDI File written on `tempo` (a TempoMap, or one bpm in 4/4): a
+    conductor track (tempo changes, time signature, markers), one track per instrument. A
+    DAW's bars and beats are then the music's."""
+    tempo = tempo if isinstance(tempo, TempoMap) else TempoMap.constant(tempo)
 
     def tick_of(seconds: float) -> int:
-        return max(0, round(seconds * ticks_per_second))
+        return max(0, round(tempo.quarters_at(seconds) * TICKS_PER_BEAT))
 
     midi = mido.MidiFile(type=1, ticks_per_beat=TICKS_PER_BEAT)
-    conductor = [(0, 0, mido.MetaMessage("track_name", name=_encoded_text(title))),
-                 (0, 0, mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm))),
-                 (0, 0, mido.MetaMessage("time_signature", numerator=4, denominator=4))]
+    meter = tempo.meter
+    conductor = [(0, 0, mido.MetaMessage("track_name", name=_encoded_text(title)))]
+    conductor += [(tick_of(start), 0, mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm)))
+                  for start, bpm in tempo.changes()]
+    conductor += [(0, 0, mido.MetaMessage("time_signature", numerator=meter.beats, denominator=meter.unit,
+                                          clocks_per_click=24 * 4 // meter.unit * (3 if _compound(meter) else 1)))]
     conductor += [(tick_of(t), 1, mido.MetaMessage("marker", text=_encoded_text(text))) for t, text in markers]
     midi.tracks.append(_delta_track(conductor))
 
@@ -245,7 +276,12 @@ def _delta_track(events: list[tuple[int, int, mido.Message]]) -> mido.MidiTrack:
 
 
 def write_midi(path: str | Path, notes: Iterable[Note], markers: Sequence[tuple[float, str]] = (),
-               bpm: float = 120.0) -> Path:
-    """Write a type 1 SMF atomically."""
-    return atomic_write_bytes(path, midi_bytes(notes, markers, bpm, title=Path(path).stem))
+               tempo: TempoMap | float = 120.0) -> Path:
+    """Write a type 1 SMF (see `midi_bytes`) atomically."""
+    return atomic_write_bytes(path, midi_bytes(notes, markers, tempo, title=Path(path).stem))
+
+
+def _compound(meter) -> bool:
+    """6/8, 9/8, 12/8: the felt beat is a dotted note of three units (the metronome clicks on it)."""
+    return meter.unit >= 8 and meter.beats % 3 == 0 and meter.beats > 3
 

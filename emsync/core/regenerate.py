@@ -35,10 +35,11 @@ from typing import Callable, Sequence
 import numpy as np
 
 from emsync.core import codec
-from emsync.core.conditions import NO_BOUNDARY, EmotionCurve, boundary_offset_bins
+from emsync.core.conditions import NO_BOUNDARY, EmotionCurve, boundary_offset_bins, grid_bins
 from emsync.core.errors import EmsyncError
 from emsync.core.generator import Cancelled, MusicGenerator
 from emsync.core.music import DRUMS, Note
+from emsync.core.tempo import TempoMap
 
 Progress = Callable[[float], None]
 MIN_RANGE_SECONDS = 0.1
@@ -133,7 +134,7 @@ def seam_context(before: Sequence[Note], new_notes: Sequence[Note], end: float) 
 
 def seam_logprob(generator: MusicGenerator, context: Sequence[int], context_clocks: Sequence[float],
                  follow: Sequence[int], follow_clocks: Sequence[float], emotion: EmotionCurve,
-                 boundaries: Sequence[float]) -> float:
+                 boundaries: Sequence[float], tempo: TempoMap | None = None) -> float:
     """Sum of log p(follow | context) under the model: how well `follow` continues `context`.
 
     One forward pass without a cache over [BOS] + the tail of `context` + `follow`, each
@@ -148,7 +149,8 @@ def seam_logprob(generator: MusicGenerator, context: Sequence[int], context_cloc
     sequence = [codec.BOS] + ctx + follow
     clocks = np.asarray([(ctx_clocks or follow_clocks)[0]] + ctx_clocks + follow_clocks, dtype=np.float64)
     offsets = boundary_offset_bins(clocks, boundaries) if len(boundaries) else np.full(len(clocks), NO_BOUNDARY)
-    logits, _ = generator.forward(sequence, emotion.at(clocks), offsets)
+    grid = grid_bins(clocks, *tempo.grid_points(float(clocks.max()) + 1.0)) if tempo is not None else None
+    logits, _ = generator.forward(sequence, emotion.at(clocks), offsets, grid=grid)
     first = 1 + len(ctx)
     scores = logits[0, first - 1:first - 1 + len(follow)].astype(np.float64)
     scores -= scores.max(axis=1, keepdims=True)
@@ -216,6 +218,7 @@ def regenerate(generator: MusicGenerator, notes: Sequence[Note], duration: float
                boundaries: Sequence[float] = (), emotion: EmotionCurve | None = None, *, seed: int = 0,
                candidates: int = 3, temperature: float = 1.0, top_p: float = 0.95, hit_cuts: bool = False,
                emotion_guidance: float = 0.0, lock_mode: bool = False, seam_seconds: float = SEAM_SECONDS,
+               tempo: TempoMap | None = None,
                progress: Progress | None = None,
                cancel: threading.Event | None = None) -> Regeneration:
     """New music for [start, end) of a `duration`-second score; every other note is kept.
@@ -282,7 +285,7 @@ def regenerate(generator: MusicGenerator, notes: Sequence[Note], duration: float
         take_seed = candidate_seed(seed, index)
         result = generator.generate(until, sampled_boundaries, emotion, seed=take_seed, temperature=temperature,
                                     top_p=top_p, prefix=prefix, hit_cuts=hit_cuts, emotion_guidance=emotion_guidance,
-                                    lock_mode=lock_mode, progress=report, cancel=cancel)
+                                    lock_mode=lock_mode, tempo=tempo, progress=report, cancel=cancel)
         decoded = codec.decode(([velocity] if velocity is not None else []) + result.tokens[result.new_from:],
                                start_seconds=start_q, end_seconds=until)
         new_notes, heading = [], []
@@ -301,7 +304,7 @@ def regenerate(generator: MusicGenerator, notes: Sequence[Note], duration: float
         if seam:
             context, context_clocks = seam_context(before, new_notes, end_q)
             take.seam_logprob = seam_logprob(generator, context, context_clocks, follow, follow_clocks, emotion,
-                                             kept_boundaries)
+                                             kept_boundaries, tempo)
             take.harmony = harmony_agreement(heading, after, end_q, window_end)
             take.density = density_mismatch(heading, after, end_q, window_end)
         take.seconds = time.perf_counter() - take_started

@@ -74,14 +74,13 @@ def load_scene_file(path: str | Path) -> tuple[float, list[Scene]]:
     return duration, scenes
 
 
-def user_emotion(scene: Scene, valence: float, arousal: float, field: str = "") -> Scene:
+def user_emotion(scene: Scene, valence: float, arousal: float) -> Scene:
     """The scene with the emotion the user chose (a timeline marker, a scene file, an OSC
     request, a command-line flag): it wins over anything analysed or defaulted, and nothing
     later replaces it but another user choice. A scene named after its emotion word (a
     video's scenes are) is renamed with it, so its cut marker names the emotion it carries."""
-    where = f"{field}." if field else ""
-    valence = _number(valence, f"{where}valence", -1, 1)
-    arousal = _number(arousal, f"{where}arousal", -1, 1)
+    valence = _number(valence, "valence", -1, 1)
+    arousal = _number(arousal, "arousal", -1, 1)
     name = nearest_word(valence, arousal) if scene.name and scene.name == nearest_word(scene.valence,
                                                                                         scene.arousal) else scene.name
     return replace(scene, valence=valence, arousal=arousal, name=name, user_set=True)

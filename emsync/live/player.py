@@ -12,7 +12,7 @@ each, then All Notes Off on every channel of the score).
 It can follow a host on a MIDI input port: MIDI clock (24 per quarter note; the tempo is a
 least-squares fit over the last two beats of clock), Start/Continue/Stop and Song Position
 Pointer (sixteenth notes). Beats from the host map to seconds through the score's tempo map
-(for a session, its `bpm` setting); the player re-anchors on every clock and runs at the
+(for a session, the tempo map its music was written on); the player re-anchors on every clock and runs at the
 host's tempo in between, so a host at another tempo than the score plays the score faster or
 slower.
 
@@ -32,8 +32,9 @@ from typing import Callable, Sequence
 import mido
 
 from emsync.core.errors import EmsyncError
-from emsync.core.midi_io import TempoMap, midi_bytes, read_midi_file
+from emsync.core.midi_io import MidiTempo, midi_bytes, read_midi_file
 from emsync.core.music import Note
+from emsync.core.tempo import TempoMap
 from emsync.live.ports import open_input
 
 ALL_NOTES_OFF = 123
@@ -48,7 +49,7 @@ class Performance:
 
     times: list[float]
     messages: list[mido.Message]
-    tempo: TempoMap
+    tempo: MidiTempo
     channels: list[int]
 
     @property
@@ -60,10 +61,10 @@ class Performance:
         """The score of a MIDI file (`path` a name or a file object), or of its part named `track`."""
         score = read_midi_file(path)
         parts = [t for t in score.tracks if t.events]
-        if track is not None:
-            chosen = [t for t in parts if t.name.strip().lower() == track.strip().lower()]
+        if track is not None:  # by name, or by label ("Channel 2") where a part has no name
+            chosen = [t for t in parts if track.strip().lower() in (t.name.strip().lower(), t.label.lower())]
             if not chosen:
-                known = ", ".join(repr(t.name) for t in parts) or "none"
+                known = ", ".join(repr(t.label) for t in parts) or "none"
                 raise EmsyncError(f"track: {source or path} has no track named {track!r} (tracks: {known})")
             parts = chosen
         events = [(seconds, _is_release(msg), order, index, msg.copy(time=0))
@@ -74,9 +75,9 @@ class Performance:
                    sorted({e[4].channel for e in events}))
 
     @classmethod
-    def from_notes(cls, notes: Sequence[Note], bpm: float, track: str | None = None) -> "Performance":
-        """A session's notes, laid out exactly as `/emsync/export/midi` writes them."""
-        return cls.from_file(io.BytesIO(midi_bytes(notes, bpm=bpm)), track, source="the session")
+    def from_notes(cls, notes: Sequence[Note], tempo: TempoMap | float, track: str | None = None) -> "Performance":
+        """A session's notes on their tempo map, laid out exactly as `/emsync/export/midi` writes them."""
+        return cls.from_file(io.BytesIO(midi_bytes(notes, tempo=tempo)), track, source="the session")
 
     def seconds_at_beat(self, beats: float) -> float:
         return self.tempo.to_seconds(beats * self.tempo.tpb)
@@ -111,7 +112,7 @@ class Player:
 
     def __init__(self, port, score: Performance | None = None, clock: Callable[[], float] = time.monotonic):
         self.port = port
-        self.score = score or Performance([], [], TempoMap(mido.MidiFile()), [])
+        self.score = score or Performance([], [], MidiTempo(mido.MidiFile()), [])
         self.clock = clock
         self._cond = threading.Condition()
         self._running = False

@@ -16,8 +16,8 @@ can clear clips that lost all their notes. `crc` is the CRC-32 (8 hex digits) of
 concatenated /emsync/clip/notes messages in sequence order, for clients that want to check
 that the reassembled clip is complete and from one version.
 
-Times are seconds from the start of the programme (float32); `bpm` converts them to beats
-for a DAW (beats = seconds * bpm / 60).
+Times are seconds from the start of the programme (float32); `bpm` is the first tempo of the
+version's tempo map (`/emsync/tempo` gives the whole map, to place the notes on bars and beats).
 """
 from __future__ import annotations
 

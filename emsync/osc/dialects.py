@@ -14,29 +14,27 @@ import math
 from typing import Sequence
 
 from emsync.core.music import INSTRUMENTS, Note
+from emsync.core.tempo import TempoMap
 
 from emsync.osc.wire import MAX_DATAGRAM, message_bytes
 
 ABLETON_PORT = 11000
 REAPER_PORT = 8000  # REAPER's usual "local listen port" for an OSC control surface
-BEATS_PER_BAR = 4  # the exported SMF is 4/4
 ABLETON_NOTE_BYTES = 4 * 4 + 5  # pitch, start, duration, velocity (32 bits each), mute (T/F, no data); 5 tags
 
 
-def to_beats(seconds: float, bpm: float) -> float:
-    return seconds * bpm / 60.0
-
-
-def clip_length_beats(notes: Sequence[Note], duration: float, bpm: float) -> float:
-    """Whole 4/4 bars covering the programme and every note's release (at least one bar)."""
+def clip_length_beats(notes: Sequence[Note], duration: float, tempo: TempoMap) -> float:
+    """Whole bars (in quarter notes, Live's beats) covering the programme and every note's release."""
     end = max([duration, *(n.end for n in notes)])
-    bars = max(1, math.ceil(to_beats(end, bpm) / BEATS_PER_BAR - 1e-9))
-    return float(bars * BEATS_PER_BAR)
+    bar = tempo.meter.beats * tempo.meter.quarters_per_beat
+    return float(max(1, math.ceil(tempo.quarters_at(end) / bar - 1e-9)) * bar)
 
 
-def ableton_messages(notes: Sequence[Note], bpm: float, duration: float, first_track: int = 0, slot: int = 0,
+def ableton_messages(notes: Sequence[Note], tempo: TempoMap, duration: float, first_track: int = 0, slot: int = 0,
                      name: str = "emsync") -> list[bytes]:
-    """Datagrams that make the notes Session-view clips in Live through AbletonOSC.
+    """Datagrams that make the notes Session-view clips in Live through AbletonOSC, in beats of
+    the music's tempo map (a Session clip has no tempo changes: Live plays it at the first
+    tempo, which this sets; the bars and beats are the music's).
 
     The tempo, then per instrument (drums, piano, guitar, bass, strings on tracks
     first_track .. first_track+4, always all five so a track keeps its role across pushes):
@@ -44,8 +42,8 @@ def ableton_messages(notes: Sequence[Note], bpm: float, duration: float, first_t
     one as long as the music in whole bars, name it, add its notes in groups of five
     (pitch, start beats, duration beats, velocity, mute) packed under MAX_DATAGRAM bytes.
     """
-    length = clip_length_beats(notes, duration, bpm)
-    out = [message_bytes("/live/song/set/tempo", float(bpm))]
+    length = clip_length_beats(notes, duration, tempo)
+    out = [message_bytes("/live/song/set/tempo", float(tempo.bpms[0]))]
     for index, instrument in enumerate(INSTRUMENTS):
         track = first_track + index
         out += [message_bytes("/live/clip_slot/delete_clip", track, slot),
@@ -57,14 +55,15 @@ def ableton_messages(notes: Sequence[Note], bpm: float, duration: float, first_t
         for first in range(0, len(mine), per):
             args: list = [track, slot]
             for note in mine[first:first + per]:
-                args += [int(note.pitch), to_beats(note.start, bpm), to_beats(max(0.0, note.end - note.start), bpm),
-                         int(note.velocity), False]
+                start = tempo.quarters_at(note.start)
+                args += [int(note.pitch), start, max(0.0, tempo.quarters_at(note.end) - start), int(note.velocity),
+                         False]
             out.append(message_bytes("/live/clip/add/notes", *args))
     return out
 
 
 def reaper_messages(bpm: float, position: float = 0.0) -> list[bytes]:
-    """Stop, set the tempo and put the edit cursor at `position` seconds, where REAPER's
-    Insert > Media file places the exported SMF (Default.ReaperOSC: STOP t/stop,
-    TEMPO f/tempo/raw, TIME f/time)."""
+    """Stop, set the first tempo and put the edit cursor at `position` seconds, where REAPER's
+    Insert > Media file places the exported SMF, whose tempo map REAPER imports with it
+    (Default.ReaperOSC: STOP t/stop, TEMPO f/tempo/raw, TIME f/time)."""
     return [message_bytes("/stop"), message_bytes("/tempo/raw", float(bpm)), message_bytes("/time", float(position))]

@@ -1,6 +1,7 @@
 """The session and music addresses: status, opening sources, scenes and settings, generate,
 regenerate, cancel, undo/redo, clips and exports. Each handler is thin over the scoring
-service (`host.service`); what it adds is the reply."""
+service (`host.service`), which checks the request; what a handler adds is the reply, and
+for the slow ones a job."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -62,10 +63,7 @@ def on_open_timeline(host, client, path, fps=0.0, transition="mid"):
        "i:scenes i:cuts i:hits f:fps and /emsync/job/done", summary="cuts and per-scene emotions analysed from "
        "a video (a job: faces, picture and sound)")
 def on_open_video(host, client, path, threshold=0.5):
-    if not path:
-        raise EmsyncError("path: empty")
-    if not 0 < threshold < 1:
-        raise EmsyncError(f"threshold: {threshold} is outside (0, 1)")
+    host.service.check_video(path, threshold)
 
     def work(progress, cancel):
         analysis = host.service.analyze_video(path, threshold)
@@ -110,7 +108,6 @@ def on_scenes_list(host, client, seq=None):
        reply="/emsync/scene i:index f:start f:end f:valence f:arousal s:name s:word T/F:user_set",
        summary="set a scene's emotion: a word (joy, tense, calm...), 'valence=.. arousal=..', or two numbers")
 def on_scene_emotion(host, client, index, *value):
-    host.need_scenes("/emsync/scene/emotion")
     if len(value) == 1:
         found = find_emotion(value[0], field="emotion")
         if found is None:
@@ -126,9 +123,6 @@ def on_scene_emotion(host, client, index, *value):
        summary="one of: " + ", ".join(SETTINGS))
 def on_settings_set(host, client, name, value):
     value = host.service.set_setting(name, value)
-    if name == "bpm":
-        host.forget_transfers()
-        playback.reload(host)
     host.reply(client, "/emsync/settings", name, value)
 
 
@@ -139,11 +133,24 @@ def on_settings_get(host, client):
         host.send(client, data)
 
 
+@route("/emsync/tempo", "", "version:i", reply="/emsync/tempo i:version s:meter (f:seconds f:bpm) per tempo "
+       "segment", summary="the tempo map a version is written on (the current one by default): its bars and beats")
+def on_tempo(host, client, *given):
+    version_id = given[0] if given else host.session.current_id
+    _known_version(host, version_id)
+    if version_id:
+        tempo = host.session.version(version_id).tempo()
+    else:
+        host.service.need_scenes()
+        tempo = host.service.tempo_map()
+    args = [value for change in tempo.changes()[:150] for value in map(float, change)]
+    host.reply(client, "/emsync/tempo", version_id, str(tempo.meter), *args)
+
+
 @route("/emsync/generate", "", "seed:i", reply="/emsync/job/started i:job s:kind i:seed, then "
        "/emsync/job/progress, /emsync/job/done (or failed/cancelled) and the clips",
        summary="music for the whole session (a new version)")
 def on_generate(host, client, *seed):
-    host.need_scenes("/emsync/generate")
     request = host.service.generate_request(*seed)
     generator = host.service.generator
     host.start_job(client, "/emsync/generate", "generate", request.seed,
@@ -153,7 +160,6 @@ def on_generate(host, client, *seed):
 @route("/emsync/regenerate", "start:f end:f", "start:f end:f seed:i",
        reply="as /emsync/generate", summary="new music for [start, end) seconds; everything outside is kept")
 def on_regenerate(host, client, start, end, *seed):
-    host.need_scenes("/emsync/regenerate")
     request = host.service.regenerate_request(start, end, *seed)
     generator = host.service.generator
     host.start_job(client, "/emsync/regenerate", "regenerate", request.seed,
@@ -225,10 +231,7 @@ def on_export_midi(host, client, path):
        reply="/emsync/exported s:kind s:path i:version (midi, then timeline)",
        summary="the opened timeline (or video) with a music track playing the exported MIDI and emotion markers")
 def on_export_timeline(host, client, path, midi=""):
-    if (host.session.source or {}).get("kind") not in ("timeline", "video"):
-        raise EmsyncError("export: the session was not opened from a timeline or a video")
-    if not path:
-        raise EmsyncError("path: empty")
+    host.service.check_timeline_export(path)
     midi_path = host.service.export_midi(midi or str(Path(path).with_suffix(".mid")))
     host.reply(client, "/emsync/exported", "midi", str(midi_path.resolve()), host.session.current_id)
     written = host.service.export_timeline(path, midi_path)

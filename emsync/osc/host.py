@@ -125,11 +125,6 @@ class Host:
             raise RequestError(address, f"busy: job {self.job.id} ({self.job.kind}) is running; "
                                         "wait for /emsync/job/done or send /emsync/cancel")
 
-    def need_scenes(self, address: str) -> None:
-        if not self.session.scenes:
-            raise RequestError(address, "no scenes: open a timeline (/emsync/open/timeline) or a scene file "
-                                        "(/emsync/open/scenes) first")
-
     def forget_transfers(self) -> None:
         self._transfers.clear()
 
@@ -137,8 +132,9 @@ class Host:
         if version_id in self._transfers:
             self._transfers.move_to_end(version_id)
             return self._transfers[version_id]
-        notes = self.session.version(version_id).notes if version_id else []
-        built = clips.build_transfer(version_id, notes, self.session.duration, self.session.settings["bpm"])
+        version = self.session.version(version_id) if version_id else None
+        notes, bpm = (version.notes, version.tempo().bpms[0]) if version else ([], 120.0)
+        built = clips.build_transfer(version_id, notes, self.session.duration, bpm)
         self._transfers[version_id] = built
         while len(self._transfers) > TRANSFER_CACHE:
             self._transfers.popitem(last=False)

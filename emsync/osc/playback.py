@@ -9,7 +9,7 @@ import time
 from emsync.core.errors import EmsyncError
 
 from . import dialects
-from .routes import RequestError, route
+from .routes import route
 from .wire import chunked_messages, message_bytes, truncate_utf8
 
 PUSH_GAP = 0.005  # seconds between datagrams pushed to a DAW: AbletonOSC reads its socket once per Live tick
@@ -18,11 +18,13 @@ PUSH_GAP = 0.005  # seconds between datagrams pushed to a DAW: AbletonOSC reads 
 def _performance(host, track: str):
     from emsync.live.player import Performance
 
-    return Performance.from_notes(host.session.current_notes(), host.session.settings["bpm"], track or None)
+    version = host.session.current()
+    tempo = version.tempo() if version is not None else host.service.tempo_map()
+    return Performance.from_notes(version.notes if version is not None else [], tempo, track or None)
 
 
 def reload(host) -> None:
-    """A new current version (or bpm) reaches the player at once, at the same position."""
+    """A new current version reaches the player at once, at the same position."""
     if host.player is not None:
         host.player.load(_performance(host, host.live_track))
 
@@ -53,13 +55,6 @@ def _transport(host, client) -> None:
                host.session.current_id)
 
 
-def _need_music(host, address: str):
-    version = host.session.current()
-    if version is None:
-        raise RequestError(address, f"{address.rsplit('/', 1)[-1]}: no music yet (send /emsync/generate first)")
-    return version
-
-
 @route("/emsync/midi/ports", "", reply="a bundle: /emsync/midi/ports s:api i:outputs i:inputs, then "
        "/emsync/midi/port s:direction s:name per port", summary="MIDI ports to play to (out) and follow (in)")
 def on_midi_ports(host, client):
@@ -84,7 +79,7 @@ def on_midi_output(host, client, name="", virtual=False):
        reply="/emsync/transport s:state f:position s:port s:track i:version",
        summary="play the current version (or one instrument track) to the MIDI output, from a time")
 def on_play(host, client, start=None, track="", end=0.0):
-    _need_music(host, "/emsync/play")
+    host.service.current_version("play")
     duration = host.session.duration
     if start is not None and not 0 <= start <= duration:
         raise EmsyncError(f"from: {start} is outside the score [0, {duration}]")
@@ -160,11 +155,11 @@ def _push(host, client, kind: str, daw: tuple[str, int], datagrams: list[bytes],
        reply="/emsync/pushed s:\"ableton\" s:host i:port i:version i:messages",
        summary="the current version as Session clips in Live through AbletonOSC (tracks track..track+4)")
 def on_push_ableton(host, client, host_name="127.0.0.1", port=dialects.ABLETON_PORT, track=0, slot=0):
-    version = _need_music(host, "/emsync/push/ableton")
+    version = host.service.current_version("push")
     daw = _daw(host_name, port)
     if track < 0 or slot < 0:
         raise EmsyncError(f"track/slot: {track}/{slot} must be 0 or more")
-    datagrams = dialects.ableton_messages(version.notes, host.session.settings["bpm"], host.session.duration,
+    datagrams = dialects.ableton_messages(version.notes, version.tempo(), host.session.duration,
                                           track, slot, name=f"emsync v{version.id}")
     _push(host, client, "ableton", daw, datagrams, version.id)
 
@@ -173,7 +168,7 @@ def on_push_ableton(host, client, host_name="127.0.0.1", port=dialects.ABLETON_P
        reply="/emsync/exported s:\"midi\" s:path i:version, then /emsync/pushed s:\"reaper\" s:host i:port "
        "i:version i:messages", summary="export the SMF into the session folder, set REAPER's tempo and cursor")
 def on_push_reaper(host, client, host_name="127.0.0.1", port=dialects.REAPER_PORT):
-    version = _need_music(host, "/emsync/push/reaper")
+    version = host.service.current_version("push")
     daw = _daw(host_name, port)
     folder = host.session.dir / "exports"
     try:
@@ -182,4 +177,4 @@ def on_push_reaper(host, client, host_name="127.0.0.1", port=dialects.REAPER_POR
         raise EmsyncError(f"{folder}: cannot create ({exc.strerror or exc})") from None
     written = host.service.export_midi(folder / f"v{version.id:06d}.mid")
     host.reply(client, "/emsync/exported", "midi", str(written.resolve()), version.id)
-    _push(host, client, "reaper", daw, dialects.reaper_messages(host.session.settings["bpm"]), version.id)
+    _push(host, client, "reaper", daw, dialects.reaper_messages(version.tempo().bpms[0]), version.id)

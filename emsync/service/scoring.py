@@ -1,9 +1,9 @@
 """The scoring service: one session, one generator, and every operation a host offers.
 
     service = ScoringService(Session(None))          # or Session(folder): kept on disk
-    service.open_timeline("edit.otio")               # or open_video / open_scene_file / open_cuts
+    service.open_timeline("edit.otio")               # or open_analysis / open_scene_file / open_cuts
     service.set_default_emotion(arousal=0.5)         # scenes the editor left open
-    version = service.generate(seed=1)
+    version, take = service.generate(seed=1)         # the new version, and how it was sampled
     service.export_midi("edit.mid")
 
 The CLI runs it once per command; the OSC host keeps one and runs the slow parts (video
@@ -26,6 +26,7 @@ from emsync.core.errors import EmsyncError
 from emsync.core.music import Note, Scene
 from emsync.core.scenes import (boundaries, load_scene_file, scenes_from_cuts, score_markers, user_emotion,
                                 with_default_emotion)
+from emsync.core.tempo import Meter, TempoMap, fit_to_picture
 
 from .session import Session, Version
 
@@ -73,13 +74,14 @@ class Request:
     end: float = 0.0
     candidates: int = 1
     seam_seconds: float = 0.0
+    tempo: TempoMap = field(default_factory=lambda: TempoMap.constant(120.0))
 
     def run(self, generator, progress: Callable[[float], None] | None = None,
             cancel: threading.Event | None = None) -> Take:
         began = time.perf_counter()
         if self.kind == "generate":
             result = generator.generate(self.duration, self.boundaries, self.curve, seed=self.seed, **self.sampling,
-                                        progress=progress, cancel=cancel)
+                                        tempo=self.tempo, progress=progress, cancel=cancel)
             params = {"seed": self.seed, "duration": self.duration, **self.sampling, "tokens": result.stats["tokens"]}
             covered = self.duration
         else:
@@ -87,10 +89,11 @@ class Request:
 
             result = regenerate(generator, self.base, self.duration, self.start, self.end, self.boundaries,
                                 self.curve, seed=self.seed, candidates=self.candidates, **self.sampling,
-                                seam_seconds=self.seam_seconds, progress=progress, cancel=cancel)
+                                seam_seconds=self.seam_seconds, tempo=self.tempo, progress=progress, cancel=cancel)
             params = {"seed": self.seed, "chosen_seed": result.seed, "start": result.start, "end": result.end,
                       **self.sampling, "candidates": result.stats["candidates"]}
             covered = result.end - result.start
+        params["tempo"] = self.tempo.to_dict()
         return Take(self.kind, result.notes, self.parent, params, time.perf_counter() - began, covered)
 
 
@@ -128,14 +131,18 @@ class ScoringService:
                       len(timeline.cuts), len(timeline.hits), float(timeline.fps))
 
     @staticmethod
-    def analyze_video(path: str | Path, threshold: float = 0.5):
-        """Cuts and scene emotions of a video (slow; changes nothing): give it to `open_analysis`."""
-        from emsync.video.analysis import analyze_video
-
+    def check_video(path: str | Path, threshold: float) -> None:
+        """EmsyncError naming the field unless these can be analysed (before a job starts)."""
         if not str(path):
             raise EmsyncError("path: empty")
         if not 0 < threshold < 1:
             raise EmsyncError(f"threshold: {threshold} is outside (0, 1)")
+
+    def analyze_video(self, path: str | Path, threshold: float = 0.5):
+        """Cuts and scene emotions of a video (slow; changes nothing): give it to `open_analysis`."""
+        from emsync.video.analysis import analyze_video
+
+        self.check_video(path, threshold)
         return analyze_video(path, threshold)
 
     def open_analysis(self, analysis, threshold: float = 0.5) -> Opened:
@@ -146,9 +153,6 @@ class ScoringService:
         self._timeline = None
         return Opened("video", source["path"], float(analysis.duration), len(scenes), len(analysis.cuts), 0,
                       float(analysis.fps))
-
-    def open_video(self, path: str | Path, threshold: float = 0.5) -> Opened:
-        return self.open_analysis(self.analyze_video(path, threshold), threshold)
 
     def open_scene_file(self, path: str | Path) -> Opened:
         if not str(path):
@@ -175,9 +179,8 @@ class ScoringService:
 
     def set_emotion(self, index: int, valence: float, arousal: float) -> Scene:
         """One scene's emotion, as the user chose it."""
+        self.need_scenes()
         scenes = self.session.scenes
-        if not scenes:
-            raise EmsyncError("scene: no scenes yet (open a timeline or a scene file first)")
         if not 0 <= index < len(scenes):
             raise EmsyncError(f"scene: index {index} is outside 0..{len(scenes) - 1}")
         changed = list(scenes)
@@ -192,9 +195,16 @@ class ScoringService:
         return score_markers(self.session.scenes, self.session.hits)
 
     # ---- music ---------------------------------------------------------------------------
-    def _need_scenes(self) -> None:
+    def need_scenes(self) -> None:
         if not self.session.scenes:
             raise EmsyncError("no scenes: open a timeline, a video or a scene file first")
+
+    def current_version(self, what: str) -> Version:
+        """The current version, or EmsyncError saying `what` needs music first."""
+        version = self.session.current()
+        if version is None:
+            raise EmsyncError(f"{what}: no music yet (generate first)")
+        return version
 
     def _seed(self, seed: int | None) -> int:
         if seed is None:
@@ -205,27 +215,40 @@ class ScoringService:
 
     def _request(self, kind: str, seed: int | None, parent: int) -> Request:
         session = self.session
-        return Request(kind, self._seed(seed), session.duration,
-                       boundaries(session.scenes, session.hits, session.duration),
-                       EmotionCurve.from_scenes(copy.deepcopy(session.scenes)),
-                       {name: session.settings[name] for name in SAMPLING_SETTINGS}, parent)
+        marks = boundaries(session.scenes, session.hits, session.duration)
+        curve = EmotionCurve.from_scenes(copy.deepcopy(session.scenes))
+        return Request(kind, self._seed(seed), session.duration, marks, curve,
+                       {name: session.settings[name] for name in SAMPLING_SETTINGS}, parent,
+                       tempo=self.tempo_map(marks, curve))
+
+    def tempo_map(self, marks: Sequence[float] | None = None, curve: EmotionCurve | None = None) -> TempoMap:
+        """The tempo map new music is written on: the `bpm` setting throughout, or (bpm 0)
+        fitted to the picture so the cuts land on beats (core.tempo.fit_to_picture)."""
+        session = self.session
+        meter = Meter.parse(session.settings["meter"])
+        if session.settings["bpm"]:
+            return TempoMap.constant(session.settings["bpm"], meter)
+        if marks is None:
+            marks = boundaries(session.scenes, session.hits, session.duration)
+        if curve is None:
+            curve = EmotionCurve.from_scenes(copy.deepcopy(session.scenes))
+        return fit_to_picture(session.duration, marks, curve, meter)
 
     def generate_request(self, seed: int | None = None) -> Request:
         """Music for the whole session (seed None: the session's seed setting plus the version number)."""
-        self._need_scenes()
+        self.need_scenes()
         return self._request("generate", seed, self.session.current_id)
 
     def regenerate_request(self, start: float, end: float, seed: int | None = None) -> Request:
         """New music for [start, end); every note outside is kept."""
         from emsync.core.regenerate import check_range
 
-        self._need_scenes()
-        base = self.session.current()
-        if base is None:
-            raise EmsyncError("regenerate: no music yet (generate first)")
+        self.need_scenes()
+        base = self.current_version("regenerate")
         check_range(self.session.duration, start, end)
         request = self._request("regenerate", seed, base.id)
         request.base, request.start, request.end = list(base.notes), float(start), float(end)
+        request.tempo = base.tempo()  # the music around the range keeps its grid
         request.candidates = self.session.settings["candidates"]
         request.seam_seconds = self.session.settings["seam_seconds"]
         return request
@@ -249,28 +272,37 @@ class ScoringService:
         return self.session.redo()
 
     # ---- exports -------------------------------------------------------------------------
-    def _current_notes(self) -> list[Note]:
-        if self.session.current() is None:
-            raise EmsyncError("export: no music yet (generate first)")
-        return self.session.current_notes()
-
     def export_midi(self, path: str | Path) -> Path:
         """The current version as a type 1 Standard MIDI File with a marker at every cut and hit."""
         from emsync.core.midi_io import write_midi
 
         if not str(path):
             raise EmsyncError("path: empty")
-        return write_midi(path, self._current_notes(), self.markers(), bpm=self.session.settings["bpm"])
+        version = self.current_version("export")
+        return write_midi(path, version.notes, self.markers(), version.tempo())
+
+    def check_timeline_export(self, path: str | Path) -> None:
+        """EmsyncError unless the session can be written back as an edit to `path`."""
+        from emsync.timelines.timeline import WRITERS
+
+        kind = (self.session.source or {}).get("kind")
+        if kind not in ("timeline", "video"):
+            raise EmsyncError("export: the session was not opened from a timeline or a video")
+        if not str(path):
+            raise EmsyncError("path: empty")
+        if Path(path).suffix.lower() not in WRITERS:
+            raise EmsyncError(f"{path}: cannot write this format (use {', '.join(WRITERS)})")
+        if kind == "video" and not self.session.source.get("fps"):
+            raise EmsyncError("export: this session's video was opened by an older emsync; open it again")
 
     def export_timeline(self, path: str | Path, midi: Path, audio: Path | None = None) -> Path:
         """The opened edit (a timeline, or a video cut at its scenes) with a music track playing
         `audio` (the rendered MIDI; an NLE cannot play MIDI) and a marker at every cut."""
         from emsync.timelines.timeline import video_edit, write_timeline
 
-        source = self.session.source or {}
-        if not str(path):
-            raise EmsyncError("path: empty")
-        if source.get("kind") == "timeline":
+        self.check_timeline_export(path)
+        source = self.session.source
+        if source["kind"] == "timeline":
             if self._timeline is None:
                 from emsync.timelines import read_timeline
 
@@ -279,8 +311,6 @@ class ScoringService:
             edit = copy.copy(self._timeline)
             edit.scenes = copy.deepcopy(self.session.scenes)
             edit.hits = list(self.session.hits)
-        elif source.get("kind") == "video":
-            edit = video_edit(source["path"], source["fps"], self.session.duration, self.session.scenes)
         else:
-            raise EmsyncError("export: the session was not opened from a timeline or a video")
+            edit = video_edit(source["path"], source["fps"], self.session.duration, self.session.scenes)
         return Path(write_timeline(edit, path, Path(midi).resolve(), Path(audio).resolve() if audio else None))

@@ -29,6 +29,7 @@ from typing import Any
 from emsync.core.errors import EmsyncError
 from emsync.core.fileio import atomic_write_bytes
 from emsync.core.music import Note, Scene
+from emsync.core.tempo import Meter, TempoMap
 
 FORMAT = "emsync-session"
 FORMAT_VERSION = 1
@@ -44,7 +45,8 @@ SETTINGS: dict[str, tuple[type, float, float, Any]] = {
     "hit_cuts": (bool, 0, 1, False),
     "candidates": (int, 1, 8, 3),
     "seam_seconds": (float, 0.0, 8.0, 1.0),
-    "bpm": (float, 20.0, 400.0, 120.0),
+    "bpm": (float, 0.0, 400.0, 0.0),  # 0: a tempo map fitted to the picture; 20-400: this tempo throughout
+    "meter": (str, 0, 0, "4/4"),  # the time signature the music is written in
     "emotion_guidance": (float, 0.0, 4.0, 0.0),  # see emsync.core.generator
     "lock_mode": (bool, 0, 1, False),  # see emsync.core.mode_lock
 }
@@ -55,6 +57,12 @@ def check_setting(name: str, value: Any) -> Any:
     if name not in SETTINGS:
         raise EmsyncError(f"settings: unknown setting {name!r} (known: {', '.join(SETTINGS)})")
     kind, low, high, _ = SETTINGS[name]
+    if kind is str:
+        if not isinstance(value, str):
+            raise EmsyncError(f"{name}: expected text, got {value!r}")
+        return str(Meter.parse(value, name))
+    if name == "bpm" and isinstance(value, (int, float)) and 0 < value < 20:
+        raise EmsyncError("bpm: 0 fits the tempo to the picture; a fixed tempo is 20-400")
     if kind is bool:
         if isinstance(value, bool) or (isinstance(value, (int, float)) and value in (0, 1)):
             return bool(value)
@@ -78,6 +86,10 @@ class Version:
     params: dict = field(default_factory=dict)
     created: float = 0.0
 
+    def tempo(self) -> TempoMap:
+        """The tempo map the music was made on (120 bpm in 4/4 for versions made before maps)."""
+        return TempoMap.from_dict(self.params["tempo"]) if "tempo" in self.params else TempoMap.constant(120.0)
+
 
 def _scene_json(scene: Scene) -> dict:
     return asdict(scene)
@@ -94,7 +106,7 @@ class Session:
 
     def __init__(self, directory: str | os.PathLike | None):
         self.dir = Path(directory) if directory is not None else None
-        self.source: dict | None = None  # {"kind": "timeline"|"scenes", "path", "fps", "transition"}
+        self.source: dict | None = None  # {"kind": "timeline"|"video"|"scenes"|"cuts", "path", ...}
         self.duration = 0.0
         self.scenes: list[Scene] = []
         self.hits: list[float] = []

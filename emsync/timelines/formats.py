@@ -17,20 +17,10 @@ from pathlib import Path
 import opentimelineio as otio
 
 from emsync.core.errors import EmsyncError
+from emsync.timelines.suffixes import SUFFIXES
 
 RT, TR = otio.opentime.RationalTime, otio.opentime.TimeRange
 
-# suffix -> (adapter name, what the file should be, for messages)
-SUFFIXES = {
-    ".otio": ("otio_json", "OpenTimelineIO JSON"),
-    ".otioz": ("otioz", "OpenTimelineIO zip bundle"),
-    ".otiod": ("otiod", "OpenTimelineIO directory bundle"),
-    ".edl": ("cmx_3600", "CMX3600 EDL"),
-    ".xml": ("fcp_xml", "Final Cut Pro 7 XML"),
-    ".fcpxml": ("fcpx_xml", "Final Cut Pro X XML"),
-    ".fcpxmld": ("fcpx_xml", "Final Cut Pro X XML bundle"),
-    ".aaf": ("AAF", "AAF"),
-}
 _AAF_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # OLE2 compound file, AAF's container
 _EDL_EVENT = re.compile(r"^\s*\d{1,6}\s+\S+\s+\S+\s+(?:C|D|W\d+|K)\b.*\d\d[:;.]\d\d[:;.]\d\d[:;.]\d\d",
                         re.MULTILINE)

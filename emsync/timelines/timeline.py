@@ -20,7 +20,7 @@ from emsync.core.emotions import find_emotion, nearest_word
 from emsync.core.errors import EmsyncError
 from emsync.core.fileio import atomic_write_bytes
 from emsync.core.music import Scene
-from emsync.core.scenes import user_emotion
+from emsync.core.scenes import cuts_of, user_emotion
 
 from emsync.timelines import compositing, formats
 
@@ -79,7 +79,7 @@ def read_timeline(path: str | Path, fps: float | None = None, transition: str = 
     start = timeline.global_start_time
     return TimelineScenes(
         path=path, format=loaded.format, fps=loaded.fps, fps_source=loaded.fps_source,
-        duration=duration, cuts=[s.start for s in scenes[1:]], scenes=scenes,
+        duration=duration, cuts=cuts_of(scenes), scenes=scenes,
         hits=sorted({t for t, name, _ in markers if _HIT.match(name)}),
         global_start=compositing.seconds(start) if start is not None else 0.0,
         markers=markers, timeline_choice=loaded.choice, transition=transition, timeline=timeline,
@@ -94,7 +94,7 @@ def video_edit(path: str | Path, fps: float, duration: float, scenes: Sequence[S
     clip = otio.schema.Clip(name=path.name, source_range=length, media_reference=otio.schema.ExternalReference(
         target_url=path.resolve().as_uri(), available_range=length))
     return TimelineScenes(path=path, format="video", fps=fps, fps_source="file", duration=duration,
-                          cuts=[s.start for s in scenes if s.start > 0], scenes=list(scenes), hits=[],
+                          cuts=cuts_of(scenes), scenes=list(scenes), hits=[],
                           global_start=0.0, markers=[],
                           segments=[compositing.Segment(s.start, s.end, clip) for s in scenes])
 

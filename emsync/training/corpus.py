@@ -1,7 +1,8 @@
 """`emsync data build`: the training corpus from ../shared/data/midi.
 
 Each piece becomes notes (for augmentation at training time), tokens (for validation
-and statistics), boundaries, a valence/arousal curve and, for POP909, its beat grid.
+and statistics), boundaries, a valence/arousal curve and its beat grid (POP909: the annotated
+beats and downbeats; VGMIDI: the written grid of its MIDI file).
 Output: train.npz / valid.npz (concatenated arrays with offsets), pieces.jsonl and
 stats.json.
 
@@ -26,8 +27,8 @@ import numpy as np
 from emsync.core import codec
 from emsync.core.errors import EmsyncError
 from emsync.core.features import EmotionEstimator, emotion_predictors, fit_logistic, music_features
-from emsync.core.fileio import atomic_output
-from emsync.core.midi_io import default_instrument, read_midi
+from emsync.core.fileio import atomic_output, atomic_write_bytes
+from emsync.core.midi_io import default_instrument, notes_of, read_midi, read_midi_file
 from emsync.core.music import INSTRUMENTS, Note
 
 VALID_SHARE = 0.05
@@ -48,6 +49,7 @@ class Piece:
     notes: list[Note]
     chord_changes: list[float] = field(default_factory=list)
     beats: list[float] = field(default_factory=list)
+    downbeats: list[bool] = field(default_factory=list)  # one per beat: does a bar start there
     bpm: float = 0.0
     labelled_curve: tuple[list, list, list] | None = None  # human valence/arousal over time
     label: tuple[float, float] | None = None  # human piece-level valence/arousal
@@ -109,8 +111,9 @@ def _load_pop909(folder: Path) -> Piece:
     notes = split_bass(read_midi(folder / f"{song}.mid", pop909_instrument))
     chords = _read_text_rows(folder / "chord_midi.txt")
     changes = [float(row[0]) for prev, row in zip([None] + chords, chords) if prev is None or prev[2] != row[2]]
-    beats = [float(row[0]) for row in _read_text_rows(folder / "beat_midi.txt")]
-    return Piece(f"pop909/{song}", "pop909", str(folder / f"{song}.mid"), notes, changes, beats)
+    rows = _read_text_rows(folder / "beat_midi.txt")  # time, strong beat, downbeat (annotated beats)
+    beats, downbeats = [float(row[0]) for row in rows], [len(row) > 2 and float(row[2]) == 1.0 for row in rows]
+    return Piece(f"pop909/{song}", "pop909", str(folder / f"{song}.mid"), notes, changes, beats, downbeats)
 
 
 def _vgmidi_labels(root: Path) -> tuple[dict, dict]:
@@ -137,7 +140,11 @@ def _vgmidi_labels(root: Path) -> tuple[dict, dict]:
 
 
 def _load_vgmidi(path: Path, label, curve) -> Piece:
-    return Piece(f"vgmidi/{path.stem}", "vgmidi", str(path), read_midi(path), label=label, labelled_curve=curve)
+    """A VGMIDI piece; its beats are its written grid (the arrangements are notated)."""
+    data = read_midi_file(path)
+    beats, downbeats = data.beats()
+    return Piece(f"vgmidi/{path.stem}", "vgmidi", str(path), notes_of(data), beats=beats.tolist(),
+                 downbeats=downbeats.tolist(), label=label, labelled_curve=curve)
 
 
 def _load_groove(path: Path, bpm: float, split: str) -> Piece:
@@ -290,6 +297,7 @@ def _save_split(path: Path, pieces: list[Piece], curves: dict, boundaries: dict)
         ("notes", notes, np.float32), ("tokens", tokens, np.int16),
         ("boundaries", [np.asarray(boundaries[p.id], np.float32) for p in pieces], np.float32),
         ("beats", [np.asarray(p.beats, np.float32) for p in pieces], np.float32),
+        ("downbeats", [np.asarray(p.downbeats, np.int8) for p in pieces], np.int8),
         ("curve", [np.asarray(curves[p.id], np.float32).T.reshape(-1, 3) for p in pieces], np.float32),
     ):
         arrays[name], arrays[name + "_offsets"] = _concat(items, dtype)
@@ -340,5 +348,5 @@ def build(src: str | Path, out: str | Path, workers: int = 2) -> dict:
     stats["emotion_distribution"] = {
         "valence_mean": round(float(all_v.mean()), 3), "valence_std": round(float(all_v.std()), 3),
         "arousal_mean": round(float(all_a.mean()), 3), "arousal_std": round(float(all_a.std()), 3)}
-    (out / "stats.json").write_text(json.dumps(stats, indent=2))
+    atomic_write_bytes(out / "stats.json", json.dumps(stats, indent=2).encode())
     return stats

@@ -4,6 +4,10 @@
    +-50 ms and mean distance to the nearest onset, with boundary offsets vs the same
    model with offsets masked (same seeds), plus the constrained hit mode and a
    chance line (the same measure at random instants of the same music).
+   On the same lists, the grid: each cue is written on a tempo map fitted to its cuts
+   (random meters); the share of onsets within +-30 ms of a 16th note of that written map
+   (the model hearing the grid, and the same music model not hearing it), cuts on a written
+   beat and on a bar line, and tempo events per minute.
 2. Emotion control on a 5x5 valence/arousal grid: Pearson correlation between the
    requested values and measured features (arousal: note density, velocity;
    valence: major-vs-minor key evidence), the model alone, with the sampler's
@@ -19,12 +23,15 @@ from pathlib import Path
 
 import numpy as np
 
-from emsync.core.conditions import EmotionCurve
+from emsync.core.conditions import EmotionCurve, grid_points
 from emsync.core.features import music_features
 from emsync.core.generator import EMOTION_GUIDANCE, MusicGenerator
 from emsync.core.music import Note, Scene
+from emsync.core.tempo import Meter, TempoMap, fit_to_picture
 
 TOLERANCE = 0.05
+GRID_TOLERANCE = 0.03
+METERS = (Meter(4, 4), Meter(3, 4), Meter(4, 4), Meter(6, 8))
 SANITY_KEYS = ("pitch_class_entropy", "polyphony", "notes_per_second", "silence_ratio", "out_of_key")
 
 
@@ -47,26 +54,59 @@ def alignment(notes: list[Note], instants: list[float]) -> tuple[float, float]:
     return float(np.mean(np.array(distances) <= TOLERANCE + 1e-9)), float(np.mean(distances))
 
 
+def grid_fit(notes: list[Note], tempo: TempoMap, until: float) -> float:
+    """Share of onsets within GRID_TOLERANCE of a 16th note of the written tempo map."""
+    grid = tempo.grid(until + 1.0)
+    onsets = np.array([n.start for n in notes])
+    if onsets.size == 0:
+        return float("nan")
+    index = np.clip(np.searchsorted(grid, onsets), 1, len(grid) - 1)
+    nearest = np.minimum(np.abs(grid[index] - onsets), np.abs(grid[index - 1] - onsets))
+    return float(np.mean(nearest <= GRID_TOLERANCE + 1e-9))
+
+
+def on_beat(tempo: TempoMap, instants: list[float], until: float) -> tuple[float, float]:
+    """(share of instants within GRID_TOLERANCE of a written beat, share on a bar line)."""
+    beats = tempo.beat_times(until + 5.0)
+    bars = set(range(0, len(beats), tempo.meter.beats))
+    near = [int(np.argmin(np.abs(beats - t))) for t in instants]
+    hit = [abs(beats[k] - t) <= GRID_TOLERANCE + 1e-9 for k, t in zip(near, instants)]
+    return float(np.mean(hit)), float(np.mean([h and k in bars for h, k in zip(hit, near)]))
+
+
 def boundary_alignment(generator: MusicGenerator, n_lists: int, duration: float, seed: int) -> dict:
     rng = np.random.default_rng(seed)
     rows = {"with_offsets": [], "offsets_masked": [], "constrained_hit_cuts": [], "chance_with_offsets": []}
+    grid = {"onsets_on_16th_30ms": [], "onsets_on_16th_30ms_grid_not_heard": [], "cuts_on_beat": [],
+            "cuts_on_bar_line": [], "tempo_events_per_minute": []}
     for i in range(n_lists):
         cuts = random_cut_list(rng, duration)
         edges = [0.0] + cuts + [duration]
         scenes = [Scene(a, b, float(rng.uniform(-0.8, 0.8)), float(rng.uniform(-0.8, 0.8)))
                   for a, b in zip(edges, edges[1:])]
         curve = EmotionCurve.from_scenes(scenes)
-        own = generator.generate(duration, cuts, curve, seed=seed + i)
-        masked = generator.generate(duration, cuts, curve, seed=seed + i, mask_boundaries=True)
-        hit = generator.generate(duration, cuts, curve, seed=seed + i, hit_cuts=True)
+        tempo = fit_to_picture(duration, cuts, curve, METERS[i % len(METERS)])
+        own = generator.generate(duration, cuts, curve, seed=seed + i, tempo=tempo)
+        masked = generator.generate(duration, cuts, curve, seed=seed + i, mask_boundaries=True, tempo=tempo)
+        hit = generator.generate(duration, cuts, curve, seed=seed + i, hit_cuts=True, tempo=tempo)
+        deaf = generator.generate(duration, cuts, curve, seed=seed + i)
         rows["with_offsets"].append(alignment(own.notes, cuts))
         rows["offsets_masked"].append(alignment(masked.notes, cuts))
         rows["constrained_hit_cuts"].append(alignment(hit.notes, cuts))
         random_instants = [float(t) for t in rng.uniform(1.0, duration - 1.0, size=len(cuts))]
         rows["chance_with_offsets"].append(alignment(own.notes, random_instants))
-    return {name: {"hit_rate_50ms": round(float(np.mean([r[0] for r in values])), 3),
-                   "mean_abs_error_s": round(float(np.mean([r[1] for r in values])), 3)}
-            for name, values in rows.items()} | {"cut_lists": n_lists, "duration_s": duration}
+        grid["onsets_on_16th_30ms"].append(grid_fit(own.notes, tempo, duration))
+        grid["onsets_on_16th_30ms_grid_not_heard"].append(grid_fit(deaf.notes, tempo, duration))
+        beat, bar = on_beat(tempo, cuts, duration)
+        grid["cuts_on_beat"].append(beat)
+        grid["cuts_on_bar_line"].append(bar)
+        grid["tempo_events_per_minute"].append((len(tempo.bpms) - 1) * 60.0 / duration)
+    report = {name: {"hit_rate_50ms": round(float(np.mean([r[0] for r in values])), 3),
+                     "mean_abs_error_s": round(float(np.mean([r[1] for r in values])), 3)}
+              for name, values in rows.items()} | {"cut_lists": n_lists, "duration_s": duration}
+    report["grid"] = {name: round(float(np.nanmean(values)), 3) for name, values in grid.items()}
+    report["grid"]["meters"] = sorted({str(m) for m in METERS})
+    return report
 
 
 def emotion_control(generator: MusicGenerator, grid: int, duration: float, seed: int, repeats: int = 1,
@@ -78,11 +118,13 @@ def emotion_control(generator: MusicGenerator, grid: int, duration: float, seed:
     for repeat in range(repeats):
         for i, valence in enumerate(levels):
             for j, arousal in enumerate(levels):
-                result = generator.generate(duration, [], EmotionCurve.constant(valence, arousal),
-                                            seed=seed + (repeat * grid + i) * grid + j,
-                                            emotion_guidance=emotion_guidance, lock_mode=lock_mode)
+                curve = EmotionCurve.constant(valence, arousal)
+                tempo = fit_to_picture(duration, [], curve)
+                result = generator.generate(duration, [], curve, seed=seed + (repeat * grid + i) * grid + j,
+                                            emotion_guidance=emotion_guidance, lock_mode=lock_mode, tempo=tempo)
                 f = music_features(result.notes, 0.0, duration)
-                rows.append((valence, arousal, f.notes_per_second, f.mean_velocity, f.major_minus_minor))
+                rows.append((valence, arousal, f.notes_per_second, f.mean_velocity, f.major_minus_minor,
+                             tempo.bpms[0]))
                 outputs.append(result.notes)
     table = np.array(rows)
 
@@ -95,6 +137,9 @@ def emotion_control(generator: MusicGenerator, grid: int, duration: float, seed:
         "lock_mode": lock_mode,
         "arousal_vs_note_density_r": r(table[:, 1], table[:, 2]),
         "arousal_vs_velocity_r": r(table[:, 1], table[:, 3]),
+        "arousal_vs_bpm_r": r(table[:, 1], table[:, 5]),
+        "bpm_low_vs_high_arousal": [round(float(table[table[:, 1] == levels[0], 5].mean()), 1),
+                                    round(float(table[table[:, 1] == levels[-1], 5].mean()), 1)],
         "valence_vs_major_minus_minor_r": r(table[:, 0], table[:, 4]),
         "note_density_low_vs_high_arousal": [round(float(table[table[:, 1] == levels[0], 2].mean()), 2),
                                              round(float(table[table[:, 1] == levels[-1], 2].mean()), 2)],
@@ -120,6 +165,27 @@ def held_out_windows(data: str | Path, duration: float, count: int, seed: int) -
         inside = notes[(notes[:, 0] >= t0) & (notes[:, 0] < t0 + duration)]
         windows.append([Note(float(s - t0), float(e - t0), int(p), int(v), int(i)) for s, e, p, v, i in inside])
     return windows
+
+
+def held_out_grid_fit(data: str | Path, duration: float, count: int, seed: int) -> float:
+    """Median share of onsets within GRID_TOLERANCE of a 16th of the held-out pieces' own beats
+    (POP909's annotations, VGMIDI's written grid): the figure generated music is held to."""
+    split = np.load(Path(data) / "valid.npz")
+    rng = np.random.default_rng(seed)
+    music = [i for i in np.flatnonzero(split["corpus"] != "groove")
+             if split["beats_offsets"][i + 1] - split["beats_offsets"][i] > 8]
+    shares = []
+    for piece in rng.choice(music, size=min(count, len(music)), replace=False):
+        beats = split["beats"][split["beats_offsets"][piece]:split["beats_offsets"][piece + 1]]
+        downbeats = split["downbeats"][split["downbeats_offsets"][piece]:split["downbeats_offsets"][piece + 1]]
+        notes = split["notes"][split["notes_offsets"][piece]:split["notes_offsets"][piece + 1]]
+        times, _ = grid_points(beats, downbeats.astype(bool))
+        t0 = float(rng.uniform(beats[0], max(beats[0], beats[-1] - duration)))
+        onsets = notes[(notes[:, 0] >= t0) & (notes[:, 0] < min(t0 + duration, beats[-1])), 0]
+        if onsets.size:
+            shares.append(float(np.mean(np.min(np.abs(onsets[:, None] - times[None, :]), axis=1)
+                                        <= GRID_TOLERANCE + 1e-9)))
+    return round(float(np.median(shares)), 3) if shares else float("nan")
 
 
 def speed(generator: MusicGenerator, n_tokens: int = 256, seed: int = 0) -> dict:
@@ -182,5 +248,7 @@ def run_evaluation(model_path: str | None, data: str | None, quick: bool = False
                                 "generated_mode_locked": _feature_means(locked, window)}
     if data and (Path(data) / "valid.npz").exists():
         report["musical_sanity"]["held_out"] = _feature_means(held_out_windows(data, window, 50, seed), window)
+        report["boundary_alignment"]["grid"]["held_out_onsets_on_16th_30ms"] = held_out_grid_fit(data, window, 50,
+                                                                                                 seed)
     report["speed"] = speed(generator, 128 if quick else 256, seed)
     return report

@@ -34,8 +34,9 @@ class _WithCache(torch.nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, tokens, emotion, offsets, *past):
-        logits, presents = self.model(tokens, emotion, offsets, list(past))
+    def forward(self, tokens, emotion, offsets, *rest):
+        grid, past = (rest[0], rest[1:]) if self.model.cfg.grid else (None, rest)
+        logits, presents = self.model(tokens, emotion, offsets, list(past), grid=grid)
         return (logits, *presents)
 
 
@@ -46,12 +47,15 @@ def export_onnx(model: Generator, path: str | Path, history: dict | None = None)
     n_cache = 2 * cfg.n_layer
     # one tensor object per cache input: the exporter would merge aliased example inputs into one
     cache = [torch.zeros(1, cfg.n_head, 3, head_dim) for _ in range(n_cache)]
-    example = (torch.randint(0, cfg.vocab_size, (1, 4)), torch.zeros(1, 4, 2), torch.zeros(1, 4, dtype=torch.long),
-               *cache)
     batch, steps, cached = torch.export.Dim("batch"), torch.export.Dim("steps"), torch.export.Dim("cached")
-    shapes = ({0: batch, 1: steps}, {0: batch, 1: steps}, {0: batch, 1: steps}, ({0: batch, 2: cached},) * n_cache)
+    grid = (torch.ones(1, 4, 2, dtype=torch.long),) if cfg.grid else ()
+    example = (torch.randint(0, cfg.vocab_size, (1, 4)), torch.zeros(1, 4, 2), torch.zeros(1, 4, dtype=torch.long),
+               *grid, *cache)
+    rest = ({0: batch, 1: steps},) * len(grid) + ({0: batch, 2: cached},) * n_cache  # the grid and the cache
+    shapes = ({0: batch, 1: steps}, {0: batch, 1: steps}, {0: batch, 1: steps}, rest)
     program = torch.onnx.export(_WithCache(model).eval(), example,
-                                input_names=["tokens", "emotion", "offsets", *cache_names(cfg.n_layer, "past")],
+                                input_names=["tokens", "emotion", "offsets", *(["grid"] if cfg.grid else []),
+                                             *cache_names(cfg.n_layer, "past")],
                                 output_names=["logits", *cache_names(cfg.n_layer, "present")],
                                 dynamic_shapes=shapes, dynamo=True, verbose=False)
     graph = program.model_proto

@@ -12,6 +12,11 @@ model). Choosing the third and sixth of the key the context has set is a product
 condition and the key, which concatenation alone has to bootstrap from two tiny factors; a
 multiplicative path gives that product a direct, first-order gradient (the model card tells
 what each measured).
+
+Also beyond EMSYNC, every token hears where it sits on the musical grid (`grid`): the codec
+steps to the next 16th note and which 16th of the bar that is, two embeddings added like the
+boundary offset (zero at initialisation, so weights trained without them load unchanged).
+With the grid in view the model can time its notes to the tempo map the music is written in.
 """
 from __future__ import annotations
 
@@ -24,7 +29,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from emsync.core import codec
-from emsync.core.conditions import N_OFFSET_BINS
+from emsync.core.conditions import N_GRID_AHEAD, N_GRID_SLOTS, N_OFFSET_BINS
 from emsync.core.errors import EmsyncError
 
 
@@ -39,6 +44,7 @@ class GeneratorConfig:
     n_cond: int = 32  # width of the valence/arousal embedding within n_embd
     dropout: float = 0.1
     emotion_modulation: bool = True  # valence/arousal scale and shift every layer norm's output
+    grid: bool = True  # tokens hear the 16th-note grid (steps to the next 16th, its place in the bar)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -102,6 +108,9 @@ class Generator(nn.Module):
         self.emotion_emb = nn.Linear(2, cfg.n_cond)
         self.offset_emb = nn.Embedding(cfg.n_offset_bins, cfg.n_embd)
         self.pos_emb = nn.Embedding(cfg.block_size, cfg.n_embd)
+        if cfg.grid:
+            self.grid_ahead_emb = nn.Embedding(N_GRID_AHEAD, cfg.n_embd)
+            self.grid_slot_emb = nn.Embedding(N_GRID_SLOTS, cfg.n_embd)
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.ln_f = nn.LayerNorm(cfg.n_embd)
@@ -110,7 +119,7 @@ class Generator(nn.Module):
         for name, p in self.named_parameters():
             if name.endswith("proj.weight") or name.endswith("mlp.2.weight"):
                 nn.init.normal_(p, std=0.02 / math.sqrt(2 * cfg.n_layer))
-            if ".modulation." in name:
+            if ".modulation." in name or name.startswith("grid_"):
                 nn.init.zeros_(p)
 
     @staticmethod
@@ -120,8 +129,9 @@ class Generator(nn.Module):
             if getattr(module, "bias", None) is not None:
                 nn.init.zeros_(module.bias)
 
-    def forward(self, tokens, emotion, offsets, past: Sequence[torch.Tensor] | None = None):
-        """tokens, offsets: (B, T) int64; emotion: (B, T, 2) valence/arousal.
+    def forward(self, tokens, emotion, offsets, past: Sequence[torch.Tensor] | None = None, grid=None):
+        """tokens, offsets: (B, T) int64; emotion: (B, T, 2) valence/arousal; grid: (B, T, 2)
+        int64 steps to the next 16th and its slot in the bar (None: no grid).
         past: cached keys and values, [key_0, value_0, key_1, ...] each (B, n_head, P, head_dim),
         or None. Returns logits (B, T, vocab) and the grown cache (same layout, P + T long).
         One tensor per layer and kind, not one stacked tensor: onnxruntime copies a stacked
@@ -130,15 +140,18 @@ class Generator(nn.Module):
         positions = torch.arange(tokens.shape[1], device=tokens.device) + n_past
         emotion = emotion.to(self.emotion_emb.weight.dtype)
         x = torch.cat([self.token_emb(tokens), self.emotion_emb(emotion)], dim=-1)
-        x = self.drop(x + self.offset_emb(offsets) + self.pos_emb(positions))
+        x = x + self.offset_emb(offsets) + self.pos_emb(positions)
+        if grid is not None and self.cfg.grid:
+            x = x + self.grid_ahead_emb(grid[..., 0]) + self.grid_slot_emb(grid[..., 1])
+        x = self.drop(x)
         presents = []
         for i, block in enumerate(self.blocks):
             x, present = block(x, emotion, None if past is None else (past[2 * i], past[2 * i + 1]))
             presents += present
         return self.head(self.ln_f(x)), presents
 
-    def loss(self, tokens, emotion, offsets, targets):
-        logits, _ = self(tokens, emotion, offsets)
+    def loss(self, tokens, emotion, offsets, targets, grid=None):
+        logits, _ = self(tokens, emotion, offsets, grid=grid)
         return F.cross_entropy(logits.float().view(-1, logits.shape[-1]), targets.reshape(-1),
                                ignore_index=codec.PAD)
 
@@ -148,10 +161,10 @@ class Generator(nn.Module):
 
 
 def load_weights(model: Generator, state: dict, source: str) -> None:
-    """Load a state dict; weights saved before emotion modulation existed lack it, and its
-    zero start leaves such a model unchanged."""
+    """Load a state dict; weights saved before emotion modulation or the grid existed lack
+    them, and their zero start leaves such a model unchanged."""
     missing, unexpected = model.load_state_dict(state, strict=False)
-    missing = [name for name in missing if ".modulation." not in name]
+    missing = [name for name in missing if ".modulation." not in name and not name.startswith("grid_")]
     if missing or unexpected:
         raise EmsyncError(f"{source}: weights do not fit the generator (missing {missing[:3]}, "
                           f"unexpected {unexpected[:3]})")

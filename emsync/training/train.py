@@ -76,7 +76,7 @@ def _optimizer(model: Generator, cfg: TrainConfig) -> torch.optim.AdamW:
                              lr=cfg.lr, betas=(0.9, 0.95))
 
 
-def opening_losses(model: Generator, x, emotion, offsets, targets) -> tuple[torch.Tensor, torch.Tensor]:
+def opening_losses(model: Generator, x, emotion, offsets, targets, grid=None) -> tuple[torch.Tensor, torch.Tensor]:
     """Next-token loss, and how badly each window fails to be likelier under its own
     valence than under the mirrored one: softplus(CONTRAST_MARGIN - log-likelihood ratio),
     weighted by how clearly the window leans major or minor. The likelihood alone barely
@@ -84,7 +84,8 @@ def opening_losses(model: Generator, x, emotion, offsets, targets) -> tuple[torc
     tell the two valences apart."""
     mirrored = emotion.clone()
     mirrored[..., 0] = -mirrored[..., 0]
-    logits, _ = model(torch.cat([x, x]), torch.cat([emotion, mirrored]), torch.cat([offsets, offsets]))
+    logits, _ = model(torch.cat([x, x]), torch.cat([emotion, mirrored]), torch.cat([offsets, offsets]),
+                      grid=None if grid is None else torch.cat([grid, grid]))
     log_p = torch.log_softmax(logits.float(), dim=-1).gather(-1, torch.cat([targets, targets]).unsqueeze(-1))
     log_p = log_p.squeeze(-1) * (torch.cat([targets, targets]) != codec.PAD)
     own, other = log_p.chunk(2)
@@ -130,9 +131,9 @@ def evaluate_loss(model: Generator, sampler: WindowSampler, batches: int, batch_
     rng = np.random.default_rng(1234)
     losses = []
     for _ in range(batches):
-        x, emo, off, y = (t.to(device) for t in sampler.batch(rng, batch_size, augment=False))
+        x, emo, off, grid, y = (t.to(device) for t in sampler.batch(rng, batch_size, augment=False))
         with _autocast(device):
-            losses.append(float(model.loss(x, emo, off, y)))
+            losses.append(float(model.loss(x, emo, off, y, grid)))
     model.train()
     return float(np.mean(losses))
 
@@ -198,13 +199,13 @@ def train(cfg: TrainConfig, model_cfg: GeneratorConfig | None = None, init_from:
             group["lr"] = learning_rate(step, cfg) * group["lr_scale"]
         length = opening_tokens if rng.random() < cfg.opening_share else model_cfg.block_size
         batch = train_set.batch(rng, cfg.batch_size * model_cfg.block_size // length, length=length)
-        x, emo, off, y = (t.to(device) for t in batch)
+        x, emo, off, grid, y = (t.to(device) for t in batch)
         with _autocast(device):
             contrast = None
             if length < model_cfg.block_size and cfg.contrast:
-                loss, contrast = opening_losses(model, x, emo, off, y)
+                loss, contrast = opening_losses(model, x, emo, off, y, grid)
             else:
-                loss = model.loss(x, emo, off, y)
+                loss = model.loss(x, emo, off, y, grid)
         total = loss if contrast is None else loss + cfg.contrast * contrast
         optimizer.zero_grad(set_to_none=True)
         total.backward()

@@ -4,6 +4,9 @@ Augmentation: transposition (-5..+6 semitones), tempo stretch (0.9-1.1x), Groove
 laid on POP909's beat grid, random boundary dropout, and some windows with boundaries masked
 so the model also learns to play without a cut ahead.
 
+Grid: every token hears the 16th-note grid of its piece's beats (POP909's annotated beats,
+VGMIDI's written grid), moved by the same tempo warp as the notes; a few windows hear none.
+
 Mode swap: half of the clearly tonal windows alternate between their own mode and the
 parallel one (`PARALLEL_MODE_MOVES`, the move the sampler's mode lock makes too) in spans of
 2-8 s, and the valence moves by MODE_SWAP_VALENCE inside the swapped spans. A window's mode is
@@ -32,7 +35,8 @@ from pathlib import Path
 import numpy as np
 
 from emsync.core import codec
-from emsync.core.conditions import NO_BOUNDARY, EmotionCurve, boundary_offset_bins
+from emsync.core.conditions import (NO_BOUNDARY, NO_GRID_AHEAD, NO_GRID_SLOT, EmotionCurve, boundary_offset_bins,
+                                    grid_bins, grid_points)
 from emsync.core.errors import EmsyncError
 from emsync.core.features import key_scores
 from emsync.core.mode_lock import PARALLEL_MODE_MOVES
@@ -42,6 +46,7 @@ from emsync.training.corpus import ESTIMATE_STD
 WINDOW_SECONDS = 40.0  # enough music to fill a 512-token block at POP909 densities
 DRUM_OVERLAY_SHARE = 0.4
 MASKED_SHARE = 0.15
+GRID_DROPOUT = 0.1  # windows that do not hear their grid, so the model also plays without one
 BOUNDARY_DROPOUT = 0.3
 MODE_SWAP_SHARE = 0.5
 MODE_SWAP_VALENCE = 0.6  # about 1.3 standard deviations of the corpus valence labels
@@ -87,13 +92,14 @@ class WindowSampler:
             since = t0 if rng.random() < 0.5 else t0 + float(rng.uniform(2.0, 10.0))
             warp = TempoWarp(stretch, since, float(np.exp(rng.uniform(*np.log(TEMPO_SWAP_RANGE)))))
         notes[:, :2] = warp(notes[:, :2])
+        beats = warp(self._part("beats", piece))
         window = notes[(notes[:, 0] >= t0) & (notes[:, 0] < t0 + WINDOW_SECONDS)]
         if augment:
             shift = int(rng.integers(-5, 7))
             pitched = window[:, 4] != DRUMS
             window[pitched, 2] = np.clip(window[pitched, 2] + shift, 0, 127)
-            beats = warp(self._part("beats", piece))
-            if len(beats) > 8 and self.grooves.size and rng.random() < DRUM_OVERLAY_SHARE:
+            if self.arrays["corpus"][piece] == "pop909" and len(beats) > 8 and self.grooves.size \
+                    and rng.random() < DRUM_OVERLAY_SHARE:
                 window = np.concatenate([window, self._drums_on_beats(rng, beats, t0)])
             key = window_key(window)
             swapped = np.zeros((0, 2))
@@ -122,7 +128,11 @@ class WindowSampler:
             if augment:
                 boundaries = boundaries[rng.random(len(boundaries)) >= BOUNDARY_DROPOUT]
             offsets = boundary_offset_bins(clock, boundaries)
-        return self._pad(tokens, emotion, offsets, length)
+        if len(beats) < 2 or (augment and rng.random() < GRID_DROPOUT):
+            grid = grid_bins(clock, np.zeros(0), np.zeros(0, np.int64))
+        else:
+            grid = grid_bins(clock, *grid_points(beats, self._part("downbeats", piece).astype(bool)))
+        return self._pad(tokens, emotion, offsets, grid, length)
 
     def _drums_on_beats(self, rng: np.random.Generator, beats: np.ndarray, t0: float) -> np.ndarray:
         """A Groove performance warped so its beats fall on the song's beats from t0 on."""
@@ -139,7 +149,7 @@ class WindowSampler:
         return drums[drums[:, 0] < t0 + WINDOW_SECONDS]
 
     @staticmethod
-    def _pad(tokens, emotion, offsets, length: int):
+    def _pad(tokens, emotion, offsets, grid, length: int):
         n = length + 1
         padded = np.full(n, codec.PAD, dtype=np.int64)
         padded[: len(tokens)] = tokens
@@ -148,10 +158,12 @@ class WindowSampler:
         emo[len(emotion):] = emotion[-1]
         off = np.full(n, NO_BOUNDARY, dtype=np.int64)
         off[: len(offsets)] = offsets
-        return padded[:-1], emo[:-1], off[:-1], padded[1:]
+        on_grid = np.tile(np.array([NO_GRID_AHEAD, NO_GRID_SLOT], dtype=np.int64), (n, 1))
+        on_grid[: len(grid)] = grid
+        return padded[:-1], emo[:-1], off[:-1], on_grid[:-1], padded[1:]
 
     def batch(self, rng: np.random.Generator, size: int, augment: bool = True, length: int | None = None):
-        """`size` samples stacked as torch tensors: inputs, emotion, offsets, targets."""
+        """`size` samples stacked as torch tensors: inputs, emotion, offsets, grid, targets."""
         import torch
 
         items = [self.sample(rng, augment, length) for _ in range(size)]
