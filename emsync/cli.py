@@ -312,6 +312,8 @@ def _sampling_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--emotion-guidance", type=float, nargs="?", const=EMOTION_GUIDANCE, default=0.0,
                         metavar="G", help="follow the emotion more strongly: push away from the mirrored "
                         f"emotion by G (default when given: {EMOTION_GUIDANCE}); about half the speed")
+    parser.add_argument("--free-timing", dest="on_grid", action="store_false",
+                        help="keep the model's own timing instead of writing every note on a 16th of the tempo map")
     parser.add_argument("--lock-mode", action="store_true",
                         help="constrained mode: valence picks major or minor (the wrong mode's third and sixth "
                         "are played a semitone over; |valence| < 0.15 leaves the mode to the model)")

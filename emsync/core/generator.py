@@ -182,11 +182,14 @@ class MusicGenerator:
                  temperature: float = 1.0, top_p: float = 0.95, prefix: Sequence[int] = (),
                  hit_cuts: bool = False, mask_boundaries: bool = False,
                  emotion_guidance: float = 0.0, lock_mode: bool = False, tempo: TempoMap | None = None,
-                 progress: Callable[[float], None] | None = None,
+                 on_grid: bool = False, progress: Callable[[float], None] | None = None,
                  cancel: threading.Event | None = None) -> Generation:
         """Music from the end of `prefix` (tokens from time 0) until `duration` seconds, heading
         for a phrase end at each of `boundaries` (the cuts and hits), on the 16th-note grid of
-        `tempo` (for a model that hears the grid; None: no grid).
+        `tempo` (for a model that hears the grid; None: no grid). With `on_grid`, the notes are
+        written on the grid (`TempoMap.snap`: every onset and release to the nearest 16th note
+        or boundary) while the model keeps its own timing: a constrained mode, like
+        `hit_cuts`, reported apart from the model's own grid fit.
 
         `progress(fraction)` hears how far the music has got before every token; a set
         `cancel` event raises Cancelled within one token."""
@@ -200,6 +203,8 @@ class MusicGenerator:
         seen_boundaries = [] if mask_boundaries else boundary_times
         cut_steps = [round(c / codec.STEP_SECONDS) for c in boundary_times]
         end_step = round(duration / codec.STEP_SECONDS)
+        if on_grid and tempo is None:
+            raise EmsyncError("on_grid: needs a tempo map")
 
         stream = _Stream()
         mode_lock = ModeLock() if lock_mode else None
@@ -234,8 +239,8 @@ class MusicGenerator:
             window = tokens[len(tokens) - keep:] if keep else []
             window_clocks = clocks[len(clocks) - keep:] if keep else []
             first_clock = window_clocks[0] if window_clocks else stream.step * codec.STEP_SECONDS
-            emo, offs, on_grid = conditions([first_clock] + window_clocks)
-            return (*self._run([codec.BOS] + window, emo, offs, None, emotion_guidance, on_grid), len(window) + 1)
+            emo, offs, grid_now = conditions([first_clock] + window_clocks)
+            return (*self._run([codec.BOS] + window, emo, offs, None, emotion_guidance, grid_now), len(window) + 1)
 
         logits, past, cached = prime()
         steps_run = 0
@@ -266,11 +271,13 @@ class MusicGenerator:
             if cached + 1 >= block:
                 logits, past, cached = prime()
             else:
-                emo, offs, on_grid = conditions([clocks[-1]])
-                logits, past = self._run([token], emo, offs, past, emotion_guidance, on_grid)
+                emo, offs, grid_now = conditions([clocks[-1]])
+                logits, past = self._run([token], emo, offs, past, emotion_guidance, grid_now)
                 cached += 1
         notes = [n for n in codec.decode(tokens, end_seconds=duration) if n.start < duration]
         notes = [Note(n.start, min(n.end, duration), n.pitch, n.velocity, n.instrument) for n in notes]
+        if on_grid:
+            notes = tempo.snap(notes, duration, boundary_times)
         elapsed = time.perf_counter() - started
         return Generation(notes, tokens, clocks, new_from, elapsed,
                           {"tokens": steps_run, "tokens_per_second": steps_run / max(elapsed, 1e-9),

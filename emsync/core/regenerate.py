@@ -218,7 +218,7 @@ def regenerate(generator: MusicGenerator, notes: Sequence[Note], duration: float
                boundaries: Sequence[float] = (), emotion: EmotionCurve | None = None, *, seed: int = 0,
                candidates: int = 3, temperature: float = 1.0, top_p: float = 0.95, hit_cuts: bool = False,
                emotion_guidance: float = 0.0, lock_mode: bool = False, seam_seconds: float = SEAM_SECONDS,
-               tempo: TempoMap | None = None,
+               tempo: TempoMap | None = None, on_grid: bool = False,
                progress: Progress | None = None,
                cancel: threading.Event | None = None) -> Regeneration:
     """New music for [start, end) of a `duration`-second score; every other note is kept.
@@ -229,6 +229,8 @@ def regenerate(generator: MusicGenerator, notes: Sequence[Note], duration: float
     """
     started = time.perf_counter()
     check_range(duration, start, end)
+    if on_grid and tempo is None:
+        raise EmsyncError("on_grid: needs a tempo map")
     if not 1 <= int(candidates) <= MAX_CANDIDATES:
         raise EmsyncError(f"candidates: expected 1..{MAX_CANDIDATES}, got {candidates}")
     if not 0 <= seam_seconds <= 8:
@@ -300,6 +302,10 @@ def regenerate(generator: MusicGenerator, notes: Sequence[Note], duration: float
             if kept is not None and _step(kept.end) > onset:
                 continue  # a kept note from before the range still rings on this key
             new_notes.append(Note(note.start, min(note.end, end_q), note.pitch, note.velocity, note.instrument))
+        if on_grid:  # the new notes onto the grid, still inside the range
+            new_notes = [Note(n.start, min(n.end, end_q), n.pitch, n.velocity, n.instrument)
+                         for n in tempo.snap(new_notes, end_q, [start_q, end_q, *kept_boundaries])
+                         if start_q <= n.start < end_q]
         take = Candidate(take_seed, sorted(new_notes), None, 0.0)
         if seam:
             context, context_clocks = seam_context(before, new_notes, end_q)

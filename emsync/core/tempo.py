@@ -35,6 +35,7 @@ import numpy as np
 
 from emsync.core.conditions import grid_points
 from emsync.core.errors import EmsyncError
+from emsync.core.music import Note
 
 BPM_RANGE = (50.0, 180.0)
 ON_BEAT = 0.03  # seconds: a cut this close to a beat is on it
@@ -139,6 +140,33 @@ class TempoMap:
             return cls(starts, bpms, meter)
         except (KeyError, TypeError, ValueError) as exc:
             raise EmsyncError(f"{field}: not a tempo map ({exc})") from None
+
+    def snap(self, notes: Sequence[Note], until: float, also: Sequence[float] = ()) -> list[Note]:
+        """`notes` moved onto the grid, as a DAW's quantize at full strength: every onset and
+        release to the nearest 16th note (or instant of `also`, such as the cuts) up to `until`;
+        a note keeps at least one grid step, and a note struck twice at one point once."""
+        points = np.union1d(self.grid(until), np.asarray(also, dtype=np.float64))
+        points = points[points <= until + 1e-9]
+
+        def nearest(times: np.ndarray) -> np.ndarray:
+            index = np.clip(np.searchsorted(points, times), 1, len(points) - 1)
+            left, right = points[index - 1], points[index]
+            return np.where(times - left <= right - times, index - 1, index)
+
+        if not notes:
+            return []
+        starts = nearest(np.array([n.start for n in notes]))
+        ends = nearest(np.array([n.end for n in notes]))
+        snapped, seen = [], set()
+        for note, first, last in zip(notes, starts, ends):
+            key = (note.instrument, note.pitch, int(first))
+            if key in seen:
+                continue
+            seen.add(key)
+            last = max(last, min(first + 1, len(points) - 1))
+            snapped.append(Note(float(points[first]), float(max(points[last], points[first])), note.pitch,
+                                note.velocity, note.instrument))
+        return sorted(snapped)
 
     def changes(self) -> list[tuple[float, float]]:
         """(seconds, bpm) of every tempo event, the first at 0 s."""

@@ -30,7 +30,7 @@ from emsync.core.tempo import Meter, TempoMap, fit_to_picture
 
 from .session import Session, Version
 
-SAMPLING_SETTINGS = ("temperature", "top_p", "hit_cuts", "emotion_guidance", "lock_mode")
+SAMPLING_SETTINGS = ("temperature", "top_p", "hit_cuts", "emotion_guidance", "lock_mode", "on_grid")
 
 
 @dataclass

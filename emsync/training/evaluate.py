@@ -6,8 +6,9 @@
    chance line (the same measure at random instants of the same music).
    On the same lists, the grid: each cue is written on a tempo map fitted to its cuts
    (random meters); the share of onsets within +-30 ms of a 16th note of that written map
-   (the model hearing the grid, and the same music model not hearing it), cuts on a written
-   beat and on a bar line, and tempo events per minute.
+   (the model hearing the grid, the same model not hearing it, and the constrained on-grid
+   mode, with the note densities), cuts on a written beat and on a bar line, and tempo events
+   per minute.
 2. Emotion control on a 5x5 valence/arousal grid: Pearson correlation between the
    requested values and measured features (arousal: note density, velocity;
    valence: major-vs-minor key evidence), the model alone, with the sampler's
@@ -77,8 +78,10 @@ def on_beat(tempo: TempoMap, instants: list[float], until: float) -> tuple[float
 def boundary_alignment(generator: MusicGenerator, n_lists: int, duration: float, seed: int) -> dict:
     rng = np.random.default_rng(seed)
     rows = {"with_offsets": [], "offsets_masked": [], "constrained_hit_cuts": [], "chance_with_offsets": []}
-    grid = {"onsets_on_16th_30ms": [], "onsets_on_16th_30ms_grid_not_heard": [], "cuts_on_beat": [],
-            "cuts_on_bar_line": [], "tempo_events_per_minute": []}
+    grid = {"onsets_on_16th_30ms": [], "onsets_on_16th_30ms_grid_not_heard": [],
+            "onsets_on_16th_30ms_constrained_on_grid": [], "notes_per_second": [],
+            "notes_per_second_constrained_on_grid": [], "cuts_on_beat": [], "cuts_on_bar_line": [],
+            "tempo_events_per_minute": []}
     for i in range(n_lists):
         cuts = random_cut_list(rng, duration)
         edges = [0.0] + cuts + [duration]
@@ -90,6 +93,7 @@ def boundary_alignment(generator: MusicGenerator, n_lists: int, duration: float,
         masked = generator.generate(duration, cuts, curve, seed=seed + i, mask_boundaries=True, tempo=tempo)
         hit = generator.generate(duration, cuts, curve, seed=seed + i, hit_cuts=True, tempo=tempo)
         deaf = generator.generate(duration, cuts, curve, seed=seed + i)
+        snapped = generator.generate(duration, cuts, curve, seed=seed + i, tempo=tempo, on_grid=True)
         rows["with_offsets"].append(alignment(own.notes, cuts))
         rows["offsets_masked"].append(alignment(masked.notes, cuts))
         rows["constrained_hit_cuts"].append(alignment(hit.notes, cuts))
@@ -97,6 +101,9 @@ def boundary_alignment(generator: MusicGenerator, n_lists: int, duration: float,
         rows["chance_with_offsets"].append(alignment(own.notes, random_instants))
         grid["onsets_on_16th_30ms"].append(grid_fit(own.notes, tempo, duration))
         grid["onsets_on_16th_30ms_grid_not_heard"].append(grid_fit(deaf.notes, tempo, duration))
+        grid["onsets_on_16th_30ms_constrained_on_grid"].append(grid_fit(snapped.notes, tempo, duration))
+        grid["notes_per_second"].append(len(own.notes) / duration)
+        grid["notes_per_second_constrained_on_grid"].append(len(snapped.notes) / duration)
         beat, bar = on_beat(tempo, cuts, duration)
         grid["cuts_on_beat"].append(beat)
         grid["cuts_on_bar_line"].append(bar)
