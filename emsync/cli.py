@@ -317,7 +317,7 @@ def _sampling_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lock-mode", action="store_true",
                         help="constrained mode: valence picks major or minor (the wrong mode's third and sixth "
                         "are played a semitone over; |valence| < 0.15 leaves the mode to the model)")
-    parser.add_argument("--bpm", type=float, default=0.0, help="write the music at this tempo throughout (cuts "
+    parser.add_argument("--bpm", type=float, default=0.0, help="write the music at this tempo (quarter notes a minute) throughout (cuts "
                         "land wherever they fall); default: a tempo map fitted to the picture, the cuts on beats")
     parser.add_argument("--meter", default="4/4", help="time signature of the music: 4/4 (default), 3/4, 6/8...")
     parser.add_argument("--model", help="ONNX generator (default: the bundled model)")

@@ -187,15 +187,24 @@ def test_generate_regenerate_undo_redo_and_export(server, peer, tmp_path):
     assert one.read_bytes() != two.read_bytes()
     assert_midi_identical_outside(one.read_bytes(), two.read_bytes(), 3.0, 5.0)
     # Both versions are written on one tempo map (regenerating keeps it), and the file carries it.
-    first_map, second_map = (peer.ask("/emsync/tempo", v, reply="/emsync/tempo") for v in (1, 2))
-    assert first_map[0] == 1 and second_map[0] == 2 and first_map[1:] == second_map[1:] and first_map[1] == "4/4"
+    def tempo_map(version: int) -> tuple[list, list]:
+        peer.send("/emsync/tempo", version)
+        head = peer.until("/emsync/tempo")[-1][1]
+        segments = [m[1] for m in peer.until("/emsync/tempo/segment", predicate=lambda a: a[0] == head[2] - 1)
+                    if m[0] == "/emsync/tempo/segment"]
+        return head, segments
+
+    (first_head, first_map), (second_head, second_map) = tempo_map(1), tempo_map(2)
+    assert first_head[:2] == [1, "4/4"] and second_head[:2] == [2, "4/4"] and first_map == second_map
+    assert [s[0] for s in second_map] == list(range(second_head[2])) and second_map[0][1] == 0.0
     written = [mido.tempo2bpm(m.tempo) for m in mido.MidiFile(two).tracks[0] if m.type == "set_tempo"]
-    assert written == pytest.approx(second_map[3::2], rel=1e-4)
+    assert written == pytest.approx([s[2] for s in second_map], rel=1e-4)
     for name, value, complaint in (("meter", "7/3", "meter"), ("bpm", 10.0, "bpm"), ("meter", 3, "meter")):
         peer.send("/emsync/settings/set", name, value)
         assert complaint in peer.error_for("/emsync/settings/set")
     assert peer.ask("/emsync/settings/set", "meter", "3/4", reply="/emsync/settings") == ["meter", "3/4"]
     assert peer.ask("/emsync/tempo", reply="/emsync/tempo")[1] == "4/4", "the current version keeps its meter"
+    peer.until("/emsync/tempo/segment", predicate=lambda a: a[0] == second_head[2] - 1)
     peer.ask("/emsync/settings/set", "meter", "4/4", reply="/emsync/settings")
 
     undone = peer.ask("/emsync/undo", reply="/emsync/version")

@@ -115,3 +115,39 @@ def test_tempo_maps_round_trip_and_bad_ones_are_named():
     assert TempoMap.from_dict(tempo.to_dict()) == tempo
     with pytest.raises(EmsyncError, match="tempo"):
         TempoMap.from_dict({"starts": [0.0], "bpms": [1e9]})
+
+
+def test_snapping_puts_every_note_on_the_grid_and_keeps_it_playable():
+    tempo = TempoMap((0.0, 4.0), (120.0, 90.0))
+    rng = np.random.default_rng(3)
+    notes = sorted(Note(float(s), float(s + d), int(p), 80, int(i)) for s, d, p, i in
+                   zip(rng.uniform(0, 9.95, 300), rng.uniform(0.005, 0.8, 300), rng.integers(40, 80, 300),
+                       rng.integers(0, 5, 300)))
+    cut = 6.07  # a hit off the grid is a point of its own (one within a quarter of a 16th of it is not)
+    snapped = tempo.snap(notes, 10.0, [cut, 4.0])
+    points = np.union1d(tempo.grid(10.0), [cut, 10.0])
+    for note in snapped:
+        assert np.min(np.abs(points - note.start)) < 1e-9 and np.min(np.abs(points - note.end)) < 1e-9
+        assert note.start < 10.0 and note.end - note.start >= 60 / 120 / 4 / 4 - 1e-9, note
+    keys = [(n.instrument, n.pitch, n.start) for n in snapped]
+    assert len(keys) == len(set(keys)) and snapped == sorted(snapped)
+    assert len(snapped) > 0.8 * len(notes)
+
+
+def test_a_session_from_before_tempo_maps_keeps_its_music_where_it_was(tmp_path):
+    import json
+
+    from emsync.service.session import Session
+
+    old = Session(tmp_path)
+    old.set_scenes(8.0, [], [], None)
+    old.add_version("generate", [Note(0.5, 1.0, 60, 90, 1)], 0, {"seed": 1})
+    data = json.loads((tmp_path / "session.json").read_text())
+    data["settings"] = {k: v for k, v in data["settings"].items() if k not in ("meter", "on_grid")} | {"bpm": 96.0}
+    (tmp_path / "session.json").write_text(json.dumps(data))
+    reopened = Session(tmp_path)
+    assert reopened.settings["bpm"] == 96.0, "a tempo the user chose stays"
+    assert reopened.current().tempo() == TempoMap.constant(96.0), "its music was written at that tempo"
+    data["settings"]["bpm"] = 120.0  # the old default: new music gets a fitted map
+    (tmp_path / "session.json").write_text(json.dumps(data))
+    assert Session(tmp_path).settings["bpm"] == 0.0

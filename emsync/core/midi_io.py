@@ -116,7 +116,9 @@ class MidiFileData:
     def beats(self) -> tuple[np.ndarray, np.ndarray]:
         """(seconds, is downbeat) of every beat of the file's written grid up to its end: the
         beat is the time signature's unit (4/4 when it has none), bars restart at each one."""
-        meters = self.meters or [(0, 4, 4)]
+        meters = list({tick: (tick, n, d) for tick, n, d in self.meters}.values())  # the last at each tick
+        if not meters or meters[0][0] > 0:
+            meters.insert(0, (0, 4, 4))
         times, downbeats = [], []
         for k, (tick, numerator, denominator) in enumerate(meters):
             until = meters[k + 1][0] if k + 1 < len(meters) else self.end_tick

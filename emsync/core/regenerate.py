@@ -290,6 +290,8 @@ def regenerate(generator: MusicGenerator, notes: Sequence[Note], duration: float
                                     lock_mode=lock_mode, tempo=tempo, progress=report, cancel=cancel)
         decoded = codec.decode(([velocity] if velocity is not None else []) + result.tokens[result.new_from:],
                                start_seconds=start_q, end_seconds=until)
+        if on_grid:  # onto the grid first, so the checks below see where the notes will sound
+            decoded = tempo.snap(decoded, until, [start_q, end_q, *kept_boundaries])
         new_notes, heading = [], []
         for note in decoded:
             onset = _step(note.start)
@@ -302,10 +304,6 @@ def regenerate(generator: MusicGenerator, notes: Sequence[Note], duration: float
             if kept is not None and _step(kept.end) > onset:
                 continue  # a kept note from before the range still rings on this key
             new_notes.append(Note(note.start, min(note.end, end_q), note.pitch, note.velocity, note.instrument))
-        if on_grid:  # the new notes onto the grid, still inside the range
-            new_notes = [Note(n.start, min(n.end, end_q), n.pitch, n.velocity, n.instrument)
-                         for n in tempo.snap(new_notes, end_q, [start_q, end_q, *kept_boundaries])
-                         if start_q <= n.start < end_q]
         take = Candidate(take_seed, sorted(new_notes), None, 0.0)
         if seam:
             context, context_clocks = seam_context(before, new_notes, end_q)

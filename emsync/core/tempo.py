@@ -43,6 +43,7 @@ MAX_CHANGE = 1.3  # largest tempo ratio between neighbouring segments
 MIN_SEGMENT = 1.0  # seconds: cuts closer than this to the last anchor are not anchors
 MAX_SPAN = 8  # cuts one segment may run across
 BEAM = 96  # states kept per cut
+SAME_TEMPO = 1e-9  # |log2 ratio| under which two tempos are one (merging anything wider moves beats)
 TEMPO_WEIGHT, CHANGE_PRICE, CHANGE_WEIGHT, MISS_PRICE, OFF_BAR_PRICE = 6.0, 1.0, 6.0, 3.0, 0.3
 
 
@@ -143,10 +144,14 @@ class TempoMap:
 
     def snap(self, notes: Sequence[Note], until: float, also: Sequence[float] = ()) -> list[Note]:
         """`notes` moved onto the grid, as a DAW's quantize at full strength: every onset and
-        release to the nearest 16th note (or instant of `also`, such as the cuts) up to `until`;
-        a note keeps at least one grid step, and a note struck twice at one point once."""
-        points = np.union1d(self.grid(until), np.asarray(also, dtype=np.float64))
-        points = points[points <= until + 1e-9]
+        release to the nearest 16th note up to `until` (or to an instant of `also`, such as a
+        cut off the grid, or `until` itself); a note lasts at least a 16th where the music
+        goes on that long, a note struck twice at one point sounds once, and notes that would
+        start at `until` are dropped."""
+        grid = self.grid(until)
+        sixteenth = 60.0 / max(self.bpms) * self.meter.quarters_per_beat / self.subdivisions
+        extra = [t for t in (*also, until) if t <= until + 1e-9 and np.min(np.abs(grid - t)) > sixteenth / 4]
+        points = np.union1d(grid[grid <= until + 1e-9], np.asarray(extra, dtype=np.float64))
 
         def nearest(times: np.ndarray) -> np.ndarray:
             index = np.clip(np.searchsorted(points, times), 1, len(points) - 1)
@@ -160,11 +165,10 @@ class TempoMap:
         snapped, seen = [], set()
         for note, first, last in zip(notes, starts, ends):
             key = (note.instrument, note.pitch, int(first))
-            if key in seen:
+            if key in seen or first == len(points) - 1:
                 continue
             seen.add(key)
-            last = max(last, min(first + 1, len(points) - 1))
-            snapped.append(Note(float(points[first]), float(max(points[last], points[first])), note.pitch,
+            snapped.append(Note(float(points[first]), float(points[max(last, first + 1)]), note.pitch,
                                 note.velocity, note.instrument))
         return sorted(snapped)
 
@@ -215,14 +219,15 @@ def fit_to_picture(duration: float, cuts: Sequence[float], curve=None, meter: Me
             for n in range(n_low, n_high + 1):
                 bpm = 60.0 * n * q_per_beat / length
                 tempo_cost = TEMPO_WEIGHT * math.log2(bpm / want) ** 2 * min(length, 10.0) / 10.0
+                inner = _inner_prices(points[i + 1:j], points[i], bpm, meter)
                 for (phase, previous), (cost, _) in states[i].items():
-                    missed = _inner_price(points[i + 1:j], points[i], phase, bpm, meter)
+                    missed = inner[phase]
                     change = 0.0
                     if previous:
                         ratio = abs(math.log2(bpm / previous))
                         if ratio > math.log2(MAX_CHANGE):
                             continue
-                        change = 0.0 if ratio < 1e-4 else CHANGE_PRICE + CHANGE_WEIGHT * ratio
+                        change = 0.0 if ratio < SAME_TEMPO else CHANGE_PRICE + CHANGE_WEIGHT * ratio
                     landing = (phase + n) % bar
                     total = cost + tempo_cost + missed + change + (OFF_BAR_PRICE if landing else 0.0)
                     key = (landing, round(bpm, 6))
@@ -241,8 +246,8 @@ def fit_to_picture(duration: float, cuts: Sequence[float], curve=None, meter: Me
                     continue
                 length = duration - points[i]
                 total = (cost + TEMPO_WEIGHT * math.log2(bpm / want) ** 2 * min(length, 10.0) / 10.0
-                         + (CHANGE_PRICE + CHANGE_WEIGHT * ratio if ratio >= 1e-4 else 0.0)
-                         + _inner_price(points[i + 1:], points[i], phase, bpm, meter))
+                         + (CHANGE_PRICE + CHANGE_WEIGHT * ratio if ratio >= SAME_TEMPO else 0.0)
+                         + _inner_prices(points[i + 1:], points[i], bpm, meter)[phase])
                 if total < best_cost:
                     best, best_cost = (i, phase, previous, bpm), total
     segments = []  # (start seconds, bpm), from the end back
@@ -255,19 +260,20 @@ def fit_to_picture(duration: float, cuts: Sequence[float], curve=None, meter: Me
     segments.reverse()
     merged = [segments[0]]
     for start, value in segments[1:]:
-        if abs(math.log2(value / merged[-1][1])) >= 1e-4:
+        if abs(math.log2(value / merged[-1][1])) >= SAME_TEMPO:
             merged.append((start, value))
     return TempoMap(tuple(s for s, _ in merged), tuple(b for _, b in merged), meter)
 
 
-def _inner_price(times: Sequence[float], start: float, phase: int, bpm: float, meter: Meter) -> float:
-    """The price of the cuts inside a segment that starts at `start` on beat `phase` of the bar:
+def _inner_prices(times: Sequence[float], start: float, bpm: float, meter: Meter) -> list[float]:
+    """For each beat of the bar a segment may start on, the price of the cuts inside it:
     MISS_PRICE for each off the beat, OFF_BAR_PRICE for each on a beat but not a bar line."""
-    price = 0.0
+    missed, landed = 0.0, []
     for time in times:
         beats = (time - start) * bpm / 60.0 / meter.quarters_per_beat
         if abs(beats - round(beats)) * 60.0 * meter.quarters_per_beat / bpm > ON_BEAT:
-            price += MISS_PRICE
-        elif (phase + round(beats)) % meter.beats:
-            price += OFF_BAR_PRICE
-    return price
+            missed += MISS_PRICE
+        else:
+            landed.append(round(beats))
+    return [missed + OFF_BAR_PRICE * sum((phase + b) % meter.beats != 0 for b in landed)
+            for phase in range(meter.beats)]

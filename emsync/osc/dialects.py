@@ -34,7 +34,7 @@ def ableton_messages(notes: Sequence[Note], tempo: TempoMap, duration: float, fi
                      name: str = "emsync") -> list[bytes]:
     """Datagrams that make the notes Session-view clips in Live through AbletonOSC, in beats of
     the music's tempo map (a Session clip has no tempo changes: Live plays it at the first
-    tempo, which this sets; the bars and beats are the music's).
+    tempo, which this sets with the time signature; the bars and beats are the music's).
 
     The tempo, then per instrument (drums, piano, guitar, bass, strings on tracks
     first_track .. first_track+4, always all five so a track keeps its role across pushes):
@@ -43,7 +43,9 @@ def ableton_messages(notes: Sequence[Note], tempo: TempoMap, duration: float, fi
     (pitch, start beats, duration beats, velocity, mute) packed under MAX_DATAGRAM bytes.
     """
     length = clip_length_beats(notes, duration, tempo)
-    out = [message_bytes("/live/song/set/tempo", float(tempo.bpms[0]))]
+    out = [message_bytes("/live/song/set/tempo", float(tempo.bpms[0])),
+           message_bytes("/live/song/set/signature_numerator", tempo.meter.beats),
+           message_bytes("/live/song/set/signature_denominator", tempo.meter.unit)]
     for index, instrument in enumerate(INSTRUMENTS):
         track = first_track + index
         out += [message_bytes("/live/clip_slot/delete_clip", track, slot),

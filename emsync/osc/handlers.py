@@ -133,18 +133,19 @@ def on_settings_get(host, client):
         host.send(client, data)
 
 
-@route("/emsync/tempo", "", "version:i", reply="/emsync/tempo i:version s:meter (f:seconds f:bpm) per tempo "
-       "segment", summary="the tempo map a version is written on (the current one by default): its bars and beats")
+@route("/emsync/tempo", "", "version:i", reply="/emsync/tempo i:version s:meter i:segments, then bundles of "
+       "/emsync/tempo/segment i:index f:seconds f:bpm", summary="the tempo map a version is written on (the "
+       "current one by default; before any music, the map the next would get): its bars and beats")
 def on_tempo(host, client, *given):
     version_id = given[0] if given else host.session.current_id
     _known_version(host, version_id)
-    if version_id:
-        tempo = host.session.version(version_id).tempo()
-    else:
-        host.service.need_scenes()
-        tempo = host.service.tempo_map()
-    args = [value for change in tempo.changes()[:150] for value in map(float, change)]
-    host.reply(client, "/emsync/tempo", version_id, str(tempo.meter), *args)
+    tempo = host.session.version(version_id).tempo() if version_id else host.service.tempo_map()
+    changes = tempo.changes()
+    host.reply(client, "/emsync/tempo", version_id, str(tempo.meter), len(changes))
+    segments = [message_bytes("/emsync/tempo/segment", index, float(start), float(bpm))
+                for index, (start, bpm) in enumerate(changes)]
+    for data in chunked_messages(segments):
+        host.send(client, data)
 
 
 @route("/emsync/generate", "", "seed:i", reply="/emsync/job/started i:job s:kind i:seed, then "

@@ -19,8 +19,9 @@ def _performance(host, track: str):
     from emsync.live.player import Performance
 
     version = host.session.current()
-    tempo = version.tempo() if version is not None else host.service.tempo_map()
-    return Performance.from_notes(version.notes if version is not None else [], tempo, track or None)
+    if version is None:  # nothing to play yet
+        return Performance.from_notes([], 120.0, track or None)
+    return Performance.from_notes(version.notes, version.tempo(), track or None)
 
 
 def reload(host) -> None:

@@ -74,11 +74,15 @@ class Request:
     end: float = 0.0
     candidates: int = 1
     seam_seconds: float = 0.0
-    tempo: TempoMap = field(default_factory=lambda: TempoMap.constant(120.0))
+    bpm: float = 0.0  # the tempo setting (0: fit a map to the picture)
+    meter: str = "4/4"
+    tempo: TempoMap | None = None  # fixed ahead (regenerate keeps its version's), else made in `run`
 
     def run(self, generator, progress: Callable[[float], None] | None = None,
             cancel: threading.Event | None = None) -> Take:
         began = time.perf_counter()
+        if self.tempo is None:  # here, not when asked: fitting a long film's map takes seconds
+            self.tempo = tempo_map_for(self.duration, self.boundaries, self.curve, self.bpm, self.meter)
         if self.kind == "generate":
             result = generator.generate(self.duration, self.boundaries, self.curve, seed=self.seed, **self.sampling,
                                         tempo=self.tempo, progress=progress, cancel=cancel)
@@ -95,6 +99,14 @@ class Request:
             covered = result.end - result.start
         params["tempo"] = self.tempo.to_dict()
         return Take(self.kind, result.notes, self.parent, params, time.perf_counter() - began, covered)
+
+
+def tempo_map_for(duration: float, marks: Sequence[float], curve: EmotionCurve, bpm: float, meter: str) -> TempoMap:
+    """The tempo map music is written on: `bpm` throughout, or (bpm 0) fitted to the picture so
+    the cuts land on beats (core.tempo.fit_to_picture)."""
+    if bpm:
+        return TempoMap.constant(bpm, Meter.parse(meter))
+    return fit_to_picture(duration, marks, curve, Meter.parse(meter))
 
 
 class ScoringService:
@@ -219,20 +231,15 @@ class ScoringService:
         curve = EmotionCurve.from_scenes(copy.deepcopy(session.scenes))
         return Request(kind, self._seed(seed), session.duration, marks, curve,
                        {name: session.settings[name] for name in SAMPLING_SETTINGS}, parent,
-                       tempo=self.tempo_map(marks, curve))
+                       bpm=session.settings["bpm"], meter=session.settings["meter"])
 
-    def tempo_map(self, marks: Sequence[float] | None = None, curve: EmotionCurve | None = None) -> TempoMap:
-        """The tempo map new music is written on: the `bpm` setting throughout, or (bpm 0)
-        fitted to the picture so the cuts land on beats (core.tempo.fit_to_picture)."""
+    def tempo_map(self) -> TempoMap:
+        """The tempo map new music would be written on now (see `tempo_map_for`)."""
+        self.need_scenes()
         session = self.session
-        meter = Meter.parse(session.settings["meter"])
-        if session.settings["bpm"]:
-            return TempoMap.constant(session.settings["bpm"], meter)
-        if marks is None:
-            marks = boundaries(session.scenes, session.hits, session.duration)
-        if curve is None:
-            curve = EmotionCurve.from_scenes(copy.deepcopy(session.scenes))
-        return fit_to_picture(session.duration, marks, curve, meter)
+        return tempo_map_for(session.duration, boundaries(session.scenes, session.hits, session.duration),
+                             EmotionCurve.from_scenes(copy.deepcopy(session.scenes)), session.settings["bpm"],
+                             session.settings["meter"])
 
     def generate_request(self, seed: int | None = None) -> Request:
         """Music for the whole session (seed None: the session's seed setting plus the version number)."""

@@ -88,7 +88,7 @@ class Version:
     created: float = 0.0
 
     def tempo(self) -> TempoMap:
-        """The tempo map the music was made on (120 bpm in 4/4 for versions made before maps)."""
+        """The tempo map the music was written on (a session from before maps: its bpm, in 4/4)."""
         return TempoMap.from_dict(self.params["tempo"]) if "tempo" in self.params else TempoMap.constant(120.0)
 
 
@@ -116,6 +116,7 @@ class Session:
         self.position = -1  # index into history of the current version; -1: no music
         self.next_version = 1
         self._cache: dict[int, Version] = {}
+        self._unmapped_bpm = 120.0  # the tempo of versions written before tempo maps
         self._load()
 
     # ---- files -------------------------------------------------------------------------
@@ -152,9 +153,14 @@ class Session:
             self.duration = float(data.get("duration", 0.0))
             self.scenes = [_scene_from(s) for s in data.get("scenes", [])]
             self.hits = [float(h) for h in data.get("hits", [])]
-            for name, value in data.get("settings", {}).items():
+            saved = data.get("settings", {})
+            for name, value in saved.items():
                 if name in SETTINGS:
                     self.settings[name] = check_setting(name, value)
+            if "meter" not in saved:  # a session from before tempo maps: its music was written at its bpm
+                self._unmapped_bpm = self.settings["bpm"]
+                if self.settings["bpm"] == 120.0:  # the old default: fit maps from now on
+                    self.settings["bpm"] = 0.0
             self.history = [int(v) for v in data.get("history", [])]
             self.position = int(data.get("position", len(self.history) - 1))
             self.next_version = int(data.get("next_version", max(self.history, default=0) + 1))
@@ -226,8 +232,10 @@ class Session:
         try:
             data = json.loads(path.read_text())
             notes = [Note(float(s), float(e), int(p), int(v), int(i)) for s, e, p, v, i in data["notes"]]
-            version = Version(int(data["id"]), str(data["kind"]), int(data.get("parent", 0)), notes,
-                              dict(data.get("params", {})), float(data.get("created", 0.0)))
+            params = dict(data.get("params", {}))
+            params.setdefault("tempo", TempoMap.constant(self._unmapped_bpm).to_dict())
+            version = Version(int(data["id"]), str(data["kind"]), int(data.get("parent", 0)), notes, params,
+                              float(data.get("created", 0.0)))
         except (OSError, ValueError, TypeError, KeyError) as exc:
             raise EmsyncError(f"{path}: not a readable version file ({exc})") from None
         self._cache[version_id] = version

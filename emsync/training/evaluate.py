@@ -5,10 +5,11 @@
    model with offsets masked (same seeds), plus the constrained hit mode and a
    chance line (the same measure at random instants of the same music).
    On the same lists, the grid: each cue is written on a tempo map fitted to its cuts
-   (random meters); the share of onsets within +-30 ms of a 16th note of that written map
+   (meters 4/4, 3/4, 4/4, 6/8 in turn); the share of onsets within +-30 ms of a 16th note of that written map
    (the model hearing the grid, the same model not hearing it, and the constrained on-grid
-   mode, with the note densities), cuts on a written beat and on a bar line, and tempo events
-   per minute.
+   mode, with the note densities; chance: random instants), cuts on a written beat and on a
+   bar line, and tempo events per minute. Arousal against the map's bpm (in 2.) shows the
+   tempo rule, not the model.
 2. Emotion control on a 5x5 valence/arousal grid: Pearson correlation between the
    requested values and measured features (arousal: note density, velocity;
    valence: major-vs-minor key evidence), the model alone, with the sampler's
@@ -79,7 +80,7 @@ def boundary_alignment(generator: MusicGenerator, n_lists: int, duration: float,
     rng = np.random.default_rng(seed)
     rows = {"with_offsets": [], "offsets_masked": [], "constrained_hit_cuts": [], "chance_with_offsets": []}
     grid = {"onsets_on_16th_30ms": [], "onsets_on_16th_30ms_grid_not_heard": [],
-            "onsets_on_16th_30ms_constrained_on_grid": [], "notes_per_second": [],
+            "onsets_on_16th_30ms_constrained_on_grid": [], "onsets_on_16th_30ms_chance": [], "notes_per_second": [],
             "notes_per_second_constrained_on_grid": [], "cuts_on_beat": [], "cuts_on_bar_line": [],
             "tempo_events_per_minute": []}
     for i in range(n_lists):
@@ -102,6 +103,8 @@ def boundary_alignment(generator: MusicGenerator, n_lists: int, duration: float,
         grid["onsets_on_16th_30ms"].append(grid_fit(own.notes, tempo, duration))
         grid["onsets_on_16th_30ms_grid_not_heard"].append(grid_fit(deaf.notes, tempo, duration))
         grid["onsets_on_16th_30ms_constrained_on_grid"].append(grid_fit(snapped.notes, tempo, duration))
+        chance = [Note(float(t), float(t) + 0.1, 60, 80, 1) for t in rng.uniform(0.0, duration, size=200)]
+        grid["onsets_on_16th_30ms_chance"].append(grid_fit(chance, tempo, duration))
         grid["notes_per_second"].append(len(own.notes) / duration)
         grid["notes_per_second_constrained_on_grid"].append(len(snapped.notes) / duration)
         beat, bar = on_beat(tempo, cuts, duration)

@@ -68,6 +68,8 @@ class WindowSampler:
         data = np.load(path)
         self.block_size = block_size
         self.arrays = {k: data[k] for k in data.files}
+        if "downbeats" not in self.arrays:
+            raise EmsyncError(f"{path}: built before corpora carried their bar lines; rebuild it with `emsync data build`")
         corpus = self.arrays["corpus"]
         self.music = np.flatnonzero(corpus != "groove")
         self.grooves = np.flatnonzero(corpus == "groove")
