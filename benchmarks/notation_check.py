@@ -6,7 +6,10 @@ cue and overall: whether MuseScore kept the file's first tempo (within 1 %) and 
 share of notes and rests written as 32nd or shorter, and tuplets per note or rest; beside
 them the share of onsets within 30 ms of a written 16th.
 
-    python benchmarks/notation_check.py [--cues 8] [--seconds 30] [--model M] [--seed 0]
+    python benchmarks/notation_check.py [--cues 8] [--seconds 30] [--model M] [--seed 0] [--free-timing]
+
+As the product writes them (notes on the grid) by default; `--free-timing` reads the model's
+own timing instead.
 
 Needs Debian's musescore3 and xvfb.
 """
@@ -40,6 +43,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--model")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--free-timing", action="store_true", help="the model's own timing, not written on the grid")
     args = parser.parse_args()
     generator = MusicGenerator(args.model)
     rng = np.random.default_rng(args.seed)
@@ -52,7 +56,8 @@ def main() -> None:
                       for a, b in zip(edges, edges[1:])]
             curve = EmotionCurve.from_scenes(scenes)
             tempo = fit_to_picture(args.seconds, cuts, curve, METERS[i % len(METERS)])
-            music = generator.generate(args.seconds, cuts, curve, seed=args.seed + i, tempo=tempo)
+            music = generator.generate(args.seconds, cuts, curve, seed=args.seed + i, tempo=tempo,
+                                       on_grid=not args.free_timing)
             path = write_midi(Path(folder) / f"cue{i}.mid", music.notes, score_markers(scenes), tempo)
             reading = read_in_musescore(path)
             rows.append({"meter": str(tempo.meter), "written_bpm": round(tempo.bpms[0], 2),
@@ -61,7 +66,7 @@ def main() -> None:
                                                       and reading.meter == str(tempo.meter)),
                          "short_values": round(reading.short_share, 3), "tuplets": round(reading.tuplet_share, 3),
                          "onsets_on_16th_30ms": round(grid_fit(music.notes, tempo, args.seconds), 3)})
-    summary = {"cues": len(rows), "model": str(generator.path),
+    summary = {"cues": len(rows), "model": str(generator.path), "on_grid": not args.free_timing,
                "kept_tempo_and_meter": round(float(np.mean([r["kept_tempo_and_meter"] for r in rows])), 3),
                "short_values_mean": round(float(np.mean([r["short_values"] for r in rows])), 3),
                "tuplets_mean": round(float(np.mean([r["tuplets"] for r in rows])), 3),

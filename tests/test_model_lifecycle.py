@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import run_cli
+from emsync.core.conditions import N_GRID_AHEAD, N_GRID_SLOTS
 from emsync.core.generator import cache_names, default_model_path
 
 needs_torch = pytest.mark.skipif(find_spec("torch") is None, reason="needs torch (pip install 'emsync[train]')")
@@ -28,15 +29,18 @@ def test_committed_model_matches_its_torch_weights():
     tokens = rng.integers(2, model.cfg.vocab_size, size=(1, 40))
     emotion = rng.uniform(-1, 1, size=(1, 40, 2)).astype(np.float32)
     offsets = rng.integers(0, model.cfg.n_offset_bins, size=(1, 40))
+    grid = np.stack([rng.integers(0, N_GRID_AHEAD, size=(1, 40)), rng.integers(0, N_GRID_SLOTS, size=(1, 40))], -1)
+    assert model.cfg.grid, "the committed model hears the grid"
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     names = cache_names(model.cfg.n_layer, "past")
     head, *present = session.run(None, {"tokens": tokens[:, :30], "emotion": emotion[:, :30],
-                                        "offsets": offsets[:, :30],
+                                        "offsets": offsets[:, :30], "grid": grid[:, :30],
                                         **{n: p.numpy() for n, p in zip(names, model.empty_past(1))}})
     tail = session.run(["logits"], {"tokens": tokens[:, 30:], "emotion": emotion[:, 30:],
-                                    "offsets": offsets[:, 30:], **dict(zip(names, present))})[0]
+                                    "offsets": offsets[:, 30:], "grid": grid[:, 30:], **dict(zip(names, present))})[0]
     with torch.no_grad():
-        reference, _ = model(torch.from_numpy(tokens), torch.from_numpy(emotion), torch.from_numpy(offsets))
+        reference, _ = model(torch.from_numpy(tokens), torch.from_numpy(emotion), torch.from_numpy(offsets),
+                             grid=torch.from_numpy(grid))
     np.testing.assert_allclose(np.concatenate([head, tail], axis=1), reference.numpy(), atol=2e-3)
 
 

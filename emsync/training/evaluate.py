@@ -103,7 +103,8 @@ def boundary_alignment(generator: MusicGenerator, n_lists: int, duration: float,
         grid["onsets_on_16th_30ms"].append(grid_fit(own.notes, tempo, duration))
         grid["onsets_on_16th_30ms_grid_not_heard"].append(grid_fit(deaf.notes, tempo, duration))
         grid["onsets_on_16th_30ms_constrained_on_grid"].append(grid_fit(snapped.notes, tempo, duration))
-        chance = [Note(float(t), float(t) + 0.1, 60, 80, 1) for t in rng.uniform(0.0, duration, size=200)]
+        instants = np.random.default_rng(seed + 10_000 + i).uniform(0.0, duration, size=200)  # not `rng`: the cut
+        chance = [Note(float(t), float(t) + 0.1, 60, 80, 1) for t in instants]             # lists stay as they were
         grid["onsets_on_16th_30ms_chance"].append(grid_fit(chance, tempo, duration))
         grid["notes_per_second"].append(len(own.notes) / duration)
         grid["notes_per_second_constrained_on_grid"].append(len(snapped.notes) / duration)
