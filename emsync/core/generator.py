@@ -1,7 +1,8 @@
 """Music generation over onnxruntime with a key/value cache.
 
 The sampler feeds one token at a time, each with the valence/arousal wanted at its
-instant and the quantized time to the next cut, exactly as in training. A small
+instant, the quantized time to the next cut and, for a model that hears it, where it sits
+on the tempo map's 16th-note grid, exactly as in training. A small
 grammar keeps the stream well formed (no release of a silent note, bounded
 polyphony, time always moves on) and releases a note the model can no longer see
 start: when the context window slides past its note-on (training windows never hold
@@ -222,14 +223,15 @@ class MusicGenerator:
         new_from = len(tokens)
         hit = {c for c in cut_steps if c < stream.step}
 
-        grid = tempo.grid_points(duration + 1.0) if tempo is not None else (np.zeros(0), np.zeros(0, np.int64))
+        grid = tempo.grid_points(duration + 1.0) if tempo is not None and self.hears_grid else None
 
         def conditions(clock_values: list[float]):
             clock_array = np.asarray(clock_values, dtype=np.float64)
             offs = boundary_offset_bins(clock_array, seen_boundaries) if seen_boundaries else \
                 np.full(len(clock_array), NO_BOUNDARY)
             wanted = emotion.at(clock_array)
-            return (np.stack([wanted, -wanted]) if emotion_guidance else wanted), offs, grid_bins(clock_array, *grid)
+            heard = grid_bins(clock_array, *grid) if grid is not None else None  # None: no grid
+            return (np.stack([wanted, -wanted]) if emotion_guidance else wanted), offs, heard
 
         block = self.config["block_size"]
 

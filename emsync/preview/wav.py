@@ -1,7 +1,6 @@
 """48 kHz 24-bit PCM WAV files: writing float audio (with a gain applied on the way), reading back."""
 from __future__ import annotations
 
-import io
 import os
 import wave
 
@@ -12,13 +11,6 @@ from emsync.preview.synth import CHANNELS, SAMPLE_RATE
 
 SAMPLE_WIDTH = 3  # bytes: 24-bit PCM
 _FULL_SCALE = float(1 << 23)
-
-
-def wav_bytes(audio: np.ndarray) -> bytes:
-    """A 48 kHz 24-bit PCM WAV of float audio in -1..1 (clamped at full scale)."""
-    buffer = io.BytesIO()
-    write_wav(buffer, audio)
-    return buffer.getvalue()
 
 
 def read_wav(path: str | os.PathLike) -> tuple[np.ndarray, int]:

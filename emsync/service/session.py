@@ -88,7 +88,8 @@ class Version:
     created: float = 0.0
 
     def tempo(self) -> TempoMap:
-        """The tempo map the music was written on (a session from before maps: its bpm, in 4/4)."""
+        """The tempo map the music was written on (120 bpm in 4/4 where a version carries none;
+        versions read from a session made before tempo maps carry its bpm)."""
         return TempoMap.from_dict(self.params["tempo"]) if "tempo" in self.params else TempoMap.constant(120.0)
 
 
