@@ -114,7 +114,7 @@ def _as_flag(name: str):
 def _write_score(args, service) -> None:
     """Generate for the opened scenes and write the MIDI file, and the WAV and piano roll asked for."""
     version, take = service.generate(args.seed)
-    output = service.export_midi(args.output)
+    output = service.export_midi(args.output, overwrite=True)  # the user named it on the command line
     scenes = service.session.scenes
     tempo = version.tempo()
     bpms = f"{min(tempo.bpms):.0f}" + (f"-{max(tempo.bpms):.0f}" if len(tempo.bpms) > 1 else "")
@@ -133,7 +133,7 @@ def _write_score(args, service) -> None:
         picture = plot(output, output.with_suffix(".png"), scenes)
         print(f"wrote {picture}: piano roll with cuts and the emotion curve")
     if getattr(args, "otio", None):
-        service.export_timeline(args.otio, output, audio)
+        service.export_timeline(args.otio, output, audio, overwrite=True)
         print(f"wrote {args.otio}: the edit with a music track and a marker at every cut")
 
 
@@ -313,7 +313,8 @@ def _sampling_options(parser: argparse.ArgumentParser) -> None:
                         metavar="G", help="follow the emotion more strongly: push away from the mirrored "
                         f"emotion by G (default when given: {EMOTION_GUIDANCE}); about half the speed")
     parser.add_argument("--free-timing", dest="on_grid", action="store_false",
-                        help="keep the model's own timing instead of writing every note on a 16th of the tempo map")
+                        help="keep the played feel (onsets up to 20 ms either side of a 16th) instead of writing every "
+                        "note exactly on a 16th of the tempo map")
     parser.add_argument("--lock-mode", action="store_true",
                         help="constrained mode: valence picks major or minor (the wrong mode's third and sixth "
                         "are played a semitone over; |valence| < 0.15 leaves the mode to the model)")

@@ -138,7 +138,7 @@ def test_open_list_and_set_emotions(server, peer, scene_file):
     assert "index 7" in peer.error_for("/emsync/scene/emotion")
     peer.send("/emsync/scene/emotion", 0, 0.1, 1.5)
     assert "arousal" in peer.error_for("/emsync/scene/emotion")
-    saved = json.loads((server.session / "session.json").read_text())
+    saved = json.loads((server.session / "scenes.json").read_text())
     assert saved["scenes"][1]["valence"] == pytest.approx(-0.35) and saved["scenes"][2]["arousal"] == -0.5
     assert peer.ask("/emsync/settings/set", "candidates", 2, reply="/emsync/settings") == ["candidates", 2]
     peer.send("/emsync/settings/set", "temperature", -1.0)
@@ -383,9 +383,11 @@ def test_open_a_video_as_a_job_then_the_users_emotion_wins(server, peer, tmp_pat
     from emsync.timelines import read_timeline
 
     assert read_timeline(edit).cuts == pytest.approx([scene[1] for scene in scenes[1:]], abs=0.05)
-    peer.send("/emsync/open/video", str(tmp_path / "missing.mp4"))
-    failed = peer.until("/emsync/job/failed")[-1][1]
-    assert "missing.mp4" in failed[1]
+    peer.send("/emsync/open/video", str(tmp_path / "missing.mp4"))  # refused at the door: no job
+    assert "missing.mp4: file not found" in peer.error_for("/emsync/open/video")
+    (tmp_path / "text.mp4").write_text("not a video")
+    peer.send("/emsync/open/video", str(tmp_path / "text.mp4"))  # only the analysis finds out
+    assert "text.mp4" in peer.until("/emsync/job/failed")[-1][1][1]
 
 
 def test_kill_9_during_generation_keeps_the_acknowledged_state(tmp_path, scene_file):

@@ -378,4 +378,33 @@ def test_write_refuses_unknown_formats_and_missing_folders(tmp_path):
         write_timeline(source, tmp_path / "out.mov", tmp_path / "score.mid")
     with pytest.raises(EmsyncError, match="does not exist"):
         write_timeline(source, tmp_path / "nope" / "out.otio", tmp_path / "score.mid")
-    assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".out*"))
+    assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".emsync-*"))
+
+
+def test_nesting_is_measured_without_parsing():
+    """The scans that guard the parsers agree with a parser on any JSON, strings with brackets,
+    quotes and backslashes included, and stop counting XML past the limit."""
+    import json
+    import random
+
+    from emsync.timelines.nesting import json_depth, xml_depth
+
+    rng = random.Random(7)
+
+    def value(depth: int):
+        if depth > 6 or rng.random() < 0.3:
+            return rng.choice([1, None, 'a\\"[{', "\\", "x]}", "\u00e9\""])
+        if rng.random() < 0.5:
+            return [value(depth + 1) for _ in range(rng.randint(0, 3))]
+        return {f'k{i}"{{': value(depth + 1) for i in range(rng.randint(0, 3))}
+
+    def depth(item) -> int:
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        return 0 if children is None else 1 + max(map(depth, children), default=0)
+
+    for _ in range(500):
+        item = value(0)
+        assert json_depth(json.dumps(item).encode()) == depth(item)
+    assert json_depth(b'["unterminated [[[[') == 1 and json_depth(b'"\\\\"[[]]') == 2
+    assert xml_depth(b"<a><b/><c><d/></c></a>") == 3
+    assert xml_depth(b"<a>" * 1000, limit=200) == 201, "stops past the limit"

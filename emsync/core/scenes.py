@@ -10,6 +10,8 @@ from typing import Sequence
 
 from emsync.core.emotions import nearest_word
 from emsync.core.errors import EmsyncError
+from emsync.core.fileio import read_regular
+from emsync.core.limits import MAX_CUTS, MAX_HITS, MAX_SCENE_FILE_BYTES, MAX_SCENES, MAX_SCORE_SECONDS
 from emsync.core.music import Scene
 
 
@@ -25,9 +27,11 @@ def _number(value, field: str, low: float = -math.inf, high: float = math.inf) -
 
 def scenes_from_cuts(duration: float, cuts: Sequence[float], valence: float, arousal: float) -> list[Scene]:
     """One scene between each pair of cuts, all with the same emotion."""
-    duration = _number(duration, "duration", 0.0)
+    duration = _number(duration, "duration", 0.0, MAX_SCORE_SECONDS)
     if duration <= 0:
         raise EmsyncError("duration: must be positive")
+    if len(cuts) > MAX_CUTS:
+        raise EmsyncError(f"cuts: {len(cuts)} cuts, more than the {MAX_CUTS} a score may have")
     times = sorted({_number(c, "cuts", 0.0) for c in cuts})
     outside = [t for t in times if t >= duration]
     if outside:
@@ -43,28 +47,29 @@ def load_scene_file(path: str | Path) -> tuple[float, list[Scene]]:
     (or a bare list of scenes). Missing ends run to the next start; returns (duration, scenes)."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise EmsyncError(f"{path}: file not found") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise EmsyncError(f"{path}: not a readable JSON scene file ({exc})") from None
+        data = json.loads(read_regular(path, MAX_SCENE_FILE_BYTES, "scene file"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise EmsyncError(f"{path}: not a readable JSON scene file ({str(exc) or 'nested too deeply'})") from None
     items = data.get("scenes") if isinstance(data, dict) else data
     if not isinstance(items, list) or not items:
         raise EmsyncError(f"{path}: expected a non-empty list of scenes")
+    if len(items) > MAX_SCENES:
+        raise EmsyncError(f"{path}: {len(items)} scenes, more than the {MAX_SCENES} a session may have")
     parsed = []
     for i, item in enumerate(items):
         where = f"{path}: scenes[{i}]"
         if not isinstance(item, dict):
             raise EmsyncError(f"{where}: expected an object")
-        parsed.append((_number(item.get("start"), f"{where}.start", 0.0),
-                       None if item.get("end") is None else _number(item["end"], f"{where}.end", 0.0),
+        parsed.append((_number(item.get("start"), f"{where}.start", 0.0, MAX_SCORE_SECONDS),
+                       None if item.get("end") is None else _number(item["end"], f"{where}.end", 0.0,
+                                                                    MAX_SCORE_SECONDS),
                        _number(item.get("valence", 0.0), f"{where}.valence", -1, 1),
                        _number(item.get("arousal", 0.0), f"{where}.arousal", -1, 1),
                        str(item.get("name", ""))))
     parsed.sort(key=lambda p: p[0])
     last_end = parsed[-1][1] if parsed[-1][1] is not None else None
     duration = data.get("duration") if isinstance(data, dict) else None
-    duration = _number(duration, f"{path}: duration", 0.0) if duration is not None else last_end
+    duration = _number(duration, f"{path}: duration", 0.0, MAX_SCORE_SECONDS) if duration is not None else last_end
     if not duration or duration <= parsed[-1][0]:
         raise EmsyncError(f"{path}: duration missing or not after the last scene's start")
     scenes = []
@@ -72,6 +77,24 @@ def load_scene_file(path: str | Path) -> tuple[float, list[Scene]]:
         stop = parsed[i + 1][0] if i + 1 < len(parsed) else duration
         scenes.append(Scene(start, min(end, stop) if end is not None else stop, v, a, name, user_set=True))
     return duration, scenes
+
+
+def check_scene_list(duration: float, scenes: Sequence[Scene], hits: Sequence[float], where: str = "") -> None:
+    """EmsyncError naming the field (after `where`, the file it came from) unless every number
+    of a session's scenes is finite and within the bounds of emsync.core.limits: whatever
+    the source, nothing out of bounds reaches a session, its file or a reply."""
+    prefix = f"{where}: " if where else ""
+    _number(duration, f"{prefix}duration", 0.0, MAX_SCORE_SECONDS)
+    if len(scenes) > MAX_SCENES:
+        raise EmsyncError(f"{prefix}{len(scenes)} scenes, more than the {MAX_SCENES} a session may have")
+    if len(hits) > MAX_HITS:
+        raise EmsyncError(f"{prefix}{len(hits)} hits, more than the {MAX_HITS} a session may have")
+    for index, scene in enumerate(scenes):
+        for name, low, high in (("start", 0.0, MAX_SCORE_SECONDS), ("end", 0.0, MAX_SCORE_SECONDS),
+                                ("valence", -1.0, 1.0), ("arousal", -1.0, 1.0)):
+            _number(getattr(scene, name), f"{prefix}scenes[{index}].{name}", low, high)
+    for hit in hits:
+        _number(hit, f"{prefix}hits", 0.0, MAX_SCORE_SECONDS)
 
 
 def user_emotion(scene: Scene, valence: float, arousal: float) -> Scene:

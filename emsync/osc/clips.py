@@ -25,9 +25,10 @@ import zlib
 from dataclasses import dataclass
 from typing import Sequence
 
+from emsync.core.limits import MAX_DATAGRAM
 from emsync.core.music import INSTRUMENTS, Note
 
-from .wire import MAX_DATAGRAM, bundle_bytes, message_bytes
+from .wire import bundle_bytes, message_bytes
 
 NOTE_BYTES = 4 * 4 + 4  # four 32-bit arguments and their four type tags
 

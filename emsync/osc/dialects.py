@@ -13,10 +13,11 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
+from emsync.core.limits import MAX_DATAGRAM
 from emsync.core.music import INSTRUMENTS, Note
 from emsync.core.tempo import TempoMap
 
-from emsync.osc.wire import MAX_DATAGRAM, message_bytes
+from emsync.osc.wire import message_bytes
 
 ABLETON_PORT = 11000
 REAPER_PORT = 8000  # REAPER's usual "local listen port" for an OSC control surface

@@ -22,16 +22,19 @@ def _opened(opened) -> tuple:
 
 
 @route("/emsync/status", "", reply="/emsync/status s:state i:version i:versions i:undo i:redo f:duration "
-       "i:scenes i:job f:progress s:session", summary="state of the service and the session")
+       "i:scenes i:job f:progress s:session", summary="state of the service and the session", immediate=True)
 def on_status(host, client):
     host.reply(client, "/emsync/status", *host.status_args())
 
 
 @route("/emsync/reply_port", "port:i", reply="/emsync/ok s:address i:port",
-       summary="send replies for this host's requests to this UDP port (0: back to the sending port)")
+       summary="send replies for this host's requests to this UDP port (0: back to the sending port)", immediate=True)
 def on_reply_port(host, client, port):
     if not 0 <= port <= 65535:
         raise EmsyncError(f"port: {port} is outside 0..65535")
+    if host.own.matches((client[0], port)):
+        raise EmsyncError(f"port: {client[0]}:{port} is this server's own address; replies there would come back "
+                          "as requests")
     if port:
         host.reply_ports[client[0]] = port
     else:
@@ -44,8 +47,7 @@ def on_reply_port(host, client, port):
 def on_help(host, client):
     entries = [message_bytes("/emsync/help/address", r.address, r.usage(), r.reply, r.summary)
                for r in ROUTES.values()]
-    for data in chunked_messages(entries):
-        host.send(client, data)
+    host.send_all(client, chunked_messages(entries))
 
 
 @route("/emsync/open/timeline", "path:s", "path:s fps:f", "path:s fps:f transition:s",
@@ -92,16 +94,17 @@ def on_open_scenes(host, client, path):
 def on_scenes_list(host, client, seq=None):
     scenes = host.session.scenes
     per = SCENES_PER_BUNDLE
-    groups = [list(range(i, min(i + per, len(scenes)))) for i in range(0, len(scenes), per)] or [[]]
+    groups = [range(i, min(i + per, len(scenes))) for i in range(0, len(scenes), per)] or [range(0)]
     if seq is not None and not 0 <= seq < len(groups):
         raise EmsyncError(f"seq: {seq} is outside 0..{len(groups) - 1}")
-    for number, group in enumerate(groups):
-        if seq is not None and number != seq:
-            continue
-        items = [message_bytes("/emsync/scenes/chunk", number, len(groups), group[0] if group else 0, len(group),
-                               len(scenes))]
+
+    def bundle(number: int) -> bytes:  # built as sent: a long list never sits in memory twice
+        group = groups[number]
+        items = [message_bytes("/emsync/scenes/chunk", number, len(groups), group.start, len(group), len(scenes))]
         items += [message_bytes("/emsync/scene", *host.scene_args(index, scenes[index])) for index in group]
-        host.send(client, bundle_bytes(items))
+        return bundle_bytes(items)
+
+    host.send_all(client, (bundle(number) for number in ([seq] if seq is not None else range(len(groups)))))
 
 
 @route("/emsync/scene/emotion", "index:i emotion:s", "index:i valence:f arousal:f",
@@ -129,8 +132,7 @@ def on_settings_set(host, client, name, value):
 @route("/emsync/settings/get", "", reply="a bundle of /emsync/settings s:name value", summary="every setting")
 def on_settings_get(host, client):
     items = [message_bytes("/emsync/settings", name, value) for name, value in host.session.settings.items()]
-    for data in chunked_messages(items):
-        host.send(client, data)
+    host.send_all(client, chunked_messages(items))
 
 
 @route("/emsync/tempo", "", "version:i", reply="/emsync/tempo i:version s:meter i:segments, then bundles of "
@@ -144,8 +146,7 @@ def on_tempo(host, client, *given):
     host.reply(client, "/emsync/tempo", version_id, str(tempo.meter), len(changes))
     segments = [message_bytes("/emsync/tempo/segment", index, float(start), float(bpm))
                 for index, (start, bpm) in enumerate(changes)]
-    for data in chunked_messages(segments):
-        host.send(client, data)
+    host.send_all(client, chunked_messages(segments))
 
 
 @route("/emsync/generate", "", "seed:i", reply="/emsync/job/started i:job s:kind i:seed, then "
@@ -168,7 +169,7 @@ def on_regenerate(host, client, start, end, *seed):
 
 
 @route("/emsync/cancel", "", "job:i", reply="/emsync/job/cancelling i:job, then /emsync/job/cancelled i:job",
-       summary="stop the running job; the session stays as it was")
+       summary="stop the running job (any client's); the session stays as it was", immediate=True)
 def on_cancel(host, client, *given):
     job = host.job
     if job is None or (given and given[0] != job.id):
@@ -181,8 +182,8 @@ def _moved(host, client, version_id: int) -> None:
     session = host.session
     kind = session.version(version_id).kind if version_id else "empty"
     host.reply(client, "/emsync/version", version_id, session.position, len(session.history), kind)
-    host.send_clips(client, version_id)
     playback.reload(host)
+    host.send_clips(client, version_id)
 
 
 @route("/emsync/undo", "", reply="/emsync/version i:version i:position i:versions s:kind, then the clips",
@@ -221,19 +222,24 @@ def on_clips_chunk(host, client, version_id, seq):
     host.send(client, transfer.chunks[seq])
 
 
-@route("/emsync/export/midi", "path:s", reply="/emsync/exported s:kind s:path i:version",
-       summary="the current version as a type 1 Standard MIDI File (one track per instrument, cut markers)")
-def on_export_midi(host, client, path):
-    written = host.service.export_midi(path)
+@route("/emsync/export/midi", "path:s", "path:s overwrite:b", reply="/emsync/exported s:kind s:path i:version",
+       summary="the current version as a type 1 Standard MIDI File (one track per instrument, cut markers); "
+       "overwrite: replace a file emsync did not write")
+def on_export_midi(host, client, path, overwrite=False):
+    written = host.service.export_midi(path, bool(overwrite))
     host.reply(client, "/emsync/exported", "midi", str(written.resolve()), host.session.current_id)
 
 
-@route("/emsync/export/timeline", "path:s", "path:s midi:s",
+@route("/emsync/export/timeline", "path:s", "path:s midi:s", "path:s midi:s overwrite:b",
        reply="/emsync/exported s:kind s:path i:version (midi, then timeline)",
-       summary="the opened timeline (or video) with a music track playing the exported MIDI and emotion markers")
-def on_export_timeline(host, client, path, midi=""):
+       summary="the opened timeline (or video) with a music track playing the exported MIDI and emotion markers "
+       "(midi \"\": beside it); overwrite: replace files emsync did not write")
+def on_export_timeline(host, client, path, midi="", overwrite=False):
     host.service.check_timeline_export(path)
-    midi_path = host.service.export_midi(midi or str(Path(path).with_suffix(".mid")))
+    midi = midi or str(Path(path).with_suffix(".mid"))
+    for target in (path, midi):  # both checked before either is written
+        host.service.exports.check(target, bool(overwrite))
+    midi_path = host.service.export_midi(midi, bool(overwrite))
     host.reply(client, "/emsync/exported", "midi", str(midi_path.resolve()), host.session.current_id)
-    written = host.service.export_timeline(path, midi_path)
+    written = host.service.export_timeline(path, midi_path, overwrite=bool(overwrite))
     host.reply(client, "/emsync/exported", "timeline", str(written.resolve()), host.session.current_id)

@@ -1,12 +1,21 @@
 """The OSC host: requests in, packets out, over one scoring service (emsync.service).
 
-Whatever arrives, the sender gets either the reply or an /emsync/error naming the address.
-Slow work (video analysis, generation) runs as a job in one worker thread: onnxruntime
-releases the GIL, so status, scene edits and chunk re-requests are answered while it runs.
-Every acknowledged change is on disk first (emsync.service.session).
+Whatever arrives, the sender gets either the reply or an /emsync/error naming the address
+(except an /emsync/error itself: an error is never answered with an error). Three threads:
+
+- the receive thread parses, checks the arguments and answers what needs no file and no
+  lock at once (status, cancel, reply_port: within milliseconds whatever else is going on);
+- the request thread (emsync.osc.worker) serves every other request in order: opening
+  files, session saves, exports, scene lists and clips, long replies paced;
+- a job thread runs slow work (video analysis, generation): onnxruntime releases the GIL,
+  so requests are answered while it runs.
+
+Every acknowledged change is on disk first (emsync.service.session). Nothing is ever sent
+to the server's own address (emsync.osc.loopguard).
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -18,19 +27,23 @@ from typing import Callable
 
 from emsync.core.emotions import nearest_word
 from emsync.core.errors import EmsyncError
+from emsync.core.limits import MAX_REQUEST_BYTES, MAX_TRANSFER_NOTES, REPLY_BURST, REPLY_GAP_SECONDS
 from emsync.core.music import Scene
 from emsync.service.scoring import ScoringService, Take
 from emsync.service.session import Session
 
 from . import clips, handlers, playback  # noqa: F401  (handlers and playback fill the address table)
+from .loopguard import OwnAddress
 from .routes import ROUTES, RequestError
-from .wire import MAX_REQUEST_BYTES, guess_address, message_bytes, parse_packet, truncate_utf8
+from .wire import guess_address, message_bytes, parse_packet, truncate_utf8
+from .worker import RequestWorker
 
 log = logging.getLogger("emsync.osc")
 
 SCENE_NAME_BYTES = 40
 PROGRESS_INTERVAL = 0.2  # seconds between /emsync/job/progress messages
 TRANSFER_CACHE = 8  # versions whose clip chunks are kept built
+ERROR_ADDRESS = "/emsync/error"
 
 
 @dataclass
@@ -47,12 +60,15 @@ class Job:
 
 
 class Host:
-    """The service behind the sockets: requests in, packets out through `send(data, address)`."""
+    """The service behind the sockets: requests in, packets out through `send(data, address)`;
+    `own_address` is the socket's own, never sent to."""
 
     def __init__(self, session_dir: str | os.PathLike, model: str | os.PathLike | None = None,
-                 send: Callable[[bytes, tuple[str, int]], None] | None = None):
-        self.service = ScoringService(Session(session_dir), model)
+                 send: Callable[[bytes, tuple[str, int]], None] | None = None,
+                 own_address: tuple[str, int] = ("", 0)):
+        self.service = ScoringService(Session(session_dir), model, isolated_reads=True)
         self.send_raw = send or (lambda data, address: None)
+        self.own = OwnAddress(own_address)
         self.lock = threading.RLock()
         self.reply_ports: dict[str, int] = {}
         self.job: Job | None = None
@@ -62,6 +78,7 @@ class Host:
         self.player = None  # emsync.live.player.Player on the chosen MIDI output, opened on first use
         self.output_label = ""
         self.live_track = ""  # the instrument track /emsync/play chose ("" all)
+        self.requests = RequestWorker(self._serve)
 
     @property
     def session(self) -> Session:
@@ -73,10 +90,22 @@ class Host:
         return (client[0], port) if port else client
 
     def send(self, client: tuple[str, int], data: bytes) -> None:
+        destination = self.destination(client)
+        if self.own.matches(destination):
+            log.debug("not sending to this server's own address %s", destination)
+            return
         try:
-            self.send_raw(data, self.destination(client))
+            self.send_raw(data, destination)
         except OSError as exc:  # the client went away; nothing to tell it
             log.debug("send to %s failed: %s", client, exc)
+
+    def send_all(self, client: tuple[str, int], datagrams) -> None:
+        """Send a long reply paced: REPLY_BURST datagrams, then a pause, so a client's receive
+        buffer keeps up (one request's reply never floods it)."""
+        for index, data in enumerate(datagrams):
+            if index and index % REPLY_BURST == 0:
+                time.sleep(REPLY_GAP_SECONDS)
+            self.send(client, data)
 
     def reply(self, client: tuple[str, int], address: str, *args) -> None:
         self.send(client, message_bytes(address, *args))
@@ -85,32 +114,12 @@ class Host:
         self.reply(client, "/emsync/error", truncate_utf8(address, 200), truncate_utf8(message, 400))
 
     # ---- requests --------------------------------------------------------------------
-    def handle_datagram(self, data: bytes, client: tuple[str, int]) -> None:
-        """One datagram from `client`: replies or an /emsync/error; never raises."""
+    @contextlib.contextmanager
+    def _answering(self, client: tuple[str, int], address: str):
+        """Whatever the block raises becomes the /emsync/error of `address`; a bug costs one
+        request, never the service."""
         try:
-            if len(data) > MAX_REQUEST_BYTES:
-                raise RequestError(guess_address(data), f"request of {len(data)} bytes is larger than "
-                                                        f"{MAX_REQUEST_BYTES}; refused")
-            try:
-                messages = parse_packet(data)
-            except Exception as exc:  # python-osc and struct raise many kinds on garbage
-                raise RequestError(guess_address(data), f"malformed OSC packet ({exc})") from None
-            for address, args in messages:
-                self.handle(address, args, client)
-        except RequestError as exc:
-            self.error(client, exc.address, exc.message)
-        except Exception:  # a bug must cost one request, not the service
-            log.error("internal error on a packet from %s:\n%s", client, traceback.format_exc())
-            self.error(client, guess_address(data), "internal error (see the server log)")
-
-    def handle(self, address: str, args: list, client: tuple[str, int]) -> None:
-        try:
-            target = ROUTES.get(address)
-            if target is None:
-                raise RequestError(address, "unknown address (send /emsync/help for the list)")
-            target.match(args)
-            with self.lock:
-                target.handler(self, client, *args)
+            yield
         except RequestError as exc:
             self.error(client, exc.address, exc.message)
         except EmsyncError as exc:
@@ -118,6 +127,42 @@ class Host:
         except Exception:
             log.error("internal error on %s from %s:\n%s", address, client, traceback.format_exc())
             self.error(client, address, "internal error (see the server log)")
+
+    def handle_datagram(self, data: bytes, client: tuple[str, int]) -> None:
+        """One datagram from `client`: replies or an /emsync/error; never raises. A datagram
+        from the server's own address (its own reply come back) or an error reply is dropped."""
+        head = guess_address(data)
+        if self.own.matches(client) or head == ERROR_ADDRESS:
+            return
+        with self._answering(client, head):
+            if len(data) > MAX_REQUEST_BYTES:
+                raise RequestError(head, f"request of {len(data)} bytes is larger than {MAX_REQUEST_BYTES}; refused")
+            try:
+                messages = parse_packet(data)
+            except Exception as exc:  # python-osc and struct raise many kinds on garbage
+                raise RequestError(head, f"malformed OSC packet ({exc})") from None
+            for address, args in messages:
+                self.handle(address, args, client)
+
+    def handle(self, address: str, args: list, client: tuple[str, int]) -> None:
+        """Check one request; answer it now when its route is immediate, else queue it for
+        the request thread."""
+        if address == ERROR_ADDRESS:  # someone's error reply: never answered with another
+            return
+        with self._answering(client, address):
+            target = ROUTES.get(address)
+            if target is None:
+                raise RequestError(address, "unknown address (send /emsync/help for the list)")
+            target.match(args)
+            if target.immediate:
+                target.handler(self, client, *args)
+            else:
+                self.requests.submit(address, args, client)
+
+    def _serve(self, address: str, args: list, client: tuple[str, int]) -> None:
+        """A queued request, on the request thread, with the host's lock."""
+        with self._answering(client, address), self.lock:
+            ROUTES[address].handler(self, client, *args)
 
     # ---- state -----------------------------------------------------------------------
     def busy(self, address: str) -> None:
@@ -134,6 +179,9 @@ class Host:
             return self._transfers[version_id]
         version = self.session.version(version_id) if version_id else None
         notes, bpm = (version.notes, version.tempo().bpms[0]) if version else ([], 120.0)
+        if len(notes) > MAX_TRANSFER_NOTES:
+            raise EmsyncError(f"clips: version {version_id} has {len(notes)} notes, more than the "
+                              f"{MAX_TRANSFER_NOTES} a clip transfer carries; use /emsync/export/midi")
         built = clips.build_transfer(version_id, notes, self.session.duration, bpm)
         self._transfers[version_id] = built
         while len(self._transfers) > TRANSFER_CACHE:
@@ -141,8 +189,7 @@ class Host:
         return built
 
     def send_clips(self, client: tuple[str, int], version_id: int) -> None:
-        for data in self.transfer(version_id).datagrams():
-            self.send(client, data)
+        self.send_all(client, self.transfer(version_id).datagrams())
 
     @staticmethod
     def scene_args(index: int, scene: Scene) -> list:
@@ -209,6 +256,8 @@ class Host:
         finally:
             with self.lock:
                 self.job = None
+        if outcome[0] == "failed" and job.cancel.is_set():  # what a cancelled job ran into is not news
+            outcome = ("cancelled",)
         elapsed = float(time.monotonic() - job.started)
         if outcome[0] == "done":
             version = outcome[1]
@@ -217,9 +266,9 @@ class Host:
                 self.reply(job.client, "/emsync/job/progress", job.id, 1.0, elapsed)
             self.reply(job.client, "/emsync/job/done", job.id, job.kind, version.id, len(version.notes), elapsed,
                        int(version.params.get("chosen_seed", job.seed)))
-            with self.lock:
-                self.send_clips(job.client, version.id)
+            with self._answering(job.client, f"/emsync/{job.kind}"), self.lock:
                 playback.reload(self)
+                self.send_clips(job.client, version.id)
         elif outcome[0] == "opened":
             self.reply(job.client, "/emsync/opened", *outcome[1])
             self.reply(job.client, "/emsync/job/done", job.id, job.kind, self.session.current_id, 0, elapsed, job.seed)
@@ -229,6 +278,7 @@ class Host:
             self.reply(job.client, "/emsync/job/failed", job.id, truncate_utf8(outcome[1], 400))
 
     def close(self, timeout: float = 5.0) -> None:
+        self.requests.close(timeout)
         with self.lock:
             job, thread = self.job, self.job_thread
             if job is not None:

@@ -7,6 +7,8 @@ import threading
 import time
 
 from emsync.core.errors import EmsyncError
+from emsync.core.limits import MAX_LIVE_INDEX
+from emsync.service.exports import EXPORTS_FOLDER
 
 from . import dialects
 from .routes import route
@@ -65,8 +67,7 @@ def on_midi_ports(host, client):
     items = [message_bytes("/emsync/midi/ports", api, len(outputs), len(inputs))]
     items += [message_bytes("/emsync/midi/port", kind, truncate_utf8(name, 200))
               for kind, names in (("out", outputs), ("in", inputs)) for name in names]
-    for data in chunked_messages(items):
-        host.send(client, data)
+    host.send_all(client, chunked_messages(items))
 
 
 @route("/emsync/midi/output", "", "port:s", "port:s virtual:b", reply="/emsync/midi/output s:port",
@@ -124,16 +125,20 @@ def on_midi_follow(host, client, name):
     host.reply(client, "/emsync/midi/follow", followed or "")
 
 
-def _daw(host_name: str, port: int) -> tuple[str, int]:
-    """The DAW's IPv4 address and port, checked before anything is written or sent."""
+def _daw(host, host_name: str, port: int) -> tuple[str, int]:
+    """The DAW's IPv4 address and port, checked before anything is written or sent: never the
+    server's own (a push to itself would answer itself for ever)."""
     if not host_name:
         raise EmsyncError("host: empty")
     if not 0 < port <= 65535:
         raise EmsyncError(f"port: {port} is outside 1..65535")
     try:
-        return socket.getaddrinfo(host_name, port, socket.AF_INET, socket.SOCK_DGRAM)[0][4][:2]
+        daw = socket.getaddrinfo(host_name, port, socket.AF_INET, socket.SOCK_DGRAM)[0][4][:2]
     except (socket.gaierror, UnicodeError) as exc:
         raise EmsyncError(f"host: cannot resolve {host_name!r} ({exc})") from None
+    if host.own.matches(daw):
+        raise EmsyncError(f"port: {daw[0]}:{daw[1]} is this server's own address, not a DAW's")
+    return daw
 
 
 def _push(host, client, kind: str, daw: tuple[str, int], datagrams: list[bytes], version: int) -> None:
@@ -157,9 +162,9 @@ def _push(host, client, kind: str, daw: tuple[str, int], datagrams: list[bytes],
        summary="the current version as Session clips in Live through AbletonOSC (tracks track..track+4)")
 def on_push_ableton(host, client, host_name="127.0.0.1", port=dialects.ABLETON_PORT, track=0, slot=0):
     version = host.service.current_version("push")
-    daw = _daw(host_name, port)
-    if track < 0 or slot < 0:
-        raise EmsyncError(f"track/slot: {track}/{slot} must be 0 or more")
+    daw = _daw(host, host_name, port)
+    if not (0 <= track <= MAX_LIVE_INDEX and 0 <= slot <= MAX_LIVE_INDEX):
+        raise EmsyncError(f"track/slot: {track}/{slot} must be 0..{MAX_LIVE_INDEX}")
     datagrams = dialects.ableton_messages(version.notes, version.tempo(), host.session.duration,
                                           track, slot, name=f"emsync v{version.id}")
     _push(host, client, "ableton", daw, datagrams, version.id)
@@ -170,12 +175,12 @@ def on_push_ableton(host, client, host_name="127.0.0.1", port=dialects.ABLETON_P
        "i:version i:messages", summary="export the SMF into the session folder, set REAPER's tempo and cursor")
 def on_push_reaper(host, client, host_name="127.0.0.1", port=dialects.REAPER_PORT):
     version = host.service.current_version("push")
-    daw = _daw(host_name, port)
-    folder = host.session.dir / "exports"
+    daw = _daw(host, host_name, port)
+    folder = host.session.dir / EXPORTS_FOLDER
     try:
         folder.mkdir(exist_ok=True)
     except OSError as exc:
         raise EmsyncError(f"{folder}: cannot create ({exc.strerror or exc})") from None
-    written = host.service.export_midi(folder / f"v{version.id:06d}.mid")
+    written = host.service.export_midi(folder / f"v{version.id:06d}.mid", overwrite=True)  # the session's own folder
     host.reply(client, "/emsync/exported", "midi", str(written.resolve()), version.id)
     _push(host, client, "reaper", daw, dialects.reaper_messages(version.tempo().bpms[0]), version.id)

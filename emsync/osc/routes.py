@@ -21,10 +21,11 @@ class RequestError(Exception):
 @dataclass
 class Route:
     address: str
-    handler: Callable  # handler(host, client, *args), called with the host's lock held
+    handler: Callable  # handler(host, client, *args): on the request thread with the host's lock held
     signatures: list[tuple[str, ...]]  # each a tuple of "name:type"
     reply: str
     summary: str
+    immediate: bool = False  # answered on the receive thread, ahead of queued requests: no lock, no file
 
     def match(self, args: list) -> list:
         for signature in self.signatures:
@@ -41,9 +42,10 @@ class Route:
 ROUTES: "OrderedDict[str, Route]" = OrderedDict()
 
 
-def route(address: str, *signatures: str, reply: str, summary: str):
+def route(address: str, *signatures: str, reply: str, summary: str, immediate: bool = False):
     """Register the decorated handler for `address`; each signature is "name:type ..." ("" for none)."""
     def register(function):
-        ROUTES[address] = Route(address, function, [tuple(s.split()) for s in signatures], reply, summary)
+        ROUTES[address] = Route(address, function, [tuple(s.split()) for s in signatures], reply, summary,
+                                immediate)
         return function
     return register

@@ -34,9 +34,11 @@ class OscServer:
                  session_dir: str | os.PathLike | None = None, model: str | os.PathLike | None = None):
         if model is not None and not Path(model).exists():
             raise EmsyncError(f"{model}: generator model not found")
+        if not 0 <= port <= 65535:  # checked first: the resolver would blame the host, or wrap the port
+            raise EmsyncError(f"--port: {port} is outside 0..65535 (0 picks a free port)")
         try:
             infos = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
-        except (socket.gaierror, OverflowError) as exc:
+        except (socket.gaierror, UnicodeError) as exc:
             raise EmsyncError(f"--host: cannot resolve {host!r} ({exc})") from None
         # "localhost" may resolve to ::1 first; plugins mostly send to 127.0.0.1.
         family, _, _, _, address = next((i for i in infos if i[0] == socket.AF_INET), infos[0])
@@ -51,7 +53,7 @@ class OscServer:
             self.sock.close()
             raise EmsyncError(f"--port: cannot listen on {host}:{port} ({exc.strerror or exc})") from None
         self.sock.settimeout(0.25)
-        self.host = Host(session_dir or DEFAULT_SESSION, model, send=self._send)
+        self.host = Host(session_dir or DEFAULT_SESSION, model, send=self._send, own_address=self.address)
         self._stop = threading.Event()
 
     @property

@@ -14,10 +14,8 @@ from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import OscMessageBuilder
 from pythonosc.parsing import osc_types
 
-MAX_REQUEST_BYTES = 8192  # no request needs more; larger ones are refused with an error
-MAX_BUNDLE_DEPTH = 4
-MAX_BUNDLE_MESSAGES = 64
-MAX_DATAGRAM = 1400  # replies stay under a 1500-byte Ethernet MTU: no IP fragmentation on a LAN
+from emsync.core.limits import MAX_BUNDLE_DEPTH, MAX_BUNDLE_MESSAGES, MAX_DATAGRAM
+
 TYPE_TAGS = set("ifsbhdtTFN")  # what requests may carry; python-osc would skip others silently
 
 

@@ -18,12 +18,13 @@ import numpy as np
 
 from emsync.core.errors import EmsyncError
 from emsync.core.fileio import atomic_output
+from emsync.core.limits import MAX_SCORE_SECONDS
 from emsync.core.midi_io import Track, read_midi_file
 from emsync.preview.loudness import TARGET_LUFS, Gain, Loudness, normalise
 from emsync.preview.synth import SAMPLE_RATE, available_engine, load_soundfont, synthesize
 from emsync.preview.wav import SAMPLE_WIDTH, write_wav
 
-MAX_SECONDS = 3 * 3600.0  # 24-bit stereo at 48 kHz stays far inside WAV's 4 GiB
+MAX_SECONDS = MAX_SCORE_SECONDS  # three hours: 24-bit stereo at 48 kHz stays far inside WAV's 4 GiB
 
 
 def _stem_name(wav_path: Path, track: Track) -> str:

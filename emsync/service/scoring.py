@@ -23,11 +23,13 @@ from typing import Callable, Sequence
 
 from emsync.core.conditions import EmotionCurve
 from emsync.core.errors import EmsyncError
+from emsync.core.fileio import check_regular
 from emsync.core.music import Note, Scene
 from emsync.core.scenes import (boundaries, load_scene_file, scenes_from_cuts, score_markers, user_emotion,
                                 with_default_emotion)
 from emsync.core.tempo import Meter, TempoMap, fit_to_picture
 
+from .exports import ExportTargets
 from .session import Session, Version
 
 SAMPLING_SETTINGS = ("temperature", "top_p", "hit_cuts", "emotion_guidance", "lock_mode", "on_grid")
@@ -110,11 +112,17 @@ def tempo_map_for(duration: float, marks: Sequence[float], curve: EmotionCurve, 
 
 
 class ScoringService:
-    """A session and the generator that scores it; see the module docstring."""
+    """A session and the generator that scores it; see the module docstring.
 
-    def __init__(self, session: Session, model: str | Path | None = None):
+    `isolated_reads` (the OSC service's choice) reads each timeline in a child process first,
+    so a file that crashes a native reader costs an error, not the process
+    (emsync.timelines.isolated)."""
+
+    def __init__(self, session: Session, model: str | Path | None = None, isolated_reads: bool = False):
         self.session = session
         self.model = model
+        self.isolated_reads = isolated_reads
+        self.exports = ExportTargets(session.dir)
         self._generator = None
         self._generator_lock = threading.Lock()
         self._timeline = None  # the opened TimelineScenes, kept for writing the edit back
@@ -129,12 +137,19 @@ class ScoringService:
             return self._generator
 
     # ---- sources of scenes ---------------------------------------------------------------
-    def open_timeline(self, path: str | Path, fps: float | None = None, transition: str = "mid") -> Opened:
+    def _read_timeline(self, path: str | Path, fps: float | None, transition: str):
         from emsync.timelines import read_timeline
 
+        if self.isolated_reads:
+            from emsync.timelines.isolated import probe_timeline
+
+            probe_timeline(path, fps, transition)
+        return read_timeline(path, fps=fps, transition=transition)
+
+    def open_timeline(self, path: str | Path, fps: float | None = None, transition: str = "mid") -> Opened:
         if not str(path):
             raise EmsyncError("path: empty")
-        timeline = read_timeline(path, fps=fps or None, transition=transition)
+        timeline = self._read_timeline(path, fps or None, transition)
         source = {"kind": "timeline", "path": str(Path(path).resolve()), "fps": float(timeline.fps) if fps else 0.0,
                   "transition": transition}
         self.session.set_scenes(timeline.duration, timeline.scenes, timeline.hits, source)
@@ -149,6 +164,7 @@ class ScoringService:
             raise EmsyncError("path: empty")
         if not 0 < threshold < 1:
             raise EmsyncError(f"threshold: {threshold} is outside (0, 1)")
+        check_regular(path, None, "video")
 
     def analyze_video(self, path: str | Path, threshold: float = 0.5):
         """Cuts and scene emotions of a video (slow; changes nothing): give it to `open_analysis`."""
@@ -279,14 +295,17 @@ class ScoringService:
         return self.session.redo()
 
     # ---- exports -------------------------------------------------------------------------
-    def export_midi(self, path: str | Path) -> Path:
-        """The current version as a type 1 Standard MIDI File with a marker at every cut and hit."""
+    def export_midi(self, path: str | Path, overwrite: bool = False) -> Path:
+        """The current version as a type 1 Standard MIDI File with a marker at every cut and hit,
+        where the export rules allow (emsync.service.exports; `overwrite`: a file emsync did
+        not write may be replaced)."""
         from emsync.core.midi_io import write_midi
 
-        if not str(path):
-            raise EmsyncError("path: empty")
         version = self.current_version("export")
-        return write_midi(path, version.notes, self.markers(), version.tempo())
+        target = self.exports.check(path, overwrite)
+        written = write_midi(target, version.notes, self.markers(), version.tempo())
+        self.exports.record(written)
+        return written
 
     def check_timeline_export(self, path: str | Path) -> None:
         """EmsyncError unless the session can be written back as an edit to `path`."""
@@ -302,22 +321,25 @@ class ScoringService:
         if kind == "video" and not self.session.source.get("fps"):
             raise EmsyncError("export: this session's video was opened by an older emsync; open it again")
 
-    def export_timeline(self, path: str | Path, midi: Path, audio: Path | None = None) -> Path:
+    def export_timeline(self, path: str | Path, midi: Path, audio: Path | None = None,
+                        overwrite: bool = False) -> Path:
         """The opened edit (a timeline, or a video cut at its scenes) with a music track playing
-        `audio` (the rendered MIDI; an NLE cannot play MIDI) and a marker at every cut."""
+        `audio` (the rendered MIDI; an NLE cannot play MIDI) and a marker at every cut, where
+        the export rules allow (as `export_midi`)."""
         from emsync.timelines.timeline import video_edit, write_timeline
 
         self.check_timeline_export(path)
+        target = self.exports.check(path, overwrite)
         source = self.session.source
         if source["kind"] == "timeline":
             if self._timeline is None:
-                from emsync.timelines import read_timeline
-
-                self._timeline = read_timeline(source["path"], fps=source.get("fps") or None,
-                                               transition=source.get("transition", "mid"))
+                self._timeline = self._read_timeline(source["path"], source.get("fps") or None,
+                                                     source.get("transition", "mid"))
             edit = copy.copy(self._timeline)
             edit.scenes = copy.deepcopy(self.session.scenes)
             edit.hits = list(self.session.hits)
         else:
             edit = video_edit(source["path"], source["fps"], self.session.duration, self.session.scenes)
-        return Path(write_timeline(edit, path, Path(midi).resolve(), Path(audio).resolve() if audio else None))
+        written = Path(write_timeline(edit, target, Path(midi).resolve(), Path(audio).resolve() if audio else None))
+        self.exports.record(written)
+        return written

@@ -2,8 +2,9 @@
 
 Layout of a session folder:
 
-    session.json          scenes, emotions, hits, settings, the version history and where
-                          undo/redo stands (rewritten after every change)
+    session.json          settings, the version history and where undo/redo stands (small:
+                          rewritten after each of these changes)
+    scenes.json           the source, its duration, scenes and hits (rewritten when they change)
     versions/vNNNNNN.json one file per version of the music, written once: its notes and how
                           they were made
 
@@ -12,29 +13,45 @@ memory. Every change is written before it is acknowledged, each file to a tempor
 and renamed over the old one (emsync.core.fileio.atomic_write_bytes), a new version's file
 before the session file that names it. A server killed at any instant therefore reopens at
 the last state it acknowledged: at worst a version file that was written but never named
-is overwritten by the next version.
+is overwritten by the next version. Sessions written before scenes.json (format 1, the
+scenes inside session.json) are read as they are and written in this layout.
+
+Files are read only when regular and within emsync.core.limits; scenes or settings out of
+bounds in a file (an older emsync let a duration of 1e300 in) are set aside with a warning
+in the log, so the session still opens.
 """
 from __future__ import annotations
 
 import contextlib
 import copy
 import json
+import logging
 import math
 import os
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from emsync.core.errors import EmsyncError
-from emsync.core.fileio import atomic_write_bytes
-from emsync.core.music import Note, Scene
+from emsync.core.fileio import atomic_write_bytes, own_temp_files, read_regular
+from emsync.core.limits import (MAX_CANDIDATES, MAX_SCENE_FILE_BYTES, MAX_SCORE_SECONDS, MAX_SESSION_FILE_BYTES,
+                                MAX_VERSION_FILE_BYTES)
+from emsync.core.music import INSTRUMENTS, Note, Scene
+from emsync.core.scenes import check_scene_list
 from emsync.core.tempo import Meter, TempoMap
 
+log = logging.getLogger("emsync.session")
+
 FORMAT = "emsync-session"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 1: scenes inside session.json
+SCENES_FORMAT = "emsync-scenes"
 SESSION_FILE = "session.json"
+SCENES_FILE = "scenes.json"
 VERSIONS = "versions"
+OWN_FILES = re.compile(r"session\.json|scenes\.json|exports\.json")  # what atomic writes here may leave
+OWN_VERSION_FILES = re.compile(r"v\d{6}\.json")
 
 # name -> (type, low, high, default). Validation lives here so every surface (OSC, CLI, tests)
 # gets the same checks and messages.
@@ -43,7 +60,7 @@ SETTINGS: dict[str, tuple[type, float, float, Any]] = {
     "temperature": (float, 0.05, 3.0, 1.0),
     "top_p": (float, 0.01, 1.0, 0.95),
     "hit_cuts": (bool, 0, 1, False),
-    "candidates": (int, 1, 8, 3),
+    "candidates": (int, 1, MAX_CANDIDATES, 3),
     "seam_seconds": (float, 0.0, 8.0, 1.0),
     "bpm": (float, 0.0, 400.0, 0.0),  # 0: a tempo map fitted to the picture; 20-400: this tempo throughout
     "meter": (str, 0, 0, "4/4"),  # the time signature the music is written in
@@ -70,10 +87,12 @@ def check_setting(name: str, value: Any) -> Any:
         raise EmsyncError(f"{name}: expected true/false or 0/1, got {value!r}")
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise EmsyncError(f"{name}: expected a number, got {value!r}")
+    if not math.isfinite(value):
+        raise EmsyncError(f"{name}: {value} is outside [{low}, {high}]")
     if kind is int and float(value) != int(value):
         raise EmsyncError(f"{name}: expected a whole number, got {value!r}")
     value = kind(value)
-    if not math.isfinite(value) or not low <= value <= high:
+    if not low <= value <= high:
         raise EmsyncError(f"{name}: {value} is outside [{low}, {high}]")
     return value
 
@@ -95,6 +114,24 @@ class Version:
 
 def _scene_json(scene: Scene) -> dict:
     return asdict(scene)
+
+
+def _read_json(path: Path, limit: int, what: str):
+    """A JSON file of the session, regular and at most `limit` bytes."""
+    try:
+        return json.loads(read_regular(path, limit, what))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise EmsyncError(f"{path}: not a readable {what} ({str(exc) or 'nested too deeply'})") from None
+
+
+def _stored_note(start, end, pitch, velocity, instrument) -> Note:
+    """A note of a version file, or ValueError for numbers emsync never writes (a note rings at
+    most a score's length past the score)."""
+    note = Note(float(start), float(end), int(pitch), int(velocity), int(instrument))
+    if not (0.0 <= note.start <= note.end <= 2 * MAX_SCORE_SECONDS and 0 <= note.pitch <= 127
+            and 0 <= note.velocity <= 127 and 0 <= note.instrument < len(INSTRUMENTS)):
+        raise ValueError(f"note {[start, end, pitch, velocity, instrument]} is out of bounds")
+    return note
 
 
 def _scene_from(data: dict) -> Scene:
@@ -128,71 +165,124 @@ class Session:
     def version_file(self, version_id: int) -> Path:
         return self.dir / VERSIONS / f"v{version_id:06d}.json"
 
+    @property
+    def scenes_file(self) -> Path:
+        return self.dir / SCENES_FILE
+
     def _load(self) -> None:
         if self.dir is None:
             return
         try:
             (self.dir / VERSIONS).mkdir(parents=True, exist_ok=True)
+            leftovers = own_temp_files(self.dir, OWN_FILES) + own_temp_files(self.dir / VERSIONS, OWN_VERSION_FILES)
         except OSError as exc:
             raise EmsyncError(f"{self.dir}: cannot use this session folder ({exc.strerror or exc})") from None
-        for folder in (self.dir, self.dir / VERSIONS):  # leftovers of a write cut short by a kill
-            for stale in folder.glob(".*.tmp"):
-                try:
-                    stale.unlink()
-                except OSError:
-                    pass
+        for stale in leftovers:  # of a write cut short by a kill
+            with contextlib.suppress(OSError):
+                stale.unlink()
         if not self.file.exists():
             self.save()
             return
+        data = _read_json(self.file, MAX_SESSION_FILE_BYTES, "emsync session")
         try:
-            data = json.loads(self.file.read_text())
-            if data.get("format") != FORMAT:
-                raise ValueError(f"format is {data.get('format')!r}, not {FORMAT!r}")
+            if not isinstance(data, dict) or data.get("format") != FORMAT:
+                raise ValueError(f"format is {data.get('format') if isinstance(data, dict) else data!r}, "
+                                 f"not {FORMAT!r}")
             if int(data.get("format_version", 0)) > FORMAT_VERSION:
                 raise ValueError("written by a newer emsync")
-            self.source = data.get("source")
-            self.duration = float(data.get("duration", 0.0))
-            self.scenes = [_scene_from(s) for s in data.get("scenes", [])]
-            self.hits = [float(h) for h in data.get("hits", [])]
-            saved = data.get("settings", {})
-            for name, value in saved.items():
-                if name in SETTINGS:
-                    self.settings[name] = check_setting(name, value)
-            if "meter" not in saved:  # a session from before tempo maps: its music was written at its bpm
-                self._unmapped_bpm = self.settings["bpm"]
-                if self.settings["bpm"] == 120.0:  # the old default: fit maps from now on
-                    self.settings["bpm"] = 0.0
+            repaired = self._load_settings(data.get("settings", {}))
             self.history = [int(v) for v in data.get("history", [])]
             self.position = int(data.get("position", len(self.history) - 1))
             self.next_version = int(data.get("next_version", max(self.history, default=0) + 1))
             if not -1 <= self.position < len(self.history):
                 raise ValueError(f"position {self.position} outside the history")
-        except (OSError, ValueError, TypeError, KeyError, AttributeError, EmsyncError) as exc:
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError, EmsyncError) as exc:
             raise EmsyncError(f"{self.file}: not a readable emsync session ({exc})") from None
+        migrating = not self.scenes_file.exists()  # format 1: the scenes inside session.json
+        if migrating:
+            repaired |= self._load_scenes(self.file, data)
+        else:
+            repaired |= self._load_scenes(self.scenes_file, _read_json(self.scenes_file, MAX_SCENE_FILE_BYTES,
+                                                                       "scenes file"))
         missing = [v for v in self.history if not self.version_file(v).exists()]
         if missing:
             raise EmsyncError(f"{self.version_file(missing[0])}: version file missing from the session")
+        if repaired:  # written back as read, so a warning is given once; the file as it was is kept beside
+            for original in (self.file, self.scenes_file):
+                if original.exists():
+                    atomic_write_bytes(original.with_name(original.name + ".set-aside"), original.read_bytes())
+            self.save()
+        elif migrating:  # session.json keeps its old form until its next change
+            self._save_scenes()
+
+    def _load_settings(self, saved: dict) -> bool:
+        """Saved settings; one out of its range keeps its default, with a warning (True: one did)."""
+        repaired = False
+        for name, value in saved.items():
+            if name not in SETTINGS:
+                continue
+            try:
+                self.settings[name] = check_setting(name, value)
+            except EmsyncError as exc:
+                log.warning("%s: %s; the setting is back to its default %r", self.file, exc, self.settings[name])
+                repaired = True
+        if "meter" not in saved:  # a session from before tempo maps: its music was written at its bpm
+            self._unmapped_bpm = self.settings["bpm"]
+            if self.settings["bpm"] == 120.0:  # the old default: fit maps from now on
+                self.settings["bpm"] = 0.0
+        return repaired
+
+    def _load_scenes(self, path: Path, data) -> bool:
+        """The source, duration, scenes and hits of a file; out of bounds, they are set aside
+        (the session opens without scenes, its music and settings kept) with a warning (True)."""
+        try:
+            if not isinstance(data, dict) or not isinstance(data.get("source") or {}, dict):
+                raise ValueError("not a JSON object with a source object")
+            duration = float(data.get("duration", 0.0))
+            scenes = [_scene_from(s) for s in data.get("scenes", [])]
+            hits = [float(h) for h in data.get("hits", [])]
+            check_scene_list(duration, scenes, hits)
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError, EmsyncError) as exc:
+            log.warning("%s: %s; its scenes are set aside (the file as it was: %s.set-aside): open the timeline, "
+                        "video or scene file again", path, exc, path.name)
+            return True
+        self.source, self.duration, self.scenes, self.hits = data.get("source"), duration, scenes, hits
+        return False
 
     def to_json(self) -> dict:
-        return {"format": FORMAT, "format_version": FORMAT_VERSION, "saved": time.time(), "source": self.source,
-                "duration": self.duration, "scenes": [_scene_json(s) for s in self.scenes], "hits": self.hits,
-                "settings": self.settings, "history": self.history, "position": self.position,
-                "next_version": self.next_version}
+        return {"format": FORMAT, "format_version": FORMAT_VERSION, "saved": time.time(), "settings": self.settings,
+                "history": self.history, "position": self.position, "next_version": self.next_version}
+
+    def scenes_json(self) -> dict:
+        return {"format": SCENES_FORMAT, "source": self.source, "duration": self.duration,
+                "scenes": [_scene_json(s) for s in self.scenes], "hits": self.hits}
 
     def save(self) -> None:
-        if self.dir is None:
-            return
-        text = json.dumps(self.to_json(), indent=1)
-        atomic_write_bytes(self.file, text.encode("utf-8"))
+        """Write the whole session: scenes first, then the state."""
+        self._save_scenes()
+        self._save_state()
+
+    def _save_scenes(self) -> None:
+        if self.dir is not None:
+            atomic_write_bytes(self.scenes_file, json.dumps(self.scenes_json(), indent=1).encode("utf-8"))
+
+    def _save_state(self) -> None:
+        if self.dir is not None:
+            atomic_write_bytes(self.file, json.dumps(self.to_json(), indent=1).encode("utf-8"))
 
     @contextlib.contextmanager
-    def _change(self):
-        """Apply a change and save it; if saving fails, memory goes back to what is on disk."""
-        keep = (self.source, self.duration, copy.deepcopy(self.scenes), list(self.hits), dict(self.settings),
+    def _change(self, scenes: bool = False):
+        """Apply a change and save it (the scenes file when `scenes`, else the small session
+        file); if saving fails, memory goes back to what is on disk. Scenes are never changed
+        in place, so keeping the lists is keeping the state."""
+        keep = (self.source, self.duration, list(self.scenes), list(self.hits), dict(self.settings),
                 list(self.history), self.position, self.next_version)
         try:
             yield
-            self.save()
+            if scenes:
+                self._save_scenes()
+            else:
+                self._save_state()
         except BaseException:
             (self.source, self.duration, self.scenes, self.hits, self.settings, self.history, self.position,
              self.next_version) = keep
@@ -200,7 +290,10 @@ class Session:
 
     # ---- scenes and settings -----------------------------------------------------------
     def set_scenes(self, duration: float, scenes: list[Scene], hits: list[float], source: dict | None) -> None:
-        with self._change():
+        """Replace the scenes; EmsyncError (naming the source's file) for numbers out of bounds,
+        and the session stays as it was."""
+        check_scene_list(duration, scenes, hits, (source or {}).get("path", ""))
+        with self._change(scenes=True):
             self.duration = float(duration)
             self.scenes = [copy.copy(s) for s in scenes]
             self.hits = sorted(float(h) for h in hits)
@@ -230,14 +323,14 @@ class Session:
         if version_id not in self.history:
             raise EmsyncError(f"version: {version_id} is not in this session")
         path = self.version_file(version_id)
+        data = _read_json(path, MAX_VERSION_FILE_BYTES, "version file")
         try:
-            data = json.loads(path.read_text())
-            notes = [Note(float(s), float(e), int(p), int(v), int(i)) for s, e, p, v, i in data["notes"]]
+            notes = [_stored_note(*note) for note in data["notes"]]
             params = dict(data.get("params", {}))
             params.setdefault("tempo", TempoMap.constant(self._unmapped_bpm).to_dict())
             version = Version(int(data["id"]), str(data["kind"]), int(data.get("parent", 0)), notes, params,
                               float(data.get("created", 0.0)))
-        except (OSError, ValueError, TypeError, KeyError) as exc:
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError, EmsyncError) as exc:
             raise EmsyncError(f"{path}: not a readable version file ({exc})") from None
         self._cache[version_id] = version
         return version

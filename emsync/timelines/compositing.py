@@ -6,6 +6,9 @@ upper tracks let lower picture through, and a dissolve changes the picture at it
 `otio.algorithms.flatten_stack` gets one thing wrong for scoring: a title or generator on an
 upper track hides every cut below it. Here such overlays only show where nothing is below
 them (a title over black is a scene; a title over picture is not a cut).
+
+The walks recurse once per composition and are bounded: compositions nested deeper than
+MAX_COMPOSITION_DEPTH are refused with an EmsyncError, never a RecursionError.
 """
 from __future__ import annotations
 
@@ -16,6 +19,9 @@ from dataclasses import dataclass, replace
 from typing import Iterator
 
 import opentimelineio as otio
+
+from emsync.core.errors import EmsyncError
+from emsync.core.limits import MAX_COMPOSITION_DEPTH
 
 _EPS = 1e-6  # seconds; far below a frame, far above float noise
 _TITLE = re.compile(r"(?<![a-z])(titles?|text|captions?|subtitles?|lower ?thirds?|credits|"
@@ -142,8 +148,15 @@ def _track_entries(track, offset: float, how: str) -> list[list]:
     return placed
 
 
-def _segments(item, offset: float, lo: float, hi: float, how: str) -> list[Segment]:
-    """The visible picture of `item` between programme times lo and hi, in order."""
+def _within_depth(depth: int) -> int:
+    """The depth of a composition's children, or EmsyncError when that is too deep to walk."""
+    if depth >= MAX_COMPOSITION_DEPTH:
+        raise EmsyncError(f"stacks and tracks nested deeper than {MAX_COMPOSITION_DEPTH}")
+    return depth + 1
+
+
+def _segments(item, offset: float, lo: float, hi: float, how: str, depth: int = 0) -> list[Segment]:
+    """The visible picture of `item` (`depth` compositions down) between programme times lo and hi, in order."""
     if hi - lo < _EPS or not item.enabled or isinstance(item, otio.schema.Gap):
         return []
     if isinstance(item, otio.schema.Clip):
@@ -153,14 +166,16 @@ def _segments(item, offset: float, lo: float, hi: float, how: str) -> list[Segme
     if isinstance(item, otio.schema.Track):
         if item.kind != otio.schema.TrackKind.Video:
             return []
+        below = _within_depth(depth)
         return [seg for child, child_offset, start, end in _track_entries(item, offset, how)
-                for seg in _segments(child, child_offset, max(start, lo), min(end, hi), how)]
+                for seg in _segments(child, child_offset, max(start, lo), min(end, hi), how, below)]
     if isinstance(item, otio.schema.Stack):
         if not len(item):  # a nested sequence the adapter could not resolve: opaque picture
             return [Segment(lo, hi, item, offset)]
         canvas: list[Segment] = []
+        below = _within_depth(depth)
         for child, child_offset, start, end in _placed(item, offset):
-            canvas = _paint(canvas, _segments(child, child_offset, max(start, lo), min(end, hi), how))
+            canvas = _paint(canvas, _segments(child, child_offset, max(start, lo), min(end, hi), how, below))
         return canvas
     return []
 
@@ -201,7 +216,8 @@ def _merge(segments: list[Segment]) -> list[Segment]:
     return merged
 
 
-def _markers(item, offset: float, lo: float, hi: float) -> Iterator[tuple[float, otio.schema.Marker]]:
+def _markers(item, offset: float, lo: float, hi: float,
+             depth: int = 0) -> Iterator[tuple[float, otio.schema.Marker]]:
     if not item.enabled:
         return
     for marker in item.markers:
@@ -209,5 +225,6 @@ def _markers(item, offset: float, lo: float, hi: float) -> Iterator[tuple[float,
         if lo - _EPS <= time <= hi + _EPS:
             yield max(lo, min(hi, time)), marker
     if isinstance(item, otio.core.Composition):
+        below = _within_depth(depth)
         for child, child_offset, start, end in _placed(item, offset):
-            yield from _markers(child, child_offset, max(start, lo), min(end, hi))
+            yield from _markers(child, child_offset, max(start, lo), min(end, hi), below)

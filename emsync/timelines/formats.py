@@ -8,6 +8,7 @@ timecode.
 """
 from __future__ import annotations
 
+import io
 import re
 import zipfile
 from dataclasses import dataclass
@@ -17,11 +18,19 @@ from pathlib import Path
 import opentimelineio as otio
 
 from emsync.core.errors import EmsyncError
+from emsync.core.fileio import read_regular
+from emsync.core.limits import MAX_TIMELINE_BYTES
+from emsync.timelines.nesting import check_nesting
 from emsync.timelines.suffixes import SUFFIXES
 
 RT, TR = otio.opentime.RationalTime, otio.opentime.TimeRange
 
 _AAF_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # OLE2 compound file, AAF's container
+_OTIOZ_CONTENT = "content.otio"
+_BUNDLES = (("content.otio", "otiod"), ("Info.fcpxml", "fcpx_xml"))  # a folder's main file, its adapter
+_JSON_ADAPTERS = {"otio_json", "otiod", "otioz"}
+_XML_ADAPTERS = {"fcp_xml", "fcpx_xml"}
+_TEXT_ADAPTERS = {"otio_json", "fcp_xml", "fcpx_xml"}  # adapters that read a string
 _EDL_EVENT = re.compile(r"^\s*\d{1,6}\s+\S+\s+\S+\s+(?:C|D|W\d+|K)\b.*\d\d[:;.]\d\d[:;.]\d\d[:;.]\d\d",
                         re.MULTILINE)
 _TIMECODE = re.compile(r"\b\d\d[:;.]\d\d[:;.]\d\d([:;.])(\d\d)\b")
@@ -50,29 +59,18 @@ def exact_rate(rate: float) -> float:
     return float(round(rate)) if abs(rate - round(rate)) < 1e-6 else float(rate)
 
 
-def detect_format(path: Path) -> str:
-    """The adapter for `path`, from its content where that is recognisable, else its suffix."""
+def detect_format(path: Path, data: bytes) -> str:
+    """The adapter for the file `path` holding `data`, from its content where that is
+    recognisable, else its suffix."""
     suffix = path.suffix.lower()
-    if path.is_dir():
-        if (path / "content.otio").is_file():
-            return "otiod"
-        if (path / "Info.fcpxml").is_file():
-            return "fcpx_xml"
-        raise EmsyncError(f"{path}: a folder, not a timeline (no content.otio or Info.fcpxml inside)")
-    try:
-        with path.open("rb") as handle:
-            head = handle.read(65536)
-    except FileNotFoundError:
-        raise EmsyncError(f"{path}: file not found") from None
-    except OSError as exc:
-        raise EmsyncError(f"{path}: cannot read ({exc.strerror})") from None
+    head = data[:65536]
     if not head.strip():
         raise EmsyncError(f"{path}: empty file")
     if head.startswith(_AAF_MAGIC):
         return "AAF"
-    if head.startswith(b"PK") and zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as bundle:
-            if "content.otio" in bundle.namelist():
+    if head.startswith(b"PK") and zipfile.is_zipfile(io.BytesIO(data)):
+        with zipfile.ZipFile(io.BytesIO(data)) as bundle:
+            if _OTIOZ_CONTENT in bundle.namelist():
                 return "otioz"
     text = head.decode("utf-8", errors="ignore").lstrip("\ufeff \t\r\n")
     if text.startswith("{") and "OTIO_SCHEMA" in text:
@@ -89,6 +87,41 @@ def detect_format(path: Path) -> str:
     raise EmsyncError(f"{path}: unsupported timeline format (expected one of {known})")
 
 
+def read_checked(path: Path) -> tuple[str, bytes]:
+    """The adapter for `path` and the text its parser reads (a bundle's main file, an .otioz's
+    content), read only from regular files within MAX_TIMELINE_BYTES and refused when nested
+    deeper than a parser can take (emsync.timelines.nesting): nothing reaches an adapter
+    before these checks."""
+    if path.is_dir():
+        for inner, adapter in _BUNDLES:
+            if (path / inner).is_file():
+                data = read_regular(path / inner, MAX_TIMELINE_BYTES, "timeline")
+                break
+        else:
+            raise EmsyncError(f"{path}: a folder, not a timeline (no content.otio or Info.fcpxml inside)")
+    else:
+        data = read_regular(path, MAX_TIMELINE_BYTES, "timeline")
+        adapter = detect_format(path, data)
+    if adapter in _JSON_ADAPTERS:
+        check_nesting(path, _otioz_content(path, data) if adapter == "otioz" else data, "json")
+    elif adapter in _XML_ADAPTERS:
+        check_nesting(path, data, "xml")
+    return adapter, data
+
+
+def _otioz_content(path: Path, data: bytes) -> bytes:
+    """An .otioz's content.otio, no larger unpacked than a timeline may be."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as bundle:
+            size = bundle.getinfo(_OTIOZ_CONTENT).file_size
+            if size > MAX_TIMELINE_BYTES:
+                raise EmsyncError(f"{path}: {_OTIOZ_CONTENT} unpacks to {size} bytes, more than the "
+                                  f"{MAX_TIMELINE_BYTES} allowed for timelines")
+            return bundle.read(_OTIOZ_CONTENT)
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as exc:
+        raise EmsyncError(f"{path}: not a readable otioz bundle ({first_line(exc)})") from None
+
+
 def load(path: str | Path, fps: float | None = None) -> Loaded:
     """Read `path` into a normalised Timeline; `fps` is the EDL rate or overrides the file's."""
     path = Path(path)
@@ -100,12 +133,14 @@ def load(path: str | Path, fps: float | None = None) -> Loaded:
         if not 1 <= rate <= 1000:
             raise EmsyncError(f"fps: expected a frame rate such as 24, 29.97 or 30000/1001, got {fps!r}")
         fps = exact_rate(rate)
-    adapter = detect_format(path)
+    adapter, data = read_checked(path)
     if adapter == "cmx_3600":
-        return _load_edl(path, fps)
-    source = path / "Info.fcpxml" if path.is_dir() and adapter == "fcpx_xml" else path
+        return _load_edl(path, data.decode("utf-8", errors="replace"), fps)
     try:
-        result = otio.adapters.read_from_file(str(source), adapter_name=adapter)
+        if adapter in _TEXT_ADAPTERS:  # parsed from the bytes checked, not read again
+            result = otio.adapters.read_from_string(data.decode("utf-8"), adapter_name=adapter)
+        else:
+            result = otio.adapters.read_from_file(str(path), adapter_name=adapter)
     except Exception as exc:  # adapters raise anything from KeyError to XML errors on bad input
         raise EmsyncError(f"{path}: not a readable {adapter} timeline ({first_line(exc)})") from None
     timeline, choice = pick_timeline(path, result)
@@ -129,13 +164,9 @@ def pick_timeline(path: Path, result) -> tuple[otio.schema.Timeline, str]:
     return chosen, f"longest of {len(timelines)} timelines: #{index + 1} {chosen.name!r}"
 
 
-def _load_edl(path: Path, fps: float | None) -> Loaded:
-    """Parse an EDL at `fps`, or at the lowest common rate its timecodes fit (no frame field
-    reaching the rate, drop-frame separators meaning 29.97/59.94)."""
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError as exc:
-        raise EmsyncError(f"{path}: cannot read ({exc.strerror})") from None
+def _load_edl(path: Path, text: str, fps: float | None) -> Loaded:
+    """Parse the EDL `text` at `fps`, or at the lowest common rate its timecodes fit (no frame
+    field reaching the rate, drop-frame separators meaning 29.97/59.94)."""
     if fps is not None:
         rates, source = (fps,), "option"
     else:

@@ -68,7 +68,7 @@ def read_timeline(path: str | Path, fps: float | None = None, transition: str = 
     try:
         segments = compositing.on_frames(compositing.visible(timeline, transition), loaded.fps)
         found = compositing.markers(timeline)
-    except otio.exceptions.OTIOError as exc:
+    except (otio.exceptions.OTIOError, EmsyncError) as exc:
         raise EmsyncError(f"{path}: cannot lay out the timeline ({exc})") from None
     if all(seg.item is None for seg in segments):
         raise EmsyncError(f"{path}: the timeline holds no picture (no video clips)")
@@ -173,17 +173,22 @@ def _media(item) -> str:
 
 
 def _notes(metadata) -> list[str]:
-    """Free-text notes adapters keep in metadata (FCP7 <comments>, EDL comment lines)."""
-    notes = []
-    for key, value in metadata.items():
-        if isinstance(value, Mapping):
-            notes.extend(_notes(value))
-        elif key.lower() not in _NOTE_KEYS:
-            continue
-        elif isinstance(value, str):
-            notes.append(value)
-        elif isinstance(value, Sequence):
-            notes.extend(v for v in value if isinstance(v, str))
+    """Free-text notes adapters keep in metadata (FCP7 <comments>, EDL comment lines), found
+    in nested mappings too, walked without recursion (metadata can nest as deep as a file)."""
+    notes, walks = [], [iter(metadata.items())]  # a mapping's notes come where the mapping is
+    while walks:
+        for key, value in walks[-1]:
+            if isinstance(value, Mapping):
+                walks.append(iter(value.items()))
+                break
+            if key.lower() not in _NOTE_KEYS:
+                continue
+            if isinstance(value, str):
+                notes.append(value)
+            elif isinstance(value, Sequence):
+                notes.extend(v for v in value if isinstance(v, str))
+        else:
+            walks.pop()
     return notes
 
 
