@@ -45,14 +45,15 @@ def run_cli(*args, cwd=None):
 class Server:
     """`emsync serve` on a free port, in its own process."""
 
-    def __init__(self, session: Path, log: Path, env: dict | None = None):
-        self.session, self.log, self.env = session, log, env
+    def __init__(self, session: Path, log: Path, env: dict | None = None, args: tuple = ()):
+        self.session, self.log, self.env, self.args = session, log, env, [str(a) for a in args]
         self.start()
 
     def start(self):
         self.err = open(self.log, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "emsync.cli", "serve", "--port", "0", "--session", str(self.session)],
+            [sys.executable, "-m", "emsync.cli", "serve", "--port", "0", "--session", str(self.session),
+             *self.args],
             cwd=REPO, stdout=subprocess.PIPE, stderr=self.err, stdin=subprocess.DEVNULL, env=self.env)
         ready, _, _ = select.select([self.proc.stdout], [], [], 30)
         assert ready, f"server did not start: {self.log.read_text()}"

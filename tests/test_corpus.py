@@ -457,7 +457,7 @@ def test_build_split_arrays(built):
     pieces = built["pieces"]
     for split in ("train", "valid"):
         arrays = _split(out, split)
-        names = {"notes", "tokens", "boundaries", "beats", "downbeats", "curve"}
+        names = {"notes", "tokens", "boundaries", "beats", "downbeats", "beat_sixteenths", "curve"}
         assert set(arrays) == names | {n + "_offsets" for n in names} | {"corpus", "bpm"}
         chosen = [p for p in pieces if p["split"] == split]
         n = len(chosen)
@@ -477,7 +477,8 @@ def test_build_split_arrays(built):
             notes = _part(arrays, "notes", i)
             assert len(notes) > 0 and np.all(notes[:, 1] >= notes[:, 0])
             beats, downbeats = _part(arrays, "beats", i), _part(arrays, "downbeats", i)
-            assert len(beats) == len(downbeats) and np.all(np.diff(beats) > 0)
+            assert len(beats) == len(downbeats) == len(_part(arrays, "beat_sixteenths", i))
+            assert np.all(np.diff(beats) > 0) and np.all(_part(arrays, "beat_sixteenths", i) == 4)
             if kind != "groove":  # POP909's annotated beats (a bar every 4 here), VGMIDI's written 4/4 grid
                 assert len(beats) > 8 and downbeats[:8].tolist() == [1, 0, 0, 0, 1, 0, 0, 0]
             if kind == "groove":
@@ -524,3 +525,11 @@ def test_groove_ids_are_unique_across_drummers(tmp_path):
     pieces, problems = corpus.collect_pieces(tmp_path, workers=1)
     assert not problems and len(pieces) == 2
     assert len({p.id for p in pieces}) == 2
+
+
+def test_pop909_bar_lines_come_from_the_column_that_marks_bars():
+    four = [[f"{i * 0.5}", f"{float(i % 2 == 0)}", f"{float(i % 4 == 0)}"] for i in range(24)]
+    assert corpus.pop909_downbeats(four) == [i % 4 == 0 for i in range(24)]
+    # songs in 3/4: strong beats every 3 beats, the third column every 6 (every other bar)
+    three = [[f"{i * 0.5}", f"{float(i % 3 == 0)}", f"{float(i % 6 == 0)}"] for i in range(24)]
+    assert corpus.pop909_downbeats(three) == [i % 3 == 0 for i in range(24)]

@@ -5,8 +5,9 @@ import pytest
 from emsync.core import codec
 from emsync.core.conditions import NO_BOUNDARY, EmotionCurve
 from emsync.core.errors import EmsyncError
-from emsync.core.generator import MAX_NOTE_SECONDS, MusicGenerator
+from emsync.core.generator import GRID_GUIDE_SECONDS, MAX_NOTE_SECONDS, MusicGenerator
 from emsync.core.music import DRUMS, Note
+from emsync.core.tempo import Meter, TempoMap, fit_to_picture
 
 CURVE = EmotionCurve.constant(0.5, 0.2)
 
@@ -61,6 +62,31 @@ def test_long_generation_crosses_the_context_window(generator):
     longest = max(n.end - n.start for n in result.notes if n.instrument != DRUMS)
     # released at the first event past MAX_NOTE_SECONDS: at most one time shift (1 s) later
     assert longest <= MAX_NOTE_SECONDS + codec.MAX_SHIFT_STEPS * codec.STEP_SECONDS + 1e-6
+
+
+@pytest.mark.parametrize("tempo, cuts", [
+    (TempoMap.constant(87.0, Meter(4, 4)), [3.33]),  # a cut off the grid is a place to start a note too
+    (fit_to_picture(12.0, [2.9, 7.4], EmotionCurve.constant(0.0, 0.8), Meter(6, 8)), [2.9, 7.4]),
+])
+def test_notes_start_only_on_the_grid_when_following_it(generator, tempo, cuts):
+    result = generator.generate(12.0, cuts, CURVE, seed=3, tempo=tempo)
+    points = np.union1d(tempo.grid(13.0), cuts)
+    onsets = np.array([n.start for n in result.notes])
+    assert onsets.size > 20
+    distance = np.min(np.abs(onsets[:, None] - points[None, :]), axis=1)
+    assert distance.max() <= GRID_GUIDE_SECONDS + 1e-6
+    free = generator.generate(12.0, cuts, CURVE, seed=3, tempo=tempo, follow_grid=False)
+    free_onsets = np.array([n.start for n in free.notes])
+    assert np.min(np.abs(free_onsets[:, None] - points[None, :]), axis=1).max() > GRID_GUIDE_SECONDS, \
+        "the model alone strays from the grid somewhere: otherwise this test shows nothing"
+
+
+def test_hits_on_the_grid_and_on_every_cut_together(generator):
+    tempo = TempoMap.constant(100.0, Meter(3, 4))
+    cuts = [1.37, 4.2]  # off the grid
+    result = generator.generate(6.0, cuts, CURVE, seed=2, hit_cuts=True, tempo=tempo)
+    for cut in cuts:
+        assert len([n for n in result.notes if abs(n.start - cut) < 0.006 and n.instrument != DRUMS]) >= 2
 
 
 @pytest.mark.parametrize("kwargs, field", [

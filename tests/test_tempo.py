@@ -83,6 +83,17 @@ def test_fitted_maps_on_unseen_cut_lists(seed):
     assert on >= 0.7, f"{on:.2f} of well-spaced cuts on a beat"
 
 
+def test_a_written_six_eight_grid_has_twelve_sixteenths_to_the_bar(tmp_path):
+    tempo = TempoMap.constant(90.0, Meter(6, 8))  # quarter = 90: an eighth lasts 1/3 s
+    path = write_midi(tmp_path / "six-eight.mid", [Note(0.0, 8.0, 60, 80, 1)], tempo=tempo)
+    beats, downbeats, units = read_midi_file(path).beats()
+    assert np.allclose(np.diff(beats), 1 / 3) and units.tolist() == [8] * len(beats)
+    assert downbeats[:7].tolist() == [True, False, False, False, False, False, True]
+    times, slots = grid_points(beats, downbeats, 16 // units)
+    assert np.allclose(np.diff(times), 1 / 6) and slots[:13].tolist() == [*range(12), 0]
+    assert np.allclose(times, tempo.grid(float(beats[-1]))), "the corpus's grid is the one the generator writes on"
+
+
 def test_midi_is_written_on_the_map(tmp_path):
     tempo = fit_to_picture(30.0, [7.0, 15.5], EmotionCurve.constant(0.0, 0.3), Meter(3, 4))
     grid = tempo.grid(30.0)

@@ -79,22 +79,24 @@ N_GRID_SLOTS = GRID_SLOTS + 1
 
 
 def grid_points(beats: Sequence[float] | np.ndarray, downbeats: Sequence[bool] | np.ndarray,
-                per_beat: int = 4) -> tuple[np.ndarray, np.ndarray]:
+                per_beat: int | Sequence[int] | np.ndarray = 4) -> tuple[np.ndarray, np.ndarray]:
     """(times, slot in the bar) of every 1/`per_beat` of a beat between the first and last
-    beat: the 16th notes of beats in quarters when `per_beat` is 4. A bar starts at each
-    downbeat; before the first downbeat slots count from the first beat."""
+    beat: the 16th notes when `per_beat` is 4 for beats in quarters, 2 for beats in eighths
+    (one value, or one per beat). A bar starts at each downbeat; before the first downbeat
+    slots count from the first beat."""
     beats = np.asarray(beats, dtype=np.float64)
     if beats.size < 2:
         return np.zeros(0), np.zeros(0, dtype=np.int64)
     downbeats = np.asarray(downbeats, dtype=bool)
-    since_bar = np.zeros(beats.size, dtype=np.int64)
+    per = np.broadcast_to(np.maximum(1, np.asarray(per_beat, dtype=np.int64)), beats.shape)
+    since_bar = np.zeros(beats.size, dtype=np.int64)  # grid points since the bar line
     for i in range(1, beats.size):
-        since_bar[i] = 0 if downbeats[i] else since_bar[i - 1] + 1
-    fraction = np.arange(per_beat) / per_beat
-    times = (beats[:-1, None] + np.diff(beats)[:, None] * fraction[None, :]).ravel()
-    slots = (since_bar[:-1, None] * per_beat + np.arange(per_beat)[None, :]).ravel()
-    return np.append(times, beats[-1]), np.append(np.minimum(slots, GRID_SLOTS - 1),
-                                                 min(int(since_bar[-1]) * per_beat, GRID_SLOTS - 1))
+        since_bar[i] = 0 if downbeats[i] else since_bar[i - 1] + per[i - 1]
+    counts = per[:-1]
+    within = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)  # k of the beat's points
+    times = np.repeat(beats[:-1], counts) + np.repeat(np.diff(beats) / counts, counts) * within
+    slots = np.repeat(since_bar[:-1], counts) + within
+    return np.append(times, beats[-1]), np.minimum(np.append(slots, since_bar[-1]), GRID_SLOTS - 1)
 
 
 def grid_bins(clock: np.ndarray, times: np.ndarray, slots: np.ndarray) -> np.ndarray:

@@ -17,6 +17,15 @@ strengthens whatever the model learned about emotion, adds nothing it did not, a
 vanishes at a neutral request. The batch of two makes a step slower (the model card has
 the cost, from benchmarks/probe_generator.py), so it is opt-in.
 
+With a tempo map, notes start only on its grid (`follow_grid`, on unless turned off): a
+time shift lands within GRID_GUIDE_SECONDS of a 16th note or a boundary, and no note starts
+elsewhere. A shift the model wanted that would land off the grid gives its probability to the
+shift landing nearest to where it was heading (not spread over all the others, which would
+favour the tiny shifts around a grid point and crowd the music). So the model still chooses
+which 16ths to play, how long to rest and its own feel around them, and it hears the rhythm
+that will be written (a quantizer applied afterwards moves notes the model has already built
+on). Turned off, eval measures the model's own grid fit.
+
 With `hit_cuts`, time may not jump over a cut and at least two pitched notes must start
 on it: a constrained mode for composers who want a hit on every cut, reported separately
 from the model's own alignment. With `lock_mode`, valence picks the mode (mode_lock.py),
@@ -50,6 +59,7 @@ MAX_EVENTS_PER_STEP = 48
 MAX_POLYPHONY = 24
 MAX_NOTE_SECONDS = 4.0  # 0.2 % of the held-out corpus's pitched notes are longer (probe_generator.py)
 HIT_NOTES = 2
+GRID_GUIDE_SECONDS = 0.02  # guided onsets stay this close to a 16th: inside the +-30 ms counted as on it
 EMOTION_GUIDANCE = 1.0  # strength g when asked for without a value (--emotion-guidance)
 MODEL_NAME = "generator.onnx"  # float weights of record: training resumes from them
 
@@ -183,11 +193,12 @@ class MusicGenerator:
                  temperature: float = 1.0, top_p: float = 0.95, prefix: Sequence[int] = (),
                  hit_cuts: bool = False, mask_boundaries: bool = False,
                  emotion_guidance: float = 0.0, lock_mode: bool = False, tempo: TempoMap | None = None,
-                 on_grid: bool = False, progress: Callable[[float], None] | None = None,
+                 follow_grid: bool = True, on_grid: bool = False, progress: Callable[[float], None] | None = None,
                  cancel: threading.Event | None = None) -> Generation:
         """Music from the end of `prefix` (tokens from time 0) until `duration` seconds, heading
         for a phrase end at each of `boundaries` (the cuts and hits), on the 16th-note grid of
-        `tempo` (for a model that hears the grid; None: no grid). With `on_grid`, the notes are
+        `tempo` (heard by a model that hears the grid; None: no grid). With `follow_grid`, notes
+        start only on that grid (see the module doc). With `on_grid`, the notes are
         written on the grid (`TempoMap.snap`: every onset and release to the nearest 16th note
         or boundary) while the model keeps its own timing: a constrained mode, like
         `hit_cuts`, reported apart from the model's own grid fit.
@@ -210,28 +221,34 @@ class MusicGenerator:
         stream = _Stream()
         mode_lock = ModeLock() if lock_mode else None
         tokens: list[int] = []
-        clocks: list[float] = []
+        steps: list[int] = []  # the codec step after each token
         for token in prefix:
             token = int(token)
             if not 0 <= token < codec.VOCAB_SIZE or token in (codec.PAD, codec.BOS):
                 raise EmsyncError(f"prefix: token {token} is not an event of this vocabulary")
             stream.push(token)
             tokens.append(token)
-            clocks.append(stream.step * codec.STEP_SECONDS)
+            steps.append(stream.step)
             if mode_lock is not None and _pitched_on(token):
-                mode_lock.observe(codec.on_target(token)[1], clocks[-1])
+                mode_lock.observe(codec.on_target(token)[1], stream.step * codec.STEP_SECONDS)
         new_from = len(tokens)
         hit = {c for c in cut_steps if c < stream.step}
 
-        grid = tempo.grid_points(duration + 1.0) if tempo is not None and self.hears_grid else None
+        landing = grid_landing(tempo, boundary_times, end_step) if tempo is not None and follow_grid else None
+        landing_steps = np.flatnonzero(landing) if landing is not None else None
 
-        def conditions(clock_values: list[float]):
-            clock_array = np.asarray(clock_values, dtype=np.float64)
-            offs = boundary_offset_bins(clock_array, seen_boundaries) if seen_boundaries else \
-                np.full(len(clock_array), NO_BOUNDARY)
-            wanted = emotion.at(clock_array)
-            heard = grid_bins(clock_array, *grid) if grid is not None else None  # None: no grid
-            return (np.stack([wanted, -wanted]) if emotion_guidance else wanted), offs, heard
+        # What each token hears depends only on the step it sits at: one table per condition,
+        # looked up per token (a token can sit a longest shift past the end).
+        step_clock = np.arange(max(end_step, stream.step) + codec.MAX_SHIFT_STEPS + 1) * codec.STEP_SECONDS
+        wanted = emotion.at(step_clock)
+        emotion_rows = np.stack([wanted, -wanted]) if emotion_guidance else wanted[None]
+        offset_rows = boundary_offset_bins(step_clock, seen_boundaries) if seen_boundaries else \
+            np.full(len(step_clock), NO_BOUNDARY)
+        grid_rows = grid_bins(step_clock, *tempo.grid_points(duration + 1.0)) \
+            if tempo is not None and self.hears_grid else None  # None: no grid
+
+        def conditions(at: list[int]):
+            return emotion_rows[:, at], offset_rows[at], None if grid_rows is None else grid_rows[at]
 
         block = self.config["block_size"]
 
@@ -239,9 +256,8 @@ class MusicGenerator:
             keep = block // 2 if tokens else 0
             stream.window_start = len(tokens) - min(keep, len(tokens))
             window = tokens[len(tokens) - keep:] if keep else []
-            window_clocks = clocks[len(clocks) - keep:] if keep else []
-            first_clock = window_clocks[0] if window_clocks else stream.step * codec.STEP_SECONDS
-            emo, offs, grid_now = conditions([first_clock] + window_clocks)
+            window_steps = steps[len(steps) - keep:] if keep else []
+            emo, offs, grid_now = conditions([window_steps[0] if window_steps else stream.step] + window_steps)
             return (*self._run([codec.BOS] + window, emo, offs, None, emotion_guidance, grid_now), len(window) + 1)
 
         logits, past, cached = prime()
@@ -252,12 +268,13 @@ class MusicGenerator:
                 raise Cancelled("cancelled")
             if progress is not None:
                 progress((stream.step - first_step) / max(1, end_step - first_step))
-            mask = self._grammar(stream, cut_steps, hit if hit_cuts else None)
-            token = _sample(np.where(mask, logits, -np.inf), temperature, top_p, rng)
+            mask = self._grammar(stream, cut_steps, hit if hit_cuts else None, landing)
+            fold = _onto_grid(landing, landing_steps, stream.step, mask) if landing is not None else None
+            token = _sample(np.where(mask, logits, -np.inf), temperature, top_p, rng, fold)
             if mode_lock is not None and _pitched_on(token):
                 clock = stream.step * codec.STEP_SECONDS
                 instrument, pitch = codec.on_target(token)
-                valence = float(emotion.at(np.array([clock]))[0, 0])
+                valence = float(wanted[stream.step, 0])
                 moved = mode_lock.moved(pitch, valence, clock)
                 if (instrument, moved) not in stream.sounding:  # a move must not re-strike a held note
                     token, pitch = codec.on_token(instrument, moved), moved
@@ -266,20 +283,21 @@ class MusicGenerator:
             if hit_cuts and stream.step in cut_steps and stream.pitched_onsets_this_step >= HIT_NOTES:
                 hit.add(stream.step)
             tokens.append(token)
-            clocks.append(stream.step * codec.STEP_SECONDS)
+            steps.append(stream.step)
             steps_run += 1
             if stream.step >= end_step:
                 break
             if cached + 1 >= block:
                 logits, past, cached = prime()
             else:
-                emo, offs, grid_now = conditions([clocks[-1]])
+                emo, offs, grid_now = conditions([stream.step])
                 logits, past = self._run([token], emo, offs, past, emotion_guidance, grid_now)
                 cached += 1
         notes = [n for n in codec.decode(tokens, end_seconds=duration) if n.start < duration]
         notes = [Note(n.start, min(n.end, duration), n.pitch, n.velocity, n.instrument) for n in notes]
         if on_grid:
             notes = tempo.snap(notes, duration, boundary_times)
+        clocks = [step * codec.STEP_SECONDS for step in steps]
         elapsed = time.perf_counter() - started
         return Generation(notes, tokens, clocks, new_from, elapsed,
                           {"tokens": steps_run, "tokens_per_second": steps_run / max(elapsed, 1e-9),
@@ -287,7 +305,8 @@ class MusicGenerator:
                            / max(elapsed, 1e-9)})
 
     @staticmethod
-    def _grammar(stream: _Stream, cut_steps: list[int], hit: set[int] | None) -> np.ndarray:
+    def _grammar(stream: _Stream, cut_steps: list[int], hit: set[int] | None,
+                 landing: np.ndarray | None) -> np.ndarray:
         allowed = np.ones(codec.VOCAB_SIZE, dtype=bool)
         allowed[[codec.PAD, codec.BOS]] = False
         allowed[codec.OFF0:] = False
@@ -310,6 +329,8 @@ class MusicGenerator:
         if stream.events_this_step >= MAX_EVENTS_PER_STEP:
             allowed[:] = False
             allowed[codec.SHIFT0:codec.VEL0] = True
+        if landing is not None and not landing[stream.step]:
+            allowed[codec.VEL0:codec.OFF0] = False  # no velocity or note-on off the grid
         stale = stream.stale()
         if stale:
             allowed[:] = False
@@ -317,15 +338,55 @@ class MusicGenerator:
         return allowed
 
 
+def grid_landing(tempo: TempoMap, boundaries: Sequence[float], end_step: int) -> np.ndarray:
+    """For each codec step up to a longest shift past `end_step`: may a note start there? Yes
+    within GRID_GUIDE_SECONDS of a 16th note of `tempo` or of a boundary, and anywhere from
+    `end_step` on (the music has ended there)."""
+    clock = np.arange(end_step + codec.MAX_SHIFT_STEPS + 1) * codec.STEP_SECONDS
+    points = np.union1d(tempo.grid(float(clock[-1]) + 1.0), np.asarray(boundaries, dtype=np.float64))
+    index = np.clip(np.searchsorted(points, clock), 1, len(points) - 1)
+    distance = np.minimum(np.abs(points[index] - clock), np.abs(points[index - 1] - clock))
+    landing = distance <= GRID_GUIDE_SECONDS + 1e-9
+    landing[end_step:] = True
+    return landing
+
+
+def _onto_grid(landing: np.ndarray, landing_steps: np.ndarray, step: int,
+               allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """(shift tokens, the tokens they give their probability to): each allowed shift from `step`
+    that would land off the grid goes to the allowed shift landing nearest to its target (the
+    later on a tie, never no shift at all); None when every allowed shift lands on it."""
+    targets = step + np.arange(1, codec.MAX_SHIFT_STEPS + 1)
+    off = ~landing[targets] & allowed[codec.SHIFT0:codec.VEL0]
+    if not off.any():
+        return None
+    targets = targets[off]
+    index = np.clip(np.searchsorted(landing_steps, targets), 1, len(landing_steps) - 1)
+    before, after = landing_steps[index - 1], landing_steps[index]
+    nearest = np.where((targets - before < after - targets) & (before > step), before, after)
+    nearest = np.where(nearest - step > codec.MAX_SHIFT_STEPS, before, nearest)
+    sources, destinations = codec.SHIFT0 + targets - step - 1, codec.SHIFT0 + nearest - step - 1
+    usable = (nearest > step) & (nearest - step <= codec.MAX_SHIFT_STEPS)
+    usable[usable] &= allowed[destinations[usable]]
+    return sources[usable], destinations[usable]
+
+
 def _pitched_on(token: int) -> bool:
     return codec.is_on(token) and codec.on_target(token)[0] != DRUMS
 
 
-def _sample(logits: np.ndarray, temperature: float, top_p: float, rng: np.random.Generator) -> int:
+def _sample(logits: np.ndarray, temperature: float, top_p: float, rng: np.random.Generator,
+            fold: tuple[np.ndarray, np.ndarray] | None = None) -> int:
+    """A token from the nucleus of softmax(logits / temperature); `fold` (sources, destinations)
+    first moves each source token's probability onto its destination."""
     scaled = logits / temperature
     scaled -= scaled.max()
     probs = np.exp(scaled)
     probs /= probs.sum()
+    if fold is not None:
+        sources, destinations = fold
+        np.add.at(probs, destinations, probs[sources])
+        probs[sources] = 0.0
     order = np.argsort(-probs, kind="stable")
     cumulative = np.cumsum(probs[order])
     keep = order[: int(np.searchsorted(cumulative, top_p)) + 1]

@@ -113,13 +113,14 @@ class MidiFileData:
     tempo: MidiTempo
     meters: list = field(default_factory=list)  # (tick, numerator, denominator) of each time signature
 
-    def beats(self) -> tuple[np.ndarray, np.ndarray]:
-        """(seconds, is downbeat) of every beat of the file's written grid up to its end: the
-        beat is the time signature's unit (4/4 when it has none), bars restart at each one."""
+    def beats(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(seconds, is downbeat, note value) of every beat of the file's written grid up to its
+        end: the beat is the time signature's unit (4 for a quarter, 8 for an eighth; 4/4 when
+        the file has none), bars restart at each time signature."""
         meters = list({tick: (tick, n, d) for tick, n, d in self.meters}.values())  # the last at each tick
         if not meters or meters[0][0] > 0:
             meters.insert(0, (0, 4, 4))
-        times, downbeats = [], []
+        times, downbeats, units = [], [], []
         for k, (tick, numerator, denominator) in enumerate(meters):
             until = meters[k + 1][0] if k + 1 < len(meters) else self.end_tick
             step = self.ticks_per_beat * 4 / denominator
@@ -129,7 +130,8 @@ class MidiFileData:
                     break
                 times.append(self.tempo.to_seconds(round(at)))
                 downbeats.append(index % numerator == 0)
-        return np.array(times), np.array(downbeats, dtype=bool)
+                units.append(denominator)
+        return np.array(times), np.array(downbeats, dtype=bool), np.array(units, dtype=np.int64)
 
 
 def read_midi_file(path) -> MidiFileData:

@@ -204,7 +204,7 @@ def fit_to_picture(duration: float, cuts: Sequence[float], curve=None, meter: Me
     points = [0.0, *anchors]
     bar = meter.beats
     q_per_beat = meter.quarters_per_beat
-    # state: (cost, phase in beats mod bar, bpm of the segment that ends here, backpointer)
+    # state at a point: (phase in beats mod bar, bpm of the segment that ends there) -> (cost, backpointer)
     states: list[dict] = [{(0, 0.0): (0.0, None)}]
     for j in range(1, len(points)):
         found: dict = {}
@@ -214,40 +214,30 @@ def fit_to_picture(duration: float, cuts: Sequence[float], curve=None, meter: Me
                 continue
             want = _preference(curve, points[i], points[j])
             low, high = max(BPM_RANGE[0], want / MAX_CHANGE), min(BPM_RANGE[1], want * MAX_CHANGE)
-            n_low = max(1, math.ceil(low * length / 60.0 / q_per_beat))
-            n_high = math.floor(high * length / 60.0 / q_per_beat)
-            for n in range(n_low, n_high + 1):
-                bpm = 60.0 * n * q_per_beat / length
-                tempo_cost = TEMPO_WEIGHT * math.log2(bpm / want) ** 2 * min(length, 10.0) / 10.0
-                inner = _inner_prices(points[i + 1:j], points[i], bpm, meter)
-                for (phase, previous), (cost, _) in states[i].items():
-                    missed = inner[phase]
-                    change = 0.0
-                    if previous:
-                        ratio = abs(math.log2(bpm / previous))
-                        if ratio > math.log2(MAX_CHANGE):
-                            continue
-                        change = 0.0 if ratio < SAME_TEMPO else CHANGE_PRICE + CHANGE_WEIGHT * ratio
-                    landing = (phase + n) % bar
-                    total = cost + tempo_cost + missed + change + (OFF_BAR_PRICE if landing else 0.0)
-                    key = (landing, round(bpm, 6))
-                    if key not in found or total < found[key][0]:
-                        found[key] = (total, (i, phase, previous, n))
+            counts = np.arange(max(1, math.ceil(low * length / 60.0 / q_per_beat)),
+                               math.floor(high * length / 60.0 / q_per_beat) + 1)
+            if counts.size:
+                _extend(found, states[i], i, counts, 60.0 * counts * q_per_beat / length,
+                        TEMPO_WEIGHT * np.log2(60.0 * counts * q_per_beat / length / want) ** 2
+                        * min(length, 10.0) / 10.0, _inner_prices(points[i + 1:j], points[i], counts, length, meter),
+                        bar)
         states.append(dict(sorted(found.items(), key=lambda item: item[1][0])[:BEAM]))
     # The last segment, from the last point to the end: no cut to land, so keep the tempo or
     # take the preference (whole bpm), whichever costs less; cuts in it land where they fall.
     best, best_cost = None, math.inf
     for i in range(max(0, len(points) - MAX_SPAN), len(points)):
-        want = _preference(curve, points[i], duration)
+        want, length = _preference(curve, points[i], duration), duration - points[i]
+        tempos = sorted(({previous for _, previous in states[i]} | {float(round(want))}) - {0.0})
+        inner = dict(zip(tempos, _inner_prices(points[i + 1:], points[i], np.array(tempos) * length / 60.0 / q_per_beat,
+                                               length, meter)))
         for (phase, previous), (cost, _) in states[i].items():
             for bpm in {previous, float(round(want))} - {0.0}:
                 ratio = abs(math.log2(bpm / previous)) if previous else 0.0
                 if ratio > math.log2(MAX_CHANGE):
                     continue
-                length = duration - points[i]
                 total = (cost + TEMPO_WEIGHT * math.log2(bpm / want) ** 2 * min(length, 10.0) / 10.0
                          + (CHANGE_PRICE + CHANGE_WEIGHT * ratio if ratio >= SAME_TEMPO else 0.0)
-                         + _inner_prices(points[i + 1:], points[i], bpm, meter)[phase])
+                         + inner[bpm][phase])
                 if total < best_cost:
                     best, best_cost = (i, phase, previous, bpm), total
     segments = []  # (start seconds, bpm), from the end back
@@ -265,15 +255,42 @@ def fit_to_picture(duration: float, cuts: Sequence[float], curve=None, meter: Me
     return TempoMap(tuple(s for s, _ in merged), tuple(b for _, b in merged), meter)
 
 
-def _inner_prices(times: Sequence[float], start: float, bpm: float, meter: Meter) -> list[float]:
-    """For each beat of the bar a segment may start on, the price of the cuts inside it:
+def _extend(found: dict, state: dict, i: int, counts: np.ndarray, bpms: np.ndarray, tempo_costs: np.ndarray,
+            inner: np.ndarray, bar: int) -> None:
+    """Into `found`, the cheapest way to reach the next point from each of `state`'s entries (at
+    point i) with a segment of counts[k] beats at bpms[k]; one entry per (phase, bpm) there, the
+    earliest-found of equal costs kept."""
+    keys = list(state)
+    phase = np.array([k[0] for k in keys])
+    previous = np.array([k[1] for k in keys])
+    cost = np.array([state[k][0] for k in keys])
+    with np.errstate(divide="ignore"):
+        ratio = np.abs(np.log2(bpms[:, None] / previous[None, :]))  # (tempos, states); inf from no tempo yet
+    first = previous[None, :] == 0.0
+    change = np.where(first | (ratio < SAME_TEMPO), 0.0, CHANGE_PRICE + CHANGE_WEIGHT * ratio)
+    landing = (phase[None, :] + counts[:, None]) % bar
+    total = (cost[None, :] + tempo_costs[:, None] + inner[:, phase] + change
+             + np.where(landing != 0, OFF_BAR_PRICE, 0.0))
+    tempo, entry = np.nonzero(first | (ratio <= math.log2(MAX_CHANGE)))
+    group = tempo * bar + landing[tempo, entry]
+    order = np.lexsort((entry, total[tempo, entry], group))  # by group, then cost, then state order
+    leaders = order[np.r_[True, group[order][1:] != group[order][:-1]]] if order.size else order
+    for k, s, cheapest in zip(tempo[leaders], entry[leaders], total[tempo[leaders], entry[leaders]]):
+        key = (int(landing[k, s]), round(float(bpms[k]), 6))
+        if key not in found or cheapest < found[key][0]:
+            found[key] = (float(cheapest), (i, int(phase[s]), float(previous[s]), int(counts[k])))
+
+
+def _inner_prices(times: Sequence[float], start: float, counts: np.ndarray, length: float,
+                  meter: Meter) -> np.ndarray:
+    """(tempos, beats of the bar): for a segment from `start` of counts[k] beats over `length`
+    seconds that starts on beat p of the bar, the price of the cuts at `times` inside it:
     MISS_PRICE for each off the beat, OFF_BAR_PRICE for each on a beat but not a bar line."""
-    missed, landed = 0.0, []
-    for time in times:
-        beats = (time - start) * bpm / 60.0 / meter.quarters_per_beat
-        if abs(beats - round(beats)) * 60.0 * meter.quarters_per_beat / bpm > ON_BEAT:
-            missed += MISS_PRICE
-        else:
-            landed.append(round(beats))
-    return [missed + OFF_BAR_PRICE * sum((phase + b) % meter.beats != 0 for b in landed)
-            for phase in range(meter.beats)]
+    times = np.asarray(times, dtype=np.float64)
+    beat_seconds = length / counts[:, None]  # (tempos, 1)
+    beats = (times[None, :] - start) / beat_seconds
+    nearest = np.round(beats)
+    landed = np.abs(beats - nearest) * beat_seconds <= ON_BEAT
+    missed = MISS_PRICE * np.sum(~landed, axis=1)
+    off_bar = (np.arange(meter.beats)[None, None, :] + nearest[:, :, None].astype(np.int64)) % meter.beats != 0
+    return missed[:, None] + OFF_BAR_PRICE * np.sum(off_bar & landed[:, :, None], axis=1)

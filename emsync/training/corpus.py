@@ -2,7 +2,8 @@
 
 Each piece becomes notes (for augmentation at training time), tokens (for validation
 and statistics), boundaries, a valence/arousal curve and its beat grid (POP909: the annotated
-beats and downbeats; VGMIDI: the written grid of its MIDI file).
+beats and downbeats; VGMIDI: the written grid of its MIDI file, beats in its time signature's
+unit, so a 6/8 bar has six eighths of two 16ths each).
 Output: train.npz / valid.npz (concatenated arrays with offsets), pieces.jsonl and
 stats.json.
 
@@ -50,6 +51,7 @@ class Piece:
     chord_changes: list[float] = field(default_factory=list)
     beats: list[float] = field(default_factory=list)
     downbeats: list[bool] = field(default_factory=list)  # one per beat: does a bar start there
+    beat_sixteenths: list[int] = field(default_factory=list)  # one per beat: 4 for a quarter, 2 for an eighth
     bpm: float = 0.0
     labelled_curve: tuple[list, list, list] | None = None  # human valence/arousal over time
     label: tuple[float, float] | None = None  # human piece-level valence/arousal
@@ -111,9 +113,24 @@ def _load_pop909(folder: Path) -> Piece:
     notes = split_bass(read_midi(folder / f"{song}.mid", pop909_instrument))
     chords = _read_text_rows(folder / "chord_midi.txt")
     changes = [float(row[0]) for prev, row in zip([None] + chords, chords) if prev is None or prev[2] != row[2]]
-    rows = _read_text_rows(folder / "beat_midi.txt")  # time, strong beat, downbeat (annotated beats)
-    beats, downbeats = [float(row[0]) for row in rows], [len(row) > 2 and float(row[2]) == 1.0 for row in rows]
-    return Piece(f"pop909/{song}", "pop909", str(folder / f"{song}.mid"), notes, changes, beats, downbeats)
+    rows = _read_text_rows(folder / "beat_midi.txt")  # time, strong beat, downbeat (annotated quarter beats)
+    beats = [float(row[0]) for row in rows]
+    return Piece(f"pop909/{song}", "pop909", str(folder / f"{song}.mid"), notes, changes, beats,
+                 pop909_downbeats(rows), [4] * len(beats))
+
+
+def pop909_downbeats(rows: list[list[str]]) -> list[bool]:
+    """The bar lines of a POP909 beat_midi.txt (time, strong beat, downbeat): its third column,
+    except where that marks every other bar, as in the songs in 3/4 whose strong beats come
+    every 3 beats and "downbeats" every 6; there the strong beats are the bar lines."""
+    marks = [[len(row) > column and float(row[column]) == 1.0 for row in rows] for column in (1, 2)]
+
+    def bar_beats(column: list[bool]) -> float:
+        at = np.flatnonzero(column)
+        return float(np.median(np.diff(at))) if at.size > 2 else 0.0
+
+    strong, down = bar_beats(marks[0]), bar_beats(marks[1])
+    return marks[0] if strong >= 3 and down == 2 * strong else marks[1]
 
 
 def _vgmidi_labels(root: Path) -> tuple[dict, dict]:
@@ -142,9 +159,9 @@ def _vgmidi_labels(root: Path) -> tuple[dict, dict]:
 def _load_vgmidi(path: Path, label, curve) -> Piece:
     """A VGMIDI piece; its beats are its written grid (the arrangements are notated)."""
     data = read_midi_file(path)
-    beats, downbeats = data.beats()
+    beats, downbeats, units = data.beats()
     return Piece(f"vgmidi/{path.stem}", "vgmidi", str(path), notes_of(data), beats=beats.tolist(),
-                 downbeats=downbeats.tolist(), label=label, labelled_curve=curve)
+                 downbeats=downbeats.tolist(), beat_sixteenths=np.maximum(1, 16 // units).tolist(), label=label, labelled_curve=curve)
 
 
 def _load_groove(path: Path, bpm: float, split: str) -> Piece:
@@ -298,6 +315,7 @@ def _save_split(path: Path, pieces: list[Piece], curves: dict, boundaries: dict)
         ("boundaries", [np.asarray(boundaries[p.id], np.float32) for p in pieces], np.float32),
         ("beats", [np.asarray(p.beats, np.float32) for p in pieces], np.float32),
         ("downbeats", [np.asarray(p.downbeats, np.int8) for p in pieces], np.int8),
+        ("beat_sixteenths", [np.asarray(p.beat_sixteenths, np.int8) for p in pieces], np.int8),
         ("curve", [np.asarray(curves[p.id], np.float32).T.reshape(-1, 3) for p in pieces], np.float32),
     ):
         arrays[name], arrays[name + "_offsets"] = _concat(items, dtype)

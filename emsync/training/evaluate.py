@@ -6,14 +6,15 @@
    chance line (the same measure at random instants of the same music).
    On the same lists, the grid: each cue is written on a tempo map fitted to its cuts
    (meters 4/4, 3/4, 4/4, 6/8 in turn); the share of onsets within +-30 ms of a 16th note of that written map
-   (the model hearing the grid, the same model not hearing it, and the constrained on-grid
-   mode, with the note densities; chance: random instants), cuts on a written beat and on a
-   bar line, and tempo events per minute. Arousal against the map's bpm (in 2.) shows the
+   (the model alone hearing the grid, the same model not hearing it, the grid-guided sampler that
+   `--free-timing` writes, and that music snapped to the grid as written by default; with the
+   note densities and cuts hit; chance: random instants), cuts on a written beat and on a bar
+   line, and tempo events per minute. Arousal against the map's bpm (in 2.) shows the
    tempo rule, not the model.
 2. Emotion control on a 5x5 valence/arousal grid: Pearson correlation between the
    requested values and measured features (arousal: note density, velocity;
    valence: major-vs-minor key evidence), the model alone, with the sampler's
-   optional emotion guidance, and with the mode lock (valence picks the mode; constrained,
+   optional emotion guidance, with the grid-guided sampler the product uses, and with the mode lock (valence picks the mode; constrained,
    so reported apart).
 3. Musical sanity: generated vs held-out corpus features.
 4. Speed: onnxruntime with KV cache vs torch without cache (when torch is installed).
@@ -30,6 +31,7 @@ from emsync.core.features import music_features
 from emsync.core.generator import EMOTION_GUIDANCE, MusicGenerator
 from emsync.core.music import Note, Scene
 from emsync.core.tempo import Meter, TempoMap, fit_to_picture
+from emsync.training.windows import require_current
 
 TOLERANCE = 0.05
 GRID_TOLERANCE = 0.03
@@ -78,11 +80,12 @@ def on_beat(tempo: TempoMap, instants: list[float], until: float) -> tuple[float
 
 def boundary_alignment(generator: MusicGenerator, n_lists: int, duration: float, seed: int) -> dict:
     rng = np.random.default_rng(seed)
-    rows = {"with_offsets": [], "offsets_masked": [], "constrained_hit_cuts": [], "chance_with_offsets": []}
-    grid = {"onsets_on_16th_30ms": [], "onsets_on_16th_30ms_grid_not_heard": [],
-            "onsets_on_16th_30ms_constrained_on_grid": [], "onsets_on_16th_30ms_chance": [], "notes_per_second": [],
-            "notes_per_second_constrained_on_grid": [], "cuts_on_beat": [], "cuts_on_bar_line": [],
-            "tempo_events_per_minute": []}
+    rows = {"with_offsets": [], "offsets_masked": [], "constrained_hit_cuts": [], "grid_guided": [],
+            "chance_with_offsets": []}
+    grid = {"onsets_on_16th_30ms": [], "onsets_on_16th_30ms_grid_not_heard": [], "onsets_on_16th_30ms_grid_guided": [],
+            "onsets_on_16th_30ms_written": [], "onsets_on_16th_30ms_chance": [], "notes_per_second": [],
+            "notes_per_second_grid_guided": [], "notes_per_second_written": [], "cuts_on_beat": [],
+            "cuts_on_bar_line": [], "tempo_events_per_minute": []}
     for i in range(n_lists):
         cuts = random_cut_list(rng, duration)
         edges = [0.0] + cuts + [duration]
@@ -90,24 +93,29 @@ def boundary_alignment(generator: MusicGenerator, n_lists: int, duration: float,
                   for a, b in zip(edges, edges[1:])]
         curve = EmotionCurve.from_scenes(scenes)
         tempo = fit_to_picture(duration, cuts, curve, METERS[i % len(METERS)])
-        own = generator.generate(duration, cuts, curve, seed=seed + i, tempo=tempo)
-        masked = generator.generate(duration, cuts, curve, seed=seed + i, mask_boundaries=True, tempo=tempo)
-        hit = generator.generate(duration, cuts, curve, seed=seed + i, hit_cuts=True, tempo=tempo)
+        alone = {"seed": seed + i, "tempo": tempo, "follow_grid": False}
+        own = generator.generate(duration, cuts, curve, **alone)
+        masked = generator.generate(duration, cuts, curve, mask_boundaries=True, **alone)
+        hit = generator.generate(duration, cuts, curve, hit_cuts=True, **alone)
         deaf = generator.generate(duration, cuts, curve, seed=seed + i)
-        snapped = generator.generate(duration, cuts, curve, seed=seed + i, tempo=tempo, on_grid=True)
+        guided = generator.generate(duration, cuts, curve, seed=seed + i, tempo=tempo)
+        written = tempo.snap(guided.notes, duration, cuts)  # what generate(on_grid=True) returns
         rows["with_offsets"].append(alignment(own.notes, cuts))
         rows["offsets_masked"].append(alignment(masked.notes, cuts))
         rows["constrained_hit_cuts"].append(alignment(hit.notes, cuts))
+        rows["grid_guided"].append(alignment(guided.notes, cuts))
         random_instants = [float(t) for t in rng.uniform(1.0, duration - 1.0, size=len(cuts))]
         rows["chance_with_offsets"].append(alignment(own.notes, random_instants))
         grid["onsets_on_16th_30ms"].append(grid_fit(own.notes, tempo, duration))
         grid["onsets_on_16th_30ms_grid_not_heard"].append(grid_fit(deaf.notes, tempo, duration))
-        grid["onsets_on_16th_30ms_constrained_on_grid"].append(grid_fit(snapped.notes, tempo, duration))
+        grid["onsets_on_16th_30ms_grid_guided"].append(grid_fit(guided.notes, tempo, duration))
+        grid["onsets_on_16th_30ms_written"].append(grid_fit(written, tempo, duration))
         instants = np.random.default_rng(seed + 10_000 + i).uniform(0.0, duration, size=200)  # not `rng`: the cut
         chance = [Note(float(t), float(t) + 0.1, 60, 80, 1) for t in instants]             # lists stay as they were
         grid["onsets_on_16th_30ms_chance"].append(grid_fit(chance, tempo, duration))
         grid["notes_per_second"].append(len(own.notes) / duration)
-        grid["notes_per_second_constrained_on_grid"].append(len(snapped.notes) / duration)
+        grid["notes_per_second_grid_guided"].append(len(guided.notes) / duration)
+        grid["notes_per_second_written"].append(len(written) / duration)
         beat, bar = on_beat(tempo, cuts, duration)
         grid["cuts_on_beat"].append(beat)
         grid["cuts_on_bar_line"].append(bar)
@@ -121,9 +129,11 @@ def boundary_alignment(generator: MusicGenerator, n_lists: int, duration: float,
 
 
 def emotion_control(generator: MusicGenerator, grid: int, duration: float, seed: int, repeats: int = 1,
-                    emotion_guidance: float = 0.0, lock_mode: bool = False) -> tuple[dict, list]:
+                    emotion_guidance: float = 0.0, lock_mode: bool = False,
+                    follow_grid: bool = False) -> tuple[dict, list]:
     """Requested vs measured emotion over a grid x grid valence/arousal grid, each cell
-    sampled `repeats` times (more takes make valence's r less noisy; see the model card)."""
+    sampled `repeats` times (more takes make valence's r less noisy; see the model card);
+    the model alone unless asked for guidance, the grid-guided sampler or the mode lock."""
     levels = np.linspace(-0.8, 0.8, grid)
     rows, outputs = [], []
     for repeat in range(repeats):
@@ -132,7 +142,8 @@ def emotion_control(generator: MusicGenerator, grid: int, duration: float, seed:
                 curve = EmotionCurve.constant(valence, arousal)
                 tempo = fit_to_picture(duration, [], curve)
                 result = generator.generate(duration, [], curve, seed=seed + (repeat * grid + i) * grid + j,
-                                            emotion_guidance=emotion_guidance, lock_mode=lock_mode, tempo=tempo)
+                                            emotion_guidance=emotion_guidance, lock_mode=lock_mode, tempo=tempo,
+                                            follow_grid=follow_grid)
                 f = music_features(result.notes, 0.0, duration)
                 rows.append((valence, arousal, f.notes_per_second, f.mean_velocity, f.major_minus_minor,
                              tempo.bpms[0]))
@@ -146,6 +157,7 @@ def emotion_control(generator: MusicGenerator, grid: int, duration: float, seed:
         "grid": f"{grid}x{grid}, {duration:.0f} s each, {repeats} take(s) per cell",
         "emotion_guidance": emotion_guidance,
         "lock_mode": lock_mode,
+        "follow_grid": follow_grid,
         "arousal_vs_note_density_r": r(table[:, 1], table[:, 2]),
         "arousal_vs_velocity_r": r(table[:, 1], table[:, 3]),
         "arousal_vs_bpm_r": r(table[:, 1], table[:, 5]),
@@ -178,19 +190,23 @@ def held_out_windows(data: str | Path, duration: float, count: int, seed: int) -
     return windows
 
 
+def _part(split, name: str, piece: int) -> np.ndarray:
+    """One piece's rows of a concatenated corpus array."""
+    return split[name][split[name + "_offsets"][piece]:split[name + "_offsets"][piece + 1]]
+
+
 def held_out_grid_fit(data: str | Path, duration: float, count: int, seed: int) -> float:
     """Median share of onsets within GRID_TOLERANCE of a 16th of the held-out pieces' own beats
     (POP909's annotations, VGMIDI's written grid): the figure generated music is held to."""
     split = np.load(Path(data) / "valid.npz")
     rng = np.random.default_rng(seed)
     music = [i for i in np.flatnonzero(split["corpus"] != "groove")
-             if split["beats_offsets"][i + 1] - split["beats_offsets"][i] > 8]
+             if len(_part(split, "beats", i)) > 8]
     shares = []
     for piece in rng.choice(music, size=min(count, len(music)), replace=False):
-        beats = split["beats"][split["beats_offsets"][piece]:split["beats_offsets"][piece + 1]]
-        downbeats = split["downbeats"][split["downbeats_offsets"][piece]:split["downbeats_offsets"][piece + 1]]
-        notes = split["notes"][split["notes_offsets"][piece]:split["notes_offsets"][piece + 1]]
-        times, _ = grid_points(beats, downbeats.astype(bool))
+        beats, downbeats, sixteenths, notes = (_part(split, name, piece) for name in
+                                               ("beats", "downbeats", "beat_sixteenths", "notes"))
+        times, _ = grid_points(beats, downbeats.astype(bool), sixteenths)
         t0 = float(rng.uniform(beats[0], max(beats[0], beats[-1] - duration)))
         onsets = notes[(notes[:, 0] >= t0) & (notes[:, 0] < min(t0 + duration, beats[-1])), 0]
         if onsets.size:
@@ -245,6 +261,8 @@ def speed(generator: MusicGenerator, n_tokens: int = 256, seed: int = 0) -> dict
 
 def run_evaluation(model_path: str | None, data: str | None, quick: bool = False, seed: int = 0) -> dict:
     generator = MusicGenerator(model_path)
+    if data and (Path(data) / "valid.npz").exists():  # before the long part, not after it
+        require_current(Path(data) / "valid.npz", np.load(Path(data) / "valid.npz"))
     duration = 20.0 if quick else 30.0
     report = {"model": str(generator.path), "training": {k: generator.history.get(k)
                                                          for k in ("steps", "tokens", "seconds", "val_loss")}}
@@ -253,9 +271,12 @@ def run_evaluation(model_path: str | None, data: str | None, quick: bool = False
     report["emotion_control"], outputs = emotion_control(generator, grid, window, seed, repeats)
     report["emotion_control_with_guidance"] = emotion_control(generator, grid, window, seed, repeats,
                                                               emotion_guidance=EMOTION_GUIDANCE)[0]
+    report["emotion_control_grid_guided"], guided = emotion_control(generator, grid, window, seed, repeats,
+                                                                    follow_grid=True)
     report["emotion_control_mode_locked"], locked = emotion_control(generator, grid, window, seed, repeats,
                                                                     lock_mode=True)
     report["musical_sanity"] = {"generated": _feature_means(outputs, window),
+                                "generated_grid_guided": _feature_means(guided, window),
                                 "generated_mode_locked": _feature_means(locked, window)}
     if data and (Path(data) / "valid.npz").exists():
         report["musical_sanity"]["held_out"] = _feature_means(held_out_windows(data, window, 50, seed), window)

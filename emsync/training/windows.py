@@ -59,6 +59,13 @@ OPENING_SECONDS = 12.0
 OPENING_EVIDENCE = (0.074, 0.188)  # mean and std of POP909 training windows' 20 s mode evidence
 
 
+def require_current(path: str | Path, arrays) -> None:
+    """EmsyncError unless the split at `path` (its arrays) was built by this version of the corpus."""
+    if "beat_sixteenths" not in arrays:
+        raise EmsyncError(f"{path}: built before corpora carried their bar lines and beat lengths; rebuild it "
+                          "with `emsync data build`")
+
+
 class WindowSampler:
     """Random training windows (tokens plus per-token conditions) from a split file."""
 
@@ -68,8 +75,7 @@ class WindowSampler:
         data = np.load(path)
         self.block_size = block_size
         self.arrays = {k: data[k] for k in data.files}
-        if "downbeats" not in self.arrays:
-            raise EmsyncError(f"{path}: built before corpora carried their bar lines; rebuild it with `emsync data build`")
+        require_current(path, self.arrays)
         corpus = self.arrays["corpus"]
         self.music = np.flatnonzero(corpus != "groove")
         self.grooves = np.flatnonzero(corpus == "groove")
@@ -133,7 +139,8 @@ class WindowSampler:
         if len(beats) < 2 or (augment and rng.random() < GRID_DROPOUT):
             grid = grid_bins(clock, np.zeros(0), np.zeros(0, np.int64))
         else:
-            grid = grid_bins(clock, *grid_points(beats, self._part("downbeats", piece).astype(bool)))
+            grid = grid_bins(clock, *grid_points(beats, self._part("downbeats", piece).astype(bool),
+                                                 self._part("beat_sixteenths", piece)))
         return self._pad(tokens, emotion, offsets, grid, length)
 
     def _drums_on_beats(self, rng: np.random.Generator, beats: np.ndarray, t0: float) -> np.ndarray:
