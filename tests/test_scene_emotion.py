@@ -20,7 +20,7 @@ import pytest
 from conftest import REPO, run_cli
 from emsync.core.emotions import nearest_word
 from emsync.core.errors import EmsyncError
-from emsync.video.analysis import analyze_video
+from emsync.video.analysis import analyze_video, spread
 from emsync.video.decode import SmallFrames
 from emsync.video.fusion import EKMAN_NAMES, SceneEmotion, smooth
 from emsync.video.sound import SoundTrack
@@ -161,6 +161,12 @@ def test_a_smiling_face_lifts_the_valence(tmp_path):
     faces = evidence(smiling, "faces")
     assert faces.valence > 0.3 and max(faces.emotions, key=faces.emotions.get) == "joy"
     assert smiling.valence > plain.valence + 0.2
+
+
+def test_long_scenes_show_the_face_model_a_spread_of_their_frames():
+    assert spread(np.arange(5), 12).tolist() == [0, 1, 2, 3, 4]
+    chosen = spread(np.arange(10, 70), 12)
+    assert len(chosen) == 12 and chosen[0] == 10 and chosen[-1] == 69 and np.all(np.diff(chosen) >= 5)
 
 
 # ---------------------------------------------------------------- smoothing and overrides

@@ -5,10 +5,12 @@ noise texture and a moving disc, joined by hard cuts and a cross-dissolve.
 """
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 from fractions import Fraction
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pytest
@@ -16,7 +18,9 @@ import pytest
 av = pytest.importorskip("av")
 
 from emsync.core.errors import EmsyncError  # noqa: E402
-from emsync.video.shots import MODEL_PATH, ShotResult, cuts_from_predictions, detect_cuts  # noqa: E402
+from emsync.video.candidates import ChangeGate  # noqa: E402
+from emsync.video.shots import (MODEL_PATH, REFERENCE_MODEL_PATH, ShotResult, cuts_from_predictions,  # noqa: E402
+                                detect_cuts)
 from emsync.video.decode import SmallFrames, probe, read_small_frames  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -25,8 +29,13 @@ REPO = Path(__file__).resolve().parents[1]
 # ---------------------------------------------------------------- synthetic videos with known cuts
 
 def scene_frames(seed: int, count: int, width: int, height: int) -> np.ndarray:
-    """`count` frames of one synthetic shot: a two-colour gradient, a slowly panning
-    low-frequency noise texture and a disc moving across, uint8 [count, height, width, 3]."""
+    """`count` frames of one synthetic shot (`shot_frames`), uint8 [count, height, width, 3]."""
+    return np.stack(list(shot_frames(seed, count, width, height)))
+
+
+def shot_frames(seed: int, count: int, width: int, height: int) -> Iterator[np.ndarray]:
+    """The frames of one synthetic shot, one at a time: a two-colour gradient, a slowly
+    panning low-frequency noise texture and a disc moving across, uint8 [height, width, 3]."""
     rng = np.random.default_rng(seed)
     c0, c1 = rng.uniform(20, 235, 3), rng.uniform(20, 235, 3)
     angle = rng.uniform(0, np.pi)
@@ -45,7 +54,6 @@ def scene_frames(seed: int, count: int, width: int, height: int) -> np.ndarray:
     x0, y0 = rng.uniform(0.2, 0.8) * width, rng.uniform(0.3, 0.7) * height
     vx, vy = rng.uniform(-1.5, 1.5) * width / 160, rng.uniform(-0.6, 0.6) * height / 90
     pan = rng.choice([-1, 1])
-    out = np.empty((count, height, width, 3), np.uint8)
     for i in range(count):
         shift = int(i * 4 * width / 160) if pan > 0 else int((count - i) * 4 * width / 160)
         tex = texture[4:4 + height, shift % (texture.shape[1] - width):][:, :width]
@@ -53,8 +61,59 @@ def scene_frames(seed: int, count: int, width: int, height: int) -> np.ndarray:
         cx, cy = x0 + vx * i, y0 + vy * i
         mask = (xx - cx) ** 2 + (yy - cy) ** 2 < radius ** 2
         frame[mask] = disc_colour
-        out[i] = np.clip(frame, 0, 255)
-    return out
+        yield np.clip(frame, 0, 255).astype(np.uint8)
+
+
+def edit_frames(width=160, height=96, seed=0, lengths=(48, 61, 37, 70, 44, 55, 66), joins=None
+                ) -> tuple[Iterator[np.ndarray], list[int], list[tuple[int, int]]]:
+    """A synthetic edit made one frame at a time (any length at any size), with its truth:
+    (frames, cut frames, (start, end) frames of every gradual transition).
+
+    Shot i is seen alone for lengths[i] frames; it meets shot i + 1 by a hard cut unless
+    `joins[i]` is ("dissolve", n), a cross-dissolve of n frames, or ("fade", n), a fade to
+    black and back in over n frames. A gradual transition's cut counts at its middle frame."""
+    joins = joins or {}
+    steps = [joins.get(i, ("cut", 0)) for i in range(len(lengths) - 1)]
+    cuts, spans, position = [], [], 0
+    for length, (_, frames) in zip(lengths, steps):
+        position += length
+        if frames:
+            spans.append((position, position + frames))
+        cuts.append(position + frames // 2)
+        position += frames
+
+    outgoing = [frames if kind == "dissolve" else frames // 2 for kind, frames in steps]   # frames of shot i
+    incoming = [frames if kind == "dissolve" else frames - frames // 2 for kind, frames in steps]  # of shot i + 1
+    counts = [length + after + before for length, after, before in zip(lengths, [*outgoing, 0], [0, *incoming])]
+
+    def generate() -> Iterator[np.ndarray]:
+        shot = shot_frames(seed * 100, counts[0], width, height)
+        for i, length in enumerate(lengths):
+            for _ in range(length):
+                yield next(shot)
+            if i == len(steps):
+                return
+            tail = list(shot)
+            shot = shot_frames(seed * 100 + i + 1, counts[i + 1], width, height)
+            head = [next(shot) for _ in range(incoming[i])]
+            yield from _transition(steps[i][0], tail, head)
+
+    return generate(), cuts, spans
+
+
+def _transition(kind: str, tail: list[np.ndarray], head: list[np.ndarray]) -> Iterator[np.ndarray]:
+    """The frames between two shots: `tail` of the outgoing shot, `head` of the incoming one."""
+    if kind == "cut":
+        return
+    if kind == "dissolve":
+        weights = np.linspace(0, 1, len(tail) + 2)[1:-1]
+        for a, b, w in zip(tail, head, weights):
+            yield (a * (1 - w) + b * w).round().astype(np.uint8)
+        return
+    for a, w in zip(tail, np.linspace(1, 0, len(tail) + 1)[1:]):      # fade out, ending black
+        yield (a * w).round().astype(np.uint8)
+    for b, w in zip(head, np.linspace(0, 1, len(head) + 1)[:-1]):     # fade in, starting black
+        yield (b * w).round().astype(np.uint8)
 
 
 def synthetic_edit(width=160, height=96, seed=0, lengths=(48, 61, 37, 70, 44, 55, 66), dissolve_after=3,
@@ -63,37 +122,19 @@ def synthetic_edit(width=160, height=96, seed=0, lengths=(48, 61, 37, 70, 44, 55
 
     Shots are joined by hard cuts except shot `dissolve_after` -> the next, joined by a
     `dissolve`-frame cross-dissolve (its cut is counted at the dissolve's middle frame)."""
-    shots = [scene_frames(seed * 100 + i, n + (dissolve if i in (dissolve_after, dissolve_after + 1) else 0),
-                          width, height) for i, n in enumerate(lengths)]
-    parts, cuts, span, position = [], [], None, 0
-    for i, shot in enumerate(shots):
-        if i == dissolve_after + 1:
-            continue
-        if i == dissolve_after:
-            a, b = shot, shots[i + 1]
-            head = a[:-dissolve]
-            w = np.linspace(0, 1, dissolve + 2)[1:-1, None, None, None]
-            mix = (a[-dissolve:] * (1 - w) + b[:dissolve] * w).round().astype(np.uint8)
-            if i:
-                cuts.append(position)
-            parts += [head, mix, b[dissolve:]]
-            span = (position + len(head), position + len(head) + dissolve)
-            cuts.append(position + len(head) + dissolve // 2)
-            position += len(head) + dissolve + len(b) - dissolve
-            continue
-        if i:
-            cuts.append(position)
-        parts.append(shot)
-        position += len(shot)
-    return np.concatenate(parts), cuts, span
+    frames, cuts, spans = edit_frames(width, height, seed, lengths, {dissolve_after: ("dissolve", dissolve)})
+    return np.stack(list(frames)), cuts, spans[0]
 
 
 def write_video(path: Path, frames, fps=25, codec="libx264", pts_ms=None, rotation=None, audio=False,
                 crf=20) -> Path:
-    """Encode RGB frames with PyAV. `pts_ms`: explicit timestamps in milliseconds (variable frame
-    rate); `rotation`: display-matrix rotation, counter-clockwise degrees (as phones write it)."""
-    frames = list(frames)
-    height, width = frames[0].shape[:2]
+    """Encode RGB frames (any iterable, consumed once) with PyAV. `pts_ms`: explicit timestamps in
+    milliseconds (variable frame rate); `rotation`: display-matrix rotation, counter-clockwise
+    degrees (as phones write it); `audio`: a 440 Hz tone as long as the picture."""
+    frames = iter(frames)
+    first = next(frames)
+    height, width = first.shape[:2]
+    count = 0
     with av.open(str(path), "w") as out:
         stream = out.add_stream(codec, rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
@@ -105,7 +146,8 @@ def write_video(path: Path, frames, fps=25, codec="libx264", pts_ms=None, rotati
         if rotation is not None:
             stream.set_display_rotation(rotation)
         sound = out.add_stream("aac", rate=48000) if audio else None
-        for i, image in enumerate(frames):
+        for i, image in enumerate(itertools.chain([first], frames)):
+            count += 1
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
             if pts_ms is not None:
                 frame.pts, frame.time_base = int(pts_ms[i]), Fraction(1, 1000)
@@ -114,7 +156,7 @@ def write_video(path: Path, frames, fps=25, codec="libx264", pts_ms=None, rotati
         for packet in stream.encode():
             out.mux(packet)
         if sound is not None:
-            samples = int(48000 * len(frames) / fps)
+            samples = int(48000 * count / fps)
             tone = (0.1 * np.sin(np.arange(samples) / 48000 * 2 * np.pi * 440)).astype(np.float32)
             for start in range(0, samples, 1024):
                 chunk = tone[start:start + 1024][None]
@@ -159,9 +201,10 @@ def edit_result(edit_video):
 
 # ---------------------------------------------------------------- the model file
 
-def test_model_is_committed_and_small():
-    assert MODEL_PATH.is_file(), "run scripts/convert_transnetv2.py"
-    assert MODEL_PATH.stat().st_size < 40e6
+def test_models_are_committed_and_small():
+    for path in (MODEL_PATH, REFERENCE_MODEL_PATH):
+        assert path.is_file(), "run scripts/convert_transnetv2.py"
+    assert MODEL_PATH.stat().st_size < 10e6 and REFERENCE_MODEL_PATH.stat().st_size < 40e6
 
 
 def test_runtime_path_does_not_import_torch(edit_video):
@@ -192,11 +235,48 @@ def test_onnx_matches_torch_reference():
     frames = np.stack(frames)
     with torch.no_grad():
         ref_cut, ref_trans = torch_model().predict_frames(torch.from_numpy(frames), quiet=True)
-    cut, trans = CutDetector().predict_frames(frames)
+    cut, trans = CutDetector(REFERENCE_MODEL_PATH).predict_frames(frames)
     assert np.abs(cut - ref_cut.numpy()).max() < 1e-4
     assert np.abs(trans - ref_trans.numpy()).max() < 1e-4
     assert np.array_equal(cuts_from_predictions(cut), cuts_from_predictions(ref_cut.numpy()))
     assert len(cuts_from_predictions(cut)) >= 2
+
+
+# ---------------------------------------------------------------- the int8 network and the change gate
+
+def test_shipped_path_keeps_the_float_models_cuts(tmp_path):
+    """The int8 network on the windows the gate passes finds the float network's cuts, run on
+    every window, through hard cuts, a dissolve and a fade to black; transitions within a frame."""
+    frames, _, _ = edit_frames(lengths=(30, 41, 27, 36, 33, 38), joins={2: ("dissolve", 12), 4: ("fade", 12)})
+    path = write_video(tmp_path / "gradual.mp4", frames)
+    shipped = detect_cuts(path)
+    reference = detect_cuts(path, every_window=True, model_path=REFERENCE_MODEL_PATH)
+    assert shipped.cut_frames == reference.cut_frames and len(shipped.cut_frames) >= 4
+    assert len(shipped.transitions) == len(reference.transitions) >= 1
+    assert np.abs(np.subtract(shipped.transitions, reference.transitions)).max() <= 1 / 25 + 1e-9
+    assert reference.windows_run == reference.windows == 5
+
+
+def test_windows_without_change_are_not_run(tmp_path):
+    """Two still shots: only the windows around the cut go to the network, with the same cut."""
+    still = [np.full((96, 160, 3), (40, 90, 160), np.uint8), np.full((96, 160, 3), (200, 150, 60), np.uint8)]
+    path = write_video(tmp_path / "still.mp4", [still[0]] * 150 + [still[1]] * 150)
+    gated, every = detect_cuts(path), detect_cuts(path, every_window=True)
+    assert gated.cut_frames == every.cut_frames == [150]
+    assert (gated.windows_run, gated.windows) == (2, 6)
+
+
+def test_change_gate_finds_cuts_and_gradual_changes_and_passes_over_stillness():
+    a, b, c = (np.full((27, 48, 3), colour, np.uint8) for colour in ((30, 60, 90), (220, 200, 40), (90, 200, 120)))
+    fade_in = [(c * w).astype(np.uint8) for w in np.linspace(0, 1, 25)[1:]]
+    dissolve = [(b * (1 - w) + c * w).astype(np.uint8) for w in np.linspace(0, 1, 22)[1:-1]]
+    frames = [a] * 60 + [b] * 60 + dissolve + [c] * 80 + fade_in + [c] * 60    # cut at 60, dissolve 120-140, fade 220-244
+    gate = ChangeGate()
+    for frame in frames:
+        gate.add(frame)
+    assert not gate.holds_candidate(0, 50) and not gate.holds_candidate(70, 110) and not gate.holds_candidate(160, 200)
+    assert gate.holds_candidate(55, 60) and gate.holds_candidate(125, 135) and gate.holds_candidate(225, 240)
+    assert gate.passes(50, 100) and not gate.passes(260, 290) and gate.passed == 1
 
 
 # ---------------------------------------------------------------- cuts on videos with known cuts

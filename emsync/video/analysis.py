@@ -8,7 +8,8 @@ confidence, and which evidence spoke.
 
 One decode pass (`decode.SmallFrames`) feeds TransNetV2 (`shots`: the cuts), the picture
 features (`picture`: every 48x27 frame), the face model (`faces`: about two 320 px frames a
-second) and the sound features (`sound`: mono 16 kHz). Each scene's evidence is then fused
+second, at most FACES_PER_SCENE of them per scene, spread over it) and the sound features
+(`sound`: mono 16 kHz). Each scene's evidence is then fused
 into one emotion and smoothed across neighbouring scenes (`fusion`).
 """
 from __future__ import annotations
@@ -24,11 +25,12 @@ from emsync.video.fusion import (EKMAN_NAMES, NEUTRAL, Evidence, SceneEmotion, f
 from emsync.video.picture import PictureTrack, picture_evidence
 from emsync.video.sound import AUDIO_RATE, SoundFeatures, SoundTrack, pick_onsets, sound_evidence
 
-__all__ = ["AUDIO_RATE", "EKMAN_NAMES", "FACE_FPS", "NEUTRAL", "Evidence", "PictureTrack", "SceneEmotion",
-           "SoundFeatures", "SoundTrack", "VideoAnalysis", "analyze_video", "face_evidence", "fuse", "pick_onsets",
+__all__ = ["AUDIO_RATE", "EKMAN_NAMES", "FACE_FPS", "FACES_PER_SCENE", "NEUTRAL", "Evidence", "PictureTrack",
+           "SceneEmotion", "SoundFeatures", "SoundTrack", "VideoAnalysis", "analyze_video", "face_evidence", "fuse", "pick_onsets",
            "picture_evidence", "smooth", "soft_ekman", "sound_evidence"]
 
 FACE_FPS = 2.0
+FACES_PER_SCENE = 12   # a scene's face evidence is a mean: more frames of one scene add little but cost
 
 
 @dataclass
@@ -66,6 +68,13 @@ def _face_model():
     return model, "used"
 
 
+def spread(indices: np.ndarray, most: int) -> np.ndarray:
+    """At most `most` of `indices`, evenly spaced from the first to the last."""
+    if len(indices) <= most:
+        return indices
+    return indices[np.round(np.linspace(0, len(indices) - 1, most)).astype(int)]
+
+
 def analyze_video(path, threshold: float = 0.5, *, faces: bool = True, smoothing: bool = True) -> VideoAnalysis:
     """Cuts and the emotion of every scene of a video file, from one decode pass.
 
@@ -92,7 +101,7 @@ def analyze_video(path, threshold: float = 0.5, *, faces: bool = True, smoothing
             if seconds:
                 evidence.append(sound_evidence(values, seconds))
         if model is not None:
-            chosen = np.flatnonzero((sample_times >= start) & (sample_times < end))
+            chosen = spread(np.flatnonzero((sample_times >= start) & (sample_times < end)), FACES_PER_SCENE)
             seen = face_evidence(model.predict([samples[i][1] for i in chosen])) if len(chosen) else None
             if seen is not None:
                 evidence.append(seen)

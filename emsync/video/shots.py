@@ -12,8 +12,12 @@ kept. The model has two heads: `cut` (single frame: the last frame of a shot, or
 of a gradual transition) and `transition` (many-hot: every frame inside a transition).
 
 Decoding and inference overlap: windows go to onnxruntime on a worker thread while the main
-thread decodes the next frames, and memory stays bounded for files of any length.
-No torch at run time: the model is `models/transnetv2.onnx` (see TRANSNETV2_CARD.md).
+thread decodes the next frames, and memory stays bounded for files of any length. A window
+whose kept frames show no candidate change (`candidates.ChangeGate`: no colour jump, no
+gradual drift) is not run; its probabilities stay zero.
+No torch at run time: the model run is `models/transnetv2-int8.onnx`, the int8 copy of
+`models/transnetv2.onnx` (the float reference), made by scripts/convert_transnetv2.py (see
+TRANSNETV2_CARD.md).
 """
 from __future__ import annotations
 
@@ -29,9 +33,12 @@ import numpy as np
 
 from emsync.core.errors import EmsyncError
 from emsync.core.onnx_models import load_session
+from emsync.video.candidates import ChangeGate
 from emsync.video.decode import SmallFrames
 
-MODEL_PATH = Path(__file__).resolve().parent / "models" / "transnetv2.onnx"
+MODELS = Path(__file__).resolve().parent / "models"
+MODEL_PATH = MODELS / "transnetv2-int8.onnx"         # what runs
+REFERENCE_MODEL_PATH = MODELS / "transnetv2.onnx"    # the float model it is made from and checked against
 WIDTH, HEIGHT = 48, 27
 WINDOW, STEP, CONTEXT = 100, 50, 25
 
@@ -44,6 +51,8 @@ class ShotResult:
     transitions: list[tuple[float, float]]   # gradual transitions (start, end) in seconds, sorted
     frames_per_second_processed: float       # decode + inference throughput, frames per wall second
     frame_count: int = 0
+    windows: int = 0                         # 100-frame windows the frames make ...
+    windows_run: int = 0                     # ... and how many of them the network saw
     cut_frames: list[int] = field(default_factory=list)   # index of the first frame of each new shot
     threshold: float = 0.5
     path: str = ""
@@ -71,7 +80,7 @@ class CutDetector:
     """The TransNetV2 ONNX model with its windowing; reuse one for many files."""
 
     def __init__(self, model_path: str | os.PathLike | None = None, *, threads: int | None = None,
-                 batch: int = 1, overlap: bool = True):
+                 batch: int = 4, overlap: bool = True):
         self.session = load_session(model_path or MODEL_PATH, "shot detection",
                                     threads=threads or min(os.cpu_count() or 1, 8),
                                     how_to_get="run scripts/convert_transnetv2.py")
@@ -82,30 +91,41 @@ class CutDetector:
         cut, trans = self.session.run(None, {"frames": np.stack(windows)})
         return cut[:, CONTEXT:CONTEXT + STEP].reshape(-1), trans[:, CONTEXT:CONTEXT + STEP].reshape(-1)
 
-    def predict_stream(self, frames: Iterable[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    def predict_stream(self, frames: Iterable[np.ndarray], gate: ChangeGate | None = None
+                       ) -> tuple[np.ndarray, np.ndarray]:
         """Per-frame (cut, transition) probabilities for uint8 [27, 48, 3] frames from any iterable.
 
-        Inference runs on a worker thread, at most two batches ahead of decoding."""
-        cut_parts: list[np.ndarray] = []
-        trans_parts: list[np.ndarray] = []
-        pending: deque = deque()
-        count = 0
+        Inference runs on a worker thread, at most two batches ahead of decoding. With a `gate`
+        (fed every frame here), windows whose kept frames hold no candidate are not run and
+        give zeros (the gate counts both kinds)."""
+        parts: deque = deque()          # futures of (cut, transition) arrays, in frame order
+        done: list[tuple[np.ndarray, np.ndarray]] = []
+        batch: list[np.ndarray] = []
+        count = windows = 0
 
         def collect(limit: int) -> None:
-            while len(pending) > limit:
-                cut, trans = pending.popleft().result()
-                cut_parts.append(cut)
-                trans_parts.append(trans)
+            while len(parts) > limit:
+                done.append(parts.popleft().result())
 
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="transnetv2") if self.overlap else _Inline() as pool:
-            batch: list[np.ndarray] = []
 
-            def emit(window: np.ndarray) -> None:
-                batch.append(window)
-                if len(batch) == self.batch:
-                    pending.append(pool.submit(self._run, list(batch)))
+            def flush() -> None:
+                if batch:
+                    parts.append(pool.submit(self._run, list(batch)))
                     batch.clear()
                     collect(2)
+
+            def emit(window: np.ndarray) -> None:
+                nonlocal windows
+                first = windows * STEP          # the window keeps frames first .. first + STEP - 1
+                windows += 1
+                if gate is not None and not gate.passes(first, first + STEP):
+                    flush()
+                    parts.append(_Ready((np.zeros(STEP, np.float32), np.zeros(STEP, np.float32))))
+                    return
+                batch.append(window)
+                if len(batch) == self.batch:
+                    flush()
 
             buffer: list[np.ndarray] = []
             last = None
@@ -114,6 +134,8 @@ class CutDetector:
                     raise ValueError(f"frames must be uint8 [{HEIGHT}, {WIDTH}, 3], got {frame.dtype} {frame.shape}")
                 if count == 0:
                     buffer.extend([frame] * CONTEXT)
+                if gate is not None:
+                    gate.add(frame)
                 buffer.append(frame)
                 last = frame
                 count += 1
@@ -126,14 +148,24 @@ class CutDetector:
             while len(buffer) >= WINDOW:
                 emit(np.stack(buffer[:WINDOW]))
                 del buffer[:STEP]
-            if batch:
-                pending.append(pool.submit(self._run, list(batch)))
+            flush()
             collect(0)
-        return np.concatenate(cut_parts)[:count], np.concatenate(trans_parts)[:count]
+        return (np.concatenate([cut for cut, _ in done])[:count],
+                np.concatenate([trans for _, trans in done])[:count])
 
     def predict_frames(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per-frame (cut, transition) probabilities for uint8 [N, 27, 48, 3] frames."""
         return self.predict_stream(iter(frames))
+
+
+class _Ready:
+    """A finished result in the queue of inference futures."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def result(self):
+        return self.value
 
 
 class _Inline:
@@ -147,14 +179,7 @@ class _Inline:
 
     @staticmethod
     def submit(fn, *args):
-        from concurrent.futures import Future  # noqa: PLC0415
-
-        future = Future()
-        try:
-            future.set_result(fn(*args))
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller through result()
-            future.set_exception(exc)
-        return future
+        return _Ready(fn(*args))
 
 
 def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
@@ -221,14 +246,17 @@ def _tapped(reader: SmallFrames, on_frame):
 
 def detect_cuts(video_path: str | os.PathLike, threshold: float = 0.5, *, transition_threshold: float | None = None,
                 min_transition_frames: int = 5, model_path: str | os.PathLike | None = None,
-                threads: int | None = None, batch: int = 1, reader: SmallFrames | None = None,
-                on_frame: Callable[[np.ndarray, float], None] | None = None) -> ShotResult:
+                threads: int | None = None, batch: int = 4, reader: SmallFrames | None = None,
+                on_frame: Callable[[np.ndarray, float], None] | None = None,
+                every_window: bool = False) -> ShotResult:
     """Hard cuts and gradual transitions of a video file.
 
     `threshold` applies to the cut head (lower finds more cuts); `transition_threshold`
-    (default: the same) to the transition head. Raises EmsyncError naming the file when it
-    cannot be read or holds no video. Other analyses share the decode pass through `reader`
-    (a 48x27 `SmallFrames` of the file with their own sinks) and `on_frame(frame, seconds)`."""
+    (default: the same) to the transition head. The network runs only on windows where
+    `candidates.ChangeGate` sees a change, unless `every_window`. Raises EmsyncError naming
+    the file when it cannot be read or holds no video. Other analyses share the decode pass
+    through `reader` (a 48x27 `SmallFrames` of the file with their own sinks) and
+    `on_frame(frame, seconds)`."""
     if not 0.0 < threshold < 1.0:
         raise EmsyncError(f"threshold: must be between 0 and 1, got {threshold}")
     if transition_threshold is not None and not 0.0 < transition_threshold < 1.0:
@@ -239,14 +267,17 @@ def detect_cuts(video_path: str | os.PathLike, threshold: float = 0.5, *, transi
         detector = _DETECTORS[key] = CutDetector(model_path, threads=threads, batch=batch)
     start = time.perf_counter()
     reader = reader or SmallFrames(video_path, WIDTH, HEIGHT)
-    cut_probs, trans_probs = detector.predict_stream(_tapped(reader, on_frame))
+    gate = None if every_window else ChangeGate()
+    cut_probs, trans_probs = detector.predict_stream(_tapped(reader, on_frame), gate)
     elapsed = time.perf_counter() - start
     info = reader.info
     n = len(cut_probs)
+    windows = -(-n // STEP)
     duration = max(reader.end_time, 0.0)
     fps = info.fps if info and info.fps else (n / duration if duration else 0.0)
     frames, cuts, transitions = shots_from_predictions(cut_probs, trans_probs, reader.times, reader.end_time,
                                                        threshold, transition_threshold, min_transition_frames)
     return ShotResult(duration=duration, fps=fps, cuts=cuts, transitions=transitions,
                       frames_per_second_processed=n / elapsed if elapsed > 0 else 0.0, frame_count=n,
-                      cut_frames=frames, threshold=threshold, path=str(video_path))
+                      cut_frames=frames, threshold=threshold, path=str(video_path), windows=windows,
+                      windows_run=windows if gate is None else gate.passed)
