@@ -6,20 +6,34 @@ import argparse
 import contextlib
 import json
 import os
+import secrets
 import subprocess
 import sys
 from pathlib import Path
 
+from emsync.cli_options import Output, Parser, check_outputs, number_range, setting_range, stage
+from emsync.core.emotions import MOODS
 from emsync.core.errors import EmsyncError
 from emsync.core.generator import EMOTION_GUIDANCE
+from emsync.core.limits import CUT_THRESHOLD, EMOTION_AXIS, MAX_CUTS, MAX_SCORE_SECONDS
 from emsync.service.scoring import SAMPLING_SETTINGS
+from emsync.service.session import SETTINGS
 
 DEFAULT_CORPUS = "../shared/data/midi"
 EXTRA_OF_MODULE = {  # a third-party module -> the pyproject extra that installs it
     "opentimelineio": "timelines", "av": "video", "cv2": "video", "pyloudnorm": "all", "scipy": "all",
     "matplotlib": "preview", "pretty_midi": "preview", "midirenderer": "preview", "pythonosc": "osc",
-    "rtmidi": "live", "torch": "train", "onnx": "train", "onnxscript": "train", "h5py": "train",
+    "rtmidi": "live", "ray": "batch", "torch": "train", "onnx": "train", "onnxscript": "train", "h5py": "train",
 }
+MIDI_SUFFIXES = (".mid", ".midi")
+SCORE_OUTPUTS = (Output("output", "-o", MIDI_SUFFIXES), Output("output", "--audio", (".wav",), ("audio", "otio"), ".wav"),
+                 Output("output", "--plot", (".png",), "plot", ".png"))
+
+
+def _timeline_writers() -> tuple[str, ...]:
+    from emsync.timelines.timeline import WRITERS
+
+    return tuple(WRITERS)
 
 
 def _needs_torch():
@@ -33,7 +47,8 @@ def _needs_torch():
 def cmd_data_build(args) -> None:
     from emsync.training.corpus import build
 
-    stats = build(args.src, args.out, workers=args.workers)
+    with stage(f"building the corpus from {args.src}"):
+        stats = build(args.src, args.out, workers=args.workers)
     splits = stats["splits"]
     print(f"wrote {args.out}: {splits['train']['tokens']} train and {splits['valid']['tokens']} validation tokens")
     print(json.dumps(stats["emotion_estimator"], indent=2))
@@ -82,9 +97,11 @@ def cmd_export(args) -> None:
     load_weights(model, state["model"], args.checkpoint)
     history = dict(state.get("history", {}))
     history["train_config"] = state.get("train_config")
-    export_onnx(model, args.output, history)
+    with stage(f"exporting {args.output}"):
+        export_onnx(model, args.output, history)
     print(f"wrote {args.output} ({os.path.getsize(args.output) / 1e6:.1f} MB)")
-    int8 = quantize_int8(args.output, int8_path(args.output))
+    with stage(f"quantizing {int8_path(args.output)}"):
+        int8 = quantize_int8(args.output, int8_path(args.output))
     print(f"wrote {int8} ({os.path.getsize(int8) / 1e6:.1f} MB), the int8 copy generation loads")
 
 
@@ -112,29 +129,15 @@ def _as_flag(name: str):
 
 
 def _write_score(args, service) -> None:
-    """Generate for the opened scenes and write the MIDI file, and the WAV and piano roll asked for."""
-    version, take = service.generate(args.seed)
-    output = service.export_midi(args.output, overwrite=True)  # the user named it on the command line
-    scenes = service.session.scenes
-    tempo = version.tempo()
-    bpms = f"{min(tempo.bpms):.0f}" + (f"-{max(tempo.bpms):.0f}" if len(tempo.bpms) > 1 else "")
-    print(f"wrote {output}: {len(version.notes)} notes, {len(scenes) - 1} cut markers, {take.duration:.1f} s of "
-          f"music in {take.seconds:.1f} s ({take.duration / max(take.seconds, 1e-9):.0f}x real time); "
-          f"{tempo.meter} at {bpms} bpm, {len(tempo.bpms) - 1} tempo changes")
-    audio = None
-    if args.audio:
-        from emsync.preview.render import render
+    """Generate for the opened scenes and write the MIDI file (the user named it: it may be
+    replaced), and the WAV, piano roll and edit asked for (emsync.service.score_file)."""
+    from emsync.service.score_file import write_score
 
-        audio = output.with_suffix(".wav")
-        print(render(output, audio, args.soundfont).summary())
-    if args.plot:
-        from emsync.preview.pianoroll import plot
-
-        picture = plot(output, output.with_suffix(".png"), scenes)
-        print(f"wrote {picture}: piano roll with cuts and the emotion curve")
-    if getattr(args, "otio", None):
-        service.export_timeline(args.otio, output, audio, overwrite=True)
-        print(f"wrote {args.otio}: the edit with a music track and a marker at every cut")
+    seed = args.seed if args.seed is not None else secrets.randbelow(SETTINGS["seed"][2] + 1)
+    write_score(service, args.output, seed, audio=args.audio, plot=args.plot, timeline=getattr(args, "otio", None),
+                soundfont=args.soundfont, say=print, stage=stage)
+    if args.seed is None:
+        print(f"seed {seed} (chosen at random: --seed {seed} makes this music again)")
 
 
 def cmd_generate(args) -> None:
@@ -148,20 +151,9 @@ def cmd_generate(args) -> None:
             cuts = [float(c) for c in args.cuts.split(",") if c.strip()] if args.cuts else []
         except ValueError:
             raise EmsyncError(f"--cuts: expected comma-separated seconds, got {args.cuts!r}") from None
-        service.open_cuts(args.duration, cuts, args.valence, args.arousal)
+        with _as_flag("duration"), _as_flag("cuts"), _as_flag("valence"), _as_flag("arousal"):
+            service.open_cuts(args.duration, cuts, args.valence, args.arousal)
     _write_score(args, service)
-
-
-def _default_emotion(args) -> tuple[float | None, float | None]:
-    """What the flags ask for: a word sets both axes, --valence/--arousal each their own (None: not given)."""
-    from emsync.core.emotions import emotion_for_word
-
-    if args.emotion:
-        found = emotion_for_word(args.emotion)
-        if found is None:
-            raise EmsyncError(f"--emotion: unknown emotion word {args.emotion!r}")
-        return found
-    return args.valence, args.arousal
 
 
 def cmd_cuts(args) -> None:
@@ -189,16 +181,13 @@ def _timeline_json(timeline) -> dict:
     }
 
 
-def _is_timeline(path: str) -> bool:
-    from emsync.timelines.suffixes import SUFFIXES
-
-    return Path(path).suffix.lower() in SUFFIXES
-
-
 def cmd_analyze(args) -> None:
     from emsync.video.analysis import analyze_video
+    from emsync.video.decode import probe
 
-    analysis = analyze_video(args.video, args.threshold)
+    probe(args.video)  # an unreadable file fails in one line before any progress is shown
+    with stage(f"analysing {args.video} (cuts, faces, picture, sound)"):
+        analysis = analyze_video(args.video, args.threshold)
     if args.json:
         print(json.dumps(analysis.to_dict(), indent=2))
         return
@@ -219,14 +208,21 @@ def _print_analysis(analysis) -> None:
 def cmd_score(args) -> None:
     """A timeline's scenes (emotions the editor set win over the flags) or a video's analysed
     scenes (the flags override the analysis), then the score."""
-    valence, arousal = _default_emotion(args)
+    from emsync.service.score_file import default_emotion, is_timeline, open_input
+
+    with _as_flag("emotion"):
+        valence, arousal = default_emotion(args.emotion, args.valence, args.arousal)
+    if args.otio and Path(args.otio).resolve() == Path(args.timeline).resolve():
+        raise EmsyncError(f"--otio {args.otio}: is the timeline being scored; write the edit to another file")
     service = _service(args)
-    if _is_timeline(args.timeline):
-        service.open_timeline(args.timeline, args.fps, args.transition)
-    else:
-        analysis = service.analyze_video(args.timeline, args.threshold)
+    if not is_timeline(args.timeline):
+        from emsync.video.decode import probe
+
+        probe(args.timeline)  # an unreadable video fails in one line before any progress is shown
+    with stage(f"{'reading' if is_timeline(args.timeline) else 'analysing'} {args.timeline}"):
+        analysis = open_input(service, args.timeline, args.fps, args.transition, args.threshold)
+    if analysis is not None:
         _print_analysis(analysis)
-        service.open_analysis(analysis, args.threshold)
     with _as_flag("valence"), _as_flag("arousal"):
         service.set_default_emotion(valence, arousal)
     _write_score(args, service)
@@ -235,7 +231,9 @@ def cmd_score(args) -> None:
 def cmd_render(args) -> None:
     from emsync.preview.render import render
 
-    print(render(args.score, args.output, args.soundfont, args.stems).summary())
+    with stage(f"rendering {args.score}"):
+        report = render(args.score, args.output, args.soundfont, args.stems)
+    print(report.summary())
 
 
 def cmd_plot(args) -> None:
@@ -246,7 +244,9 @@ def cmd_plot(args) -> None:
         from emsync.core.scenes import load_scene_file
 
         scenes = load_scene_file(args.scenes)[1]
-    print(f"wrote {plot(args.score, args.output, scenes)}")
+    with stage(f"drawing {args.score}"):
+        picture = plot(args.score, args.output, scenes)
+    print(f"wrote {picture}")
 
 
 def cmd_serve(args) -> None:
@@ -283,7 +283,8 @@ def cmd_play(args) -> None:
 def cmd_eval(args) -> None:
     from emsync.training.evaluate import run_evaluation
 
-    report = run_evaluation(args.model, args.data, quick=args.quick, seed=args.seed)
+    with stage("evaluating the generator"):
+        report = run_evaluation(args.model, args.data, quick=args.quick, seed=args.seed)
     text = json.dumps(report, indent=2)
     if args.json_out:
         from emsync.core.fileio import atomic_write_bytes
@@ -294,87 +295,95 @@ def cmd_eval(args) -> None:
 
 def _timeline_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("timeline", help="editor timeline: .otio/.otioz, .edl, FCP7 .xml, .fcpxml, .aaf")
-    parser.add_argument("--fps", help="frame rate, for EDLs (found from the timecodes when omitted)")
+    parser.add_argument("--fps", help="frame rate, for EDLs (default: found from the timecodes)")
     parser.add_argument("--transition", choices=("mid", "start", "end"), default="mid",
                         help="where a dissolve counts as the cut")
 
 
 def _threshold_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threshold", type=float, default=0.5,
-                        help="video cut detection threshold, 0..1 (lower finds more cuts)")
+                        help=f"video cut detection threshold, {number_range(*CUT_THRESHOLD)} exclusive (lower finds "
+                        "more cuts)")
 
 
 def _sampling_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--temperature", type=float, default=1.0)
-    parser.add_argument("--top-p", type=float, default=0.95)
+    parser.add_argument("--seed", type=int, help=f"random seed, {setting_range('seed')}; the same seed gives the same "
+                        "music. Without it the music changes each run: a seed is chosen at random and printed")
+    parser.add_argument("--temperature", type=float, default=SETTINGS["temperature"][3],
+                        help=f"sampling temperature, {setting_range('temperature')} (lower: safer, higher: bolder)")
+    parser.add_argument("--top-p", type=float, default=SETTINGS["top_p"][3],
+                        help=f"sample only from the likeliest tokens up to this probability, {setting_range('top_p')}")
     parser.add_argument("--hit-cuts", action="store_true", help="guarantee a chord onset on every cut")
     parser.add_argument("--emotion-guidance", type=float, nargs="?", const=EMOTION_GUIDANCE, default=0.0,
                         metavar="G", help="follow the emotion more strongly: push away from the mirrored "
-                        f"emotion by G (default when given: {EMOTION_GUIDANCE}); about half the speed")
+                        f"emotion by G, {setting_range('emotion_guidance')} (off by default; G is {EMOTION_GUIDANCE} "
+                        "when not given); about half the speed")
     parser.add_argument("--free-timing", dest="on_grid", action="store_false",
                         help="keep the played feel (onsets up to 20 ms either side of a 16th) instead of writing every "
                         "note exactly on a 16th of the tempo map")
     parser.add_argument("--lock-mode", action="store_true",
                         help="constrained mode: valence picks major or minor (the wrong mode's third and sixth "
                         "are played a semitone over; |valence| < 0.15 leaves the mode to the model)")
-    parser.add_argument("--bpm", type=float, default=0.0, help="write the music at this tempo (quarter notes a minute) throughout (cuts "
-                        "land wherever they fall); default: a tempo map fitted to the picture, the cuts on beats")
+    parser.add_argument("--bpm", type=float, default=0.0, help="write the music at this tempo (quarter notes a minute, "
+                        f"{setting_range('bpm')}) throughout (cuts land wherever they fall); default: 0, a tempo map "
+                        "fitted to the picture, the cuts on beats")
     parser.add_argument("--meter", default="4/4", help="time signature of the music: 4/4 (default), 3/4, 6/8...")
     parser.add_argument("--model", help="ONNX generator (default: the bundled model)")
-    parser.add_argument("-o", "--output", required=True, help="MIDI file to write")
+    parser.add_argument("-o", "--output", required=True, help="MIDI file to write (.mid); its folder must exist")
     parser.add_argument("--audio", action="store_true", help="also render a WAV beside the MIDI file")
     parser.add_argument("--soundfont", help="General MIDI SoundFont for --audio (default: TimGM6mb)")
     parser.add_argument("--plot", action="store_true", help="also draw a piano roll (PNG) beside the MIDI file")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="emsync", description=__doc__)
+    parser = Parser(prog="emsync", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     data = sub.add_parser("data", help="training corpus").add_subparsers(dest="data_command", required=True)
     build = data.add_parser("build", help="token shards, metadata and stats from MIDI corpora")
-    build.add_argument("--src", default=DEFAULT_CORPUS)
-    build.add_argument("--out", required=True)
-    build.add_argument("--workers", type=int, default=2)
-    build.set_defaults(func=cmd_data_build)
+    build.add_argument("--src", default=DEFAULT_CORPUS, help="folder holding pop909/, vgmidi/ and groove/")
+    build.add_argument("--out", required=True, help="folder to write the corpus to (made if missing)")
+    build.add_argument("--workers", type=int, default=2, help="processes reading MIDI files")
+    build.set_defaults(func=cmd_data_build, outputs=(Output("out", "--out"),))
 
     train = sub.add_parser("train", help="train the generator (resumes from OUT/ckpt.pt or the committed model)")
     train.add_argument("--data", required=True, help="folder written by `emsync data build`")
-    train.add_argument("--out", required=True, help="run folder: checkpoint and logs")
-    train.add_argument("--steps", type=int, default=3000)
-    train.add_argument("--minutes", type=float, default=0.0, help="stop with a checkpoint after this long")
-    train.add_argument("--batch-size", type=int, default=16)
-    train.add_argument("--lr", type=float, default=6e-4)
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--out", required=True, help="run folder: checkpoint and logs (made if missing)")
+    train.add_argument("--steps", type=int, default=3000, help="optimizer steps")
+    train.add_argument("--minutes", type=float, default=0.0, help="stop with a checkpoint after this long (0: no limit)")
+    train.add_argument("--batch-size", type=int, default=16, help="windows per step")
+    train.add_argument("--lr", type=float, default=6e-4, help="peak learning rate")
+    train.add_argument("--seed", type=int, default=0, help="random seed of initialisation and batches")
     train.add_argument("--init-from", help="ONNX generator to start from (default: the committed model)")
     train.add_argument("--fresh", action="store_true", help="start from random weights")
-    train.add_argument("--export", metavar="ONNX", help="export to this ONNX file when done")
+    train.add_argument("--export", metavar="ONNX", help="export to this ONNX file when done (default: no export)")
     train.add_argument("--background", action="store_true", help="detach and log to OUT/train.log")
-    train.set_defaults(func=cmd_train)
+    train.set_defaults(func=cmd_train, outputs=(Output("out", "--out"), Output("export", "--export", (".onnx",))))
 
     export = sub.add_parser("export", help="checkpoint to ONNX (with KV cache)")
-    export.add_argument("--checkpoint", required=True)
-    export.add_argument("-o", "--output", required=True)
-    export.set_defaults(func=cmd_export)
+    export.add_argument("--checkpoint", required=True, help="ckpt.pt written by `emsync train`")
+    export.add_argument("-o", "--output", required=True, help="ONNX file to write (.onnx; its int8 copy goes beside)")
+    export.set_defaults(func=cmd_export, outputs=(Output("output", "-o", (".onnx",)),))
 
     gen = sub.add_parser("generate", help="MIDI for a duration, cut list and emotion")
-    gen.add_argument("--duration", type=float)
-    gen.add_argument("--cuts", default="", help="comma-separated seconds, e.g. 5,12.5,20")
-    gen.add_argument("--valence", type=float, default=0.0)
-    gen.add_argument("--arousal", type=float, default=0.0)
-    gen.add_argument("--scenes", help="JSON scene file (per-scene emotions)")
+    gen.add_argument("--duration", type=float, help=f"seconds of music, {number_range(0, MAX_SCORE_SECONDS)} "
+                     "(required unless --scenes)")
+    gen.add_argument("--cuts", default="", help=f"comma-separated seconds inside the duration, e.g. 5,12.5,20; at most "
+                     f"{MAX_CUTS} (default: no cuts)")
+    gen.add_argument("--valence", type=float, default=0.0, help=f"unpleasant to pleasant, {number_range(*EMOTION_AXIS)}")
+    gen.add_argument("--arousal", type=float, default=0.0, help=f"still to energetic, {number_range(*EMOTION_AXIS)}")
+    gen.add_argument("--scenes", help="JSON scene file with per-scene emotions (default: one emotion, from the flags)")
     _sampling_options(gen)
-    gen.set_defaults(func=cmd_generate)
+    gen.set_defaults(func=cmd_generate, outputs=SCORE_OUTPUTS)
 
     cuts = sub.add_parser("cuts", help="cut points and scenes of an editor timeline")
     _timeline_options(cuts)
-    cuts.add_argument("--json", action="store_true")
+    cuts.add_argument("--json", action="store_true", help="print JSON for programs instead of text")
     cuts.set_defaults(func=cmd_cuts)
 
     analyze = sub.add_parser("analyze", help="cuts and per-scene emotion of a video file (picture, sound, faces)")
     analyze.add_argument("video", help="video file (anything FFmpeg reads: .mp4, .mov, .mkv, ...)")
-    analyze.add_argument("--json", action="store_true")
+    analyze.add_argument("--json", action="store_true", help="print JSON for programs instead of text")
     _threshold_option(analyze)
     analyze.set_defaults(func=cmd_analyze)
 
@@ -382,33 +391,36 @@ def build_parser() -> argparse.ArgumentParser:
                                          "or a video file (cuts and emotions analysed)")
     _timeline_options(score)
     score.add_argument("--emotion", help="emotion word for scenes without one on the timeline, or for every "
-                                         "scene of a video (e.g. joy, tense)")
-    score.add_argument("--valence", type=float, help="as --emotion, one axis (-1..1; a video keeps its other axis)")
-    score.add_argument("--arousal", type=float, help="as --emotion, one axis (-1..1; a video keeps its other axis)")
-    score.add_argument("--otio", metavar="OUT", help="write the edit back with the score (.otio, .xml, .fcpxml, .edl)")
+                       f"scene of a video: {', '.join(MOODS)} or a synonym (default: the timeline's or the analysis')")
+    for axis in ("valence", "arousal"):
+        score.add_argument(f"--{axis}", type=float, help=f"as --emotion, one axis, {number_range(*EMOTION_AXIS)} (a video "
+                           "keeps its other axis; default: the timeline's or the analysis')")
+    score.add_argument("--otio", metavar="OUT", help="write the edit back with the score (.otio, .xml, .fcpxml, .edl; "
+                       "default: none)")
     _threshold_option(score)
     _sampling_options(score)
-    score.set_defaults(func=cmd_score)
+    score.set_defaults(func=cmd_score, outputs=(*SCORE_OUTPUTS, Output("otio", "--otio", _timeline_writers)))
 
     ren = sub.add_parser("render", help="MIDI to a 48 kHz 24-bit WAV (-16 LUFS) with a GM SoundFont")
     ren.add_argument("score", help="MIDI file")
     ren.add_argument("-o", "--output", required=True, help="WAV file to write")
     ren.add_argument("--soundfont", help="General MIDI .sf2/.sf3 (default: TimGM6mb from pretty_midi)")
-    ren.add_argument("--stems", metavar="DIR", help="also write one WAV per instrument track here")
-    ren.set_defaults(func=cmd_render)
+    ren.add_argument("--stems", metavar="DIR", help="also write one WAV per instrument track that plays notes here "
+                     "(made if missing; default: no stems)")
+    ren.set_defaults(func=cmd_render, outputs=(Output("output", "-o", (".wav",)), Output("stems", "--stems")))
 
     plo = sub.add_parser("plot", help="piano roll per instrument with cuts and the emotion curve (PNG)")
     plo.add_argument("score", help="MIDI file")
     plo.add_argument("-o", "--output", required=True, help="PNG file to write")
-    plo.add_argument("--scenes", help="JSON scene file (emotions are otherwise read from the cut markers)")
-    plo.set_defaults(func=cmd_plot)
+    plo.add_argument("--scenes", help="JSON scene file (default: cuts and emotions read from the file's markers)")
+    plo.set_defaults(func=cmd_plot, outputs=(Output("output", "-o", (".png",)),))
 
     srv = sub.add_parser("serve", help="OSC service for DAW/NLE plugins (see docs/osc.md)")
     srv.add_argument("--host", default="127.0.0.1", help="interface to listen on (loopback unless asked)")
     srv.add_argument("--port", type=int, default=9000, help="UDP port (0: any free port)")
     srv.add_argument("--session", help="session folder (default ./emsync-session); reopened where it was")
     srv.add_argument("--model", help="ONNX generator (default: the bundled model)")
-    srv.set_defaults(func=cmd_serve)
+    srv.set_defaults(func=cmd_serve, outputs=(Output("session", "--session"),))
 
     ply = sub.add_parser("play", help="play a MIDI file to a MIDI port, or follow a host's MIDI clock")
     ply.add_argument("score", help="MIDI file")
@@ -416,24 +428,29 @@ def build_parser() -> argparse.ArgumentParser:
                                     "virtual port emsync:out)")
     ply.add_argument("--from", dest="start", type=float, default=0.0, metavar="SECONDS", help="where to start")
     ply.add_argument("--to", dest="end", type=float, metavar="SECONDS", help="where to stop (default: the end)")
-    ply.add_argument("--track", help="play only this track (by name, e.g. piano)")
+    ply.add_argument("--track", help="play only this track (by name, e.g. piano; default: all)")
     ply.add_argument("--follow", metavar="INPUT", help="MIDI input port to follow: clock, start/continue/stop, "
-                                                       "song position pointer")
+                                                       "song position pointer (default: none, play at once)")
     ply.set_defaults(func=cmd_play)
 
     ev = sub.add_parser("eval", help="boundary alignment, emotion control, musical sanity, speed")
-    ev.add_argument("--model")
-    ev.add_argument("--data", default=None, help="built corpus folder, for the held-out comparison")
-    ev.add_argument("--quick", action="store_true")
-    ev.add_argument("--seed", type=int, default=0)
-    ev.add_argument("--json-out")
-    ev.set_defaults(func=cmd_eval)
+    ev.add_argument("--model", help="ONNX generator (default: the bundled model)")
+    ev.add_argument("--data", help="built corpus folder, for the held-out comparison (default: none, skipped)")
+    ev.add_argument("--quick", action="store_true", help="fewer and shorter pieces")
+    ev.add_argument("--seed", type=int, default=0, help="random seed of the sampled pieces")
+    ev.add_argument("--json-out", help="also write the report to this .json file (default: stdout only)")
+    ev.set_defaults(func=cmd_eval, outputs=(Output("json_out", "--json-out", (".json",)),))
+
+    from emsync.batch.command import add_parser as add_batch_parser
+
+    add_batch_parser(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        check_outputs(args, getattr(args, "outputs", ()))  # before any work: a bad path costs nothing
         args.func(args)
     except EmsyncError as exc:
         print(f"emsync: error: {exc}", file=sys.stderr)

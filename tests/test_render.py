@@ -90,6 +90,15 @@ def test_wav_is_48k_24bit_stereo_of_the_midi_length(rendered, score_mid):
     assert rendered.seconds == pytest.approx(midi_seconds, abs=64 / 48000)
 
 
+def test_the_preview_ends_faded_not_with_a_click(rendered):
+    """The strings are still sounding at the file's end; its last 10 ms must be below -40 dBFS."""
+    audio = read(rendered.wav)
+    tail = audio[-synth.SAMPLE_RATE // 100:]
+    assert 20 * math.log10(max(np.sqrt(np.mean(tail ** 2)), 1e-12)) < -40
+    before = audio[-synth.SAMPLE_RATE // 5:-synth.SAMPLE_RATE // 10]  # 200-100 ms before the end: still playing
+    assert 20 * math.log10(np.sqrt(np.mean(before ** 2))) > -40
+
+
 def test_wav_is_loud_enough_at_target_and_never_clips(rendered):
     import pyloudnorm
 
@@ -128,14 +137,15 @@ def test_onset_envelope_peaks_at_the_cuts(rendered):
 def test_stems_sum_to_the_mix(which, request):
     report = request.getfixturevalue(which)
     names = [p.name for p in report.stems]
-    assert names == [f"cuts-0{i}-{n}.wav" for i, n in enumerate(["Drums", "Piano", "Guitar", "Bass", "Strings"], 1)]
+    assert names == ["cuts-01-Drums.wav", "cuts-02-Piano.wav", "cuts-04-Bass.wav", "cuts-05-Strings.wav"]
+    assert report.silent_tracks == ["Guitar"]  # no guitar notes: no silent stem, and the summary says so
+    assert "no stem for 1 track(s) without notes: Guitar" in report.summary()
     mix = read(report.wav)
     stems = [read(p) for p in report.stems]
     assert all(s.shape == mix.shape for s in stems)  # same length, same start
     # every stem rounds to 24 bits on its own: the sum is off by at most half a step per stem
     assert np.abs(sum(stems) - mix).max() <= (len(stems) / 2 + 1) / FULL_SCALE
     level = {p.name.split("-")[-1][:-4]: np.abs(s).max() for p, s in zip(report.stems, stems)}
-    assert level["Guitar"] == 0  # no guitar notes: a silent stem, so the stem set is always the same
     assert min(level["Drums"], level["Piano"], level["Bass"], level["Strings"]) > 1e-3
 
 
@@ -244,7 +254,8 @@ def test_a_file_without_notes_renders_silence(tmp_path):
     report = R.render(midi, tmp_path / "empty.wav", stems_dir=tmp_path / "st")
     audio = read(report.wav)
     assert len(audio) == pytest.approx(3.0 * 48000, abs=64) and not audio.any()
-    assert "silent" in report.summary() and len(report.stems) == 5
+    assert "silent" in report.summary() and report.stems == [] and len(report.silent_tracks) == 5
+    assert not (tmp_path / "st").exists()  # no stems folder made for no stems
 
 
 # --------------------------------------------------------------------------- errors
@@ -330,7 +341,7 @@ def test_failure_while_writing_leaves_nothing_behind(score_mid, out, monkeypatch
     before = set(out.iterdir())
     with pytest.raises(EmsyncError, match="No space left") as caught:
         R.render(score_mid, out / "x.wav", stems_dir=out / "stems")
-    assert_clean(caught.value, "x-03-Guitar.wav", out, before)  # the stems folder it made is gone too
+    assert_clean(caught.value, "x-04-Bass.wav", out, before)  # the stems folder it made is gone too
     assert (out / "x.wav").read_bytes() == b"an older render"  # the old file is untouched
 
 

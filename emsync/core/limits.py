@@ -11,6 +11,17 @@ MAX_SCENES = 10_000  # scenes of a session (a three-hour film cut every 1.1 s)
 MAX_CUTS = MAX_SCENES - 1
 MAX_HITS = 10_000  # hit markers of a session
 MAX_CANDIDATES = 8  # takes sampled per regeneration (the `candidates` setting)
+EMOTION_AXIS = (-1, 1)  # valence and arousal (Russell's circumplex, as EMSYNC conditions on it)
+CUT_THRESHOLD = (0.0, 1.0)  # a video's cut detection threshold lies strictly between these
+
+# ---- MIDI files read (render, plot, play, the corpus) ---------------------------------------
+# A three-hour score as emsync writes it: about 300,000 notes (the model's densest music, as
+# MAX_TRANSFER_NOTES below), two events each, some 3 MiB. Parsing takes about 7 s a million events.
+MAX_MIDI_FILE_BYTES = 4 * MIB
+MAX_MIDI_EVENTS = 700_000  # channel and meta events of all tracks together
+MAX_MIDI_NOTES = 300_000
+MAX_HELD_NOTE_SECONDS = 60.0  # a preview releases a note held longer: its sound, not its written length
+NOTE_RELEASE_SECONDS = 2.0  # a preview runs on this long after its last release (then ends, faded)
 
 # ---- files read -----------------------------------------------------------------------------
 # Only regular files are read (a FIFO, a device or /dev/zero is refused), at most this large.

@@ -11,7 +11,7 @@ from typing import Sequence
 from emsync.core.emotions import nearest_word
 from emsync.core.errors import EmsyncError
 from emsync.core.fileio import read_regular
-from emsync.core.limits import MAX_CUTS, MAX_HITS, MAX_SCENE_FILE_BYTES, MAX_SCENES, MAX_SCORE_SECONDS
+from emsync.core.limits import EMOTION_AXIS, MAX_CUTS, MAX_HITS, MAX_SCENE_FILE_BYTES, MAX_SCENES, MAX_SCORE_SECONDS
 from emsync.core.music import Scene
 
 
@@ -37,8 +37,8 @@ def scenes_from_cuts(duration: float, cuts: Sequence[float], valence: float, aro
     if outside:
         raise EmsyncError(f"cuts: {outside[0]} is not inside the duration {duration}")
     edges = [0.0] + [t for t in times if t > 0] + [duration]
-    v = _number(valence, "valence", -1, 1)
-    a = _number(arousal, "arousal", -1, 1)
+    v = _number(valence, "valence", *EMOTION_AXIS)
+    a = _number(arousal, "arousal", *EMOTION_AXIS)
     return [Scene(start, end, v, a, user_set=True) for start, end in zip(edges, edges[1:])]
 
 
@@ -63,8 +63,8 @@ def load_scene_file(path: str | Path) -> tuple[float, list[Scene]]:
         parsed.append((_number(item.get("start"), f"{where}.start", 0.0, MAX_SCORE_SECONDS),
                        None if item.get("end") is None else _number(item["end"], f"{where}.end", 0.0,
                                                                     MAX_SCORE_SECONDS),
-                       _number(item.get("valence", 0.0), f"{where}.valence", -1, 1),
-                       _number(item.get("arousal", 0.0), f"{where}.arousal", -1, 1),
+                       _number(item.get("valence", 0.0), f"{where}.valence", *EMOTION_AXIS),
+                       _number(item.get("arousal", 0.0), f"{where}.arousal", *EMOTION_AXIS),
                        str(item.get("name", ""))))
     parsed.sort(key=lambda p: p[0])
     last_end = parsed[-1][1] if parsed[-1][1] is not None else None
@@ -102,8 +102,8 @@ def user_emotion(scene: Scene, valence: float, arousal: float) -> Scene:
     request, a command-line flag): it wins over anything analysed or defaulted, and nothing
     later replaces it but another user choice. A scene named after its emotion word (a
     video's scenes are) is renamed with it, so its cut marker names the emotion it carries."""
-    valence = _number(valence, "valence", -1, 1)
-    arousal = _number(arousal, "arousal", -1, 1)
+    valence = _number(valence, "valence", *EMOTION_AXIS)
+    arousal = _number(arousal, "arousal", *EMOTION_AXIS)
     name = nearest_word(valence, arousal) if scene.name and scene.name == nearest_word(scene.valence,
                                                                                         scene.arousal) else scene.name
     return replace(scene, valence=valence, arousal=arousal, name=name, user_set=True)

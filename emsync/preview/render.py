@@ -18,13 +18,10 @@ import numpy as np
 
 from emsync.core.errors import EmsyncError
 from emsync.core.fileio import atomic_output
-from emsync.core.limits import MAX_SCORE_SECONDS
 from emsync.core.midi_io import Track, read_midi_file
 from emsync.preview.loudness import TARGET_LUFS, Gain, Loudness, normalise
-from emsync.preview.synth import SAMPLE_RATE, available_engine, load_soundfont, synthesize
+from emsync.preview.synth import SAMPLE_RATE, audible_score, available_engine, load_soundfont, synthesize
 from emsync.preview.wav import SAMPLE_WIDTH, write_wav
-
-MAX_SECONDS = MAX_SCORE_SECONDS  # three hours: 24-bit stereo at 48 kHz stays far inside WAV's 4 GiB
 
 
 def _stem_name(wav_path: Path, track: Track) -> str:
@@ -66,7 +63,9 @@ def _write_all(stems_dir: Path | None, outputs: list[tuple[Path, np.ndarray, Gai
 @dataclass
 class RenderReport:
     wav: Path
-    stems: list  # Path per instrument track, in track order
+    stems: list  # Path per instrument track that plays notes, in track order
+    silent_tracks: list  # labels of the tracks without notes: no stem is written for them
+    file_seconds: float  # the MIDI file's length; the preview ends earlier when its sound does (audible_score)
     soundfont: Path
     engine: str
     seconds: float  # duration of the audio
@@ -86,8 +85,12 @@ class RenderReport:
             text += f" (target {loud.target_lufs:.0f} LUFS not reached without squashing peaks)"
         if loud.limiting_db > 0.05:
             text += f", peaks limited by up to {loud.limiting_db:.1f} dB"
+        if self.seconds < self.file_seconds - 0.01:
+            text += f" (the file runs to {self.file_seconds:.1f} s; the preview stops when its sound does)"
         if self.stems:
             text += f"; {len(self.stems)} stems in {self.stems[0].parent}"
+        if self.silent_tracks:
+            text += f"; no stem for {len(self.silent_tracks)} track(s) without notes: {', '.join(self.silent_tracks)}"
         return text
 
 
@@ -97,8 +100,10 @@ def render(midi_path: str | os.PathLike, wav_path: str | os.PathLike, soundfont:
     """Synthesize `midi_path` to a 48 kHz 24-bit stereo WAV at `wav_path`, loudness-normalised.
 
     `soundfont`: a General MIDI .sf2/.sf3 (default: TimGM6mb.sf2 from pretty_midi).
-    `stems_dir`: also write one WAV per instrument track there (created if its parent exists),
-    named `<wav stem>-NN-<track>.wav`, same length and start as the mix and summing to it.
+    `stems_dir`: also write one WAV per instrument track that plays notes there (created if its
+    parent exists), named `<wav stem>-NN-<track>.wav`, same length and start as the mix and
+    summing to it; a track without notes gets no (silent) stem, the report names it.
+    The preview is the file's `audible_score`: it runs as long as the sound does.
     `target_lufs`: None leaves the synthesizer's level (turned down only if it would clip).
     Raises EmsyncError naming the file at fault; on any error no output file is left behind.
     """
@@ -110,12 +115,11 @@ def render(midi_path: str | os.PathLike, wav_path: str | os.PathLike, soundfont:
             raise EmsyncError(f"{stems_path}: exists and is not a folder (stems go into a folder)")
         if not stems_path.exists() and not (stems_path.parent if str(stems_path.parent) else Path(".")).is_dir():
             raise EmsyncError(f"{stems_path}: its parent folder {stems_path.parent} does not exist")
-    score = read_midi_file(midi_path)
-    if score.length > MAX_SECONDS:
-        raise EmsyncError(f"{midi_path}: {score.length:.0f} s long, more than the {MAX_SECONDS:.0f} s a preview "
-                          "can have")
-    if score.length <= 0:
+    written = read_midi_file(midi_path)
+    if written.length <= 0:
         raise EmsyncError(f"{midi_path}: the file has no events (length 0 s): nothing to render")
+    score = audible_score(written)
+    silent = [t.label for t in written.tracks if not t.notes] if stems_path is not None else []
     stem_paths = [stems_path / _stem_name(wav_path, t) for t in score.tracks] if stems_path is not None else []
     if stems_path is not None and stems_path.is_dir():
         for path in stem_paths:
@@ -125,6 +129,7 @@ def render(midi_path: str | os.PathLike, wav_path: str | os.PathLike, soundfont:
     stems = synthesize(score, sf_path, sf_data, engine, workers)
     mix, gain, loudness = normalise(stems, target_lufs, frames=max(1, round(score.length * SAMPLE_RATE)))
 
-    _write_all(stems_path, [(path, audio, gain) for path, audio in zip(stem_paths, stems)] + [(wav_path, mix, None)])
-    return RenderReport(wav_path, stem_paths, sf_path, engine, len(mix) / SAMPLE_RATE, SAMPLE_RATE,
-                        8 * SAMPLE_WIDTH, loudness)
+    _write_all(stems_path if stem_paths else None,
+               [(path, audio, gain) for path, audio in zip(stem_paths, stems)] + [(wav_path, mix, None)])
+    return RenderReport(wav_path, stem_paths, silent, written.length, sf_path, engine, len(mix) / SAMPLE_RATE,
+                        SAMPLE_RATE, 8 * SAMPLE_WIDTH, loudness)

@@ -15,17 +15,21 @@ import multiprocessing
 import os
 import sys
 import wave
+from collections import defaultdict, deque
+from dataclasses import replace
 from importlib.util import find_spec
 from pathlib import Path
 
+import mido
 import numpy as np
 
 from emsync.core.errors import EmsyncError
+from emsync.core.limits import MAX_HELD_NOTE_SECONDS, NOTE_RELEASE_SECONDS
 from emsync.core.midi_io import DRUM_CHANNEL, MidiFileData, Track
 
 SAMPLE_RATE = 48_000
 CHANNELS = 2
-FADE_OUT_SECONDS = 0.005  # at the very end, so a note cut by the file's end does not click
+FADE_OUT_SECONDS = 0.08  # at the very end, so notes still sounding at the file's end fade instead of clicking
 DEFAULT_SOUNDFONT = "TimGM6mb.sf2"
 ENGINES = ("tinysoundfont", "midirenderer")
 
@@ -68,6 +72,55 @@ def available_engine(engine: str | None = None) -> str:
     wanted = engine or "a synthesizer"
     raise EmsyncError(f"audio rendering needs {wanted}: pip install --no-deps tinysoundfont "
                       "(its pyaudio dependency is only for live playback), or pip install midirenderer")
+
+
+def audible_score(score: MidiFileData) -> MidiFileData:
+    """The score as the preview plays it, so that its length and memory follow what sounds,
+    not what a file claims (one note written 10,000 s long would otherwise be 4 GiB a track):
+    a note held longer than MAX_HELD_NOTE_SECONDS is released then, tracks without notes are
+    left out (they make no sound), and the score ends NOTE_RELEASE_SECONDS after its last
+    release, or at its last marker (a cut the preview lines up with) if later but at most
+    MAX_HELD_NOTE_SECONDS after the sound (a far marker must not make hours of silence), or at
+    the file's end if that comes first. A file emsync wrote ends at its last release: its
+    length stays."""
+    tracks, last_release = [], None
+    for track in score.tracks:
+        if track.notes:
+            events, release = _release_held_notes(track, score)
+            tracks.append(replace(track, events=events))
+            last_release = max(release, last_release or 0.0)
+    sounding = last_release + NOTE_RELEASE_SECONDS if last_release is not None else 0.0
+    markers = [min(seconds, sounding + MAX_HELD_NOTE_SECONDS) for seconds, _ in score.markers]
+    length = min(score.length, max([sounding, *markers]))
+    end_tick = min(score.end_tick, score.tempo.to_tick(length))
+    tracks = [replace(t, events=[e for e in t.events if e[0] <= end_tick]) for t in tracks]
+    return replace(score, tracks=tracks, length=length, end_tick=end_tick)
+
+
+def _release_held_notes(track: Track, score: MidiFileData) -> tuple[list, float]:
+    """(the track's events with every note released at most MAX_HELD_NOTE_SECONDS after it
+    starts, the time of its last release). A note-off is moved earlier, or added for a note
+    the file never releases; same-pitch notes pair first in, first out, as midi_io reads them."""
+    onsets: dict[tuple[int, int], deque] = defaultdict(deque)
+    events, last = [], 0.0
+    for tick, seconds, msg in track.events:
+        key = (getattr(msg, "channel", 0), getattr(msg, "note", 0))
+        if msg.type == "note_on" and msg.velocity > 0:
+            onsets[key].append(seconds)
+        elif msg.type in ("note_on", "note_off") and onsets.get(key):
+            start = onsets[key].popleft()
+            if seconds - start > MAX_HELD_NOTE_SECONDS:
+                seconds = start + MAX_HELD_NOTE_SECONDS
+                tick = score.tempo.to_tick(seconds)
+            last = max(last, seconds)
+        events.append((tick, seconds, msg))
+    for (channel, note), starts in onsets.items():
+        for start in starts:
+            release = min(score.length, start + MAX_HELD_NOTE_SECONDS)
+            events.append((score.tempo.to_tick(release), release, mido.Message("note_off", channel=channel, note=note)))
+            last = max(last, release)
+    events.sort(key=lambda event: event[1])  # stable: a moved note-off keeps its place among equals
+    return events, last
 
 
 def synthesize(score: MidiFileData, sf_path: Path, sf_data: bytes, engine: str | None = None,

@@ -24,6 +24,7 @@ from typing import Callable, Sequence
 from emsync.core.conditions import EmotionCurve
 from emsync.core.errors import EmsyncError
 from emsync.core.fileio import check_regular
+from emsync.core.limits import CUT_THRESHOLD
 from emsync.core.music import Note, Scene
 from emsync.core.scenes import (boundaries, load_scene_file, scenes_from_cuts, score_markers, user_emotion,
                                 with_default_emotion)
@@ -116,14 +117,16 @@ class ScoringService:
 
     `isolated_reads` (the OSC service's choice) reads each timeline in a child process first,
     so a file that crashes a native reader costs an error, not the process
-    (emsync.timelines.isolated)."""
+    (emsync.timelines.isolated). `generator`: one already loaded, shared by services that
+    score one after another (a batch worker loads it once for all its items)."""
 
-    def __init__(self, session: Session, model: str | Path | None = None, isolated_reads: bool = False):
+    def __init__(self, session: Session, model: str | Path | None = None, isolated_reads: bool = False,
+                 generator=None):
         self.session = session
         self.model = model
         self.isolated_reads = isolated_reads
         self.exports = ExportTargets(session.dir)
-        self._generator = None
+        self._generator = generator
         self._generator_lock = threading.Lock()
         self._timeline = None  # the opened TimelineScenes, kept for writing the edit back
 
@@ -146,12 +149,17 @@ class ScoringService:
             probe_timeline(path, fps, transition)
         return read_timeline(path, fps=fps, transition=transition)
 
-    def open_timeline(self, path: str | Path, fps: float | None = None, transition: str = "mid") -> Opened:
+    def open_timeline(self, path: str | Path, fps: float | None = None, transition: str = "mid",
+                      known_as: str | Path | None = None) -> Opened:
+        """`known_as`: the user's path for a timeline read from a copy (a batch item shipped to a
+        remote worker): its relative media paths start from there when the edit is written back."""
         if not str(path):
             raise EmsyncError("path: empty")
         timeline = self._read_timeline(path, fps or None, transition)
-        source = {"kind": "timeline", "path": str(Path(path).resolve()), "fps": float(timeline.fps) if fps else 0.0,
-                  "transition": transition}
+        if known_as is not None:
+            timeline.path = Path(known_as)
+        source = {"kind": "timeline", "path": str(Path(timeline.path).resolve()),
+                  "fps": float(timeline.fps) if fps else 0.0, "transition": transition}
         self.session.set_scenes(timeline.duration, timeline.scenes, timeline.hits, source)
         self._timeline = timeline
         return Opened("timeline", source["path"], float(timeline.duration), len(timeline.scenes),
@@ -162,8 +170,9 @@ class ScoringService:
         """EmsyncError naming the field unless these can be analysed (before a job starts)."""
         if not str(path):
             raise EmsyncError("path: empty")
-        if not 0 < threshold < 1:
-            raise EmsyncError(f"threshold: {threshold} is outside (0, 1)")
+        low, high = CUT_THRESHOLD
+        if not low < threshold < high:
+            raise EmsyncError(f"threshold: {threshold} is outside ({low:g}, {high:g})")
         check_regular(path, None, "video")
 
     def analyze_video(self, path: str | Path, threshold: float = 0.5):
@@ -280,8 +289,10 @@ class ScoringService:
         params = {**take.params, "seconds": round(take.seconds, 3)}
         return self.session.add_version(take.kind, take.notes, take.parent, params)
 
-    def generate(self, seed: int | None = None) -> tuple[Version, Take]:
-        take = self.generate_request(seed).run(self.generator())
+    def generate(self, seed: int | None = None,
+                 progress: Callable[[float], None] | None = None) -> tuple[Version, Take]:
+        """Sample and commit music for the whole session; `progress(fraction)` hears how far it got."""
+        take = self.generate_request(seed).run(self.generator(), progress)
         return self.commit(take), take
 
     def regenerate(self, start: float, end: float, seed: int | None = None) -> tuple[Version, Take]:

@@ -7,6 +7,12 @@ upper tracks let lower picture through, and a dissolve changes the picture at it
 upper track hides every cut below it. Here such overlays only show where nothing is below
 them (a title over black is a scene; a title over picture is not a cut).
 
+Mixdowns are looked through the same way: a render of the edit laid over it (Avid's "Video
+Mixdown", a reference export on the top track) shows one clip where the audience sees the
+cuts beneath. A clip is a mixdown when its name says so ("mixdown", any case), or when it is
+the only picture of its track over the whole of its stack with cuts beneath it: nobody cuts a
+film as one shot over an edit it hides, so such a clip is a picture of that edit.
+
 The walks recurse once per composition and are bounded: compositions nested deeper than
 MAX_COMPOSITION_DEPTH are refused with an EmsyncError, never a RecursionError.
 """
@@ -24,6 +30,7 @@ from emsync.core.errors import EmsyncError
 from emsync.core.limits import MAX_COMPOSITION_DEPTH
 
 _EPS = 1e-6  # seconds; far below a frame, far above float noise
+_MIXDOWN = re.compile(r"mix[ _-]?down", re.IGNORECASE)
 _TITLE = re.compile(r"(?<![a-z])(titles?|text|captions?|subtitles?|lower ?thirds?|credits|"
                     r"graphics?|logo|watermark|overlay)(?![a-z])", re.IGNORECASE)
 
@@ -50,9 +57,10 @@ def is_black(clip: otio.schema.Clip) -> bool:
 
 
 def is_overlay(clip: otio.schema.Clip) -> bool:
-    """Generators (titles, mattes, slugs) and media-less clips named like titles."""
+    """Clips that show only where nothing is beneath them: generators (titles, mattes, slugs),
+    media-less clips named like titles, and mixdowns by name."""
     ref = clip.media_reference
-    if isinstance(ref, otio.schema.GeneratorReference):
+    if isinstance(ref, otio.schema.GeneratorReference) or _MIXDOWN.search(clip.name):
         return True
     return isinstance(ref, (otio.schema.MissingReference, type(None))) and bool(_TITLE.search(clip.name))
 
@@ -175,9 +183,19 @@ def _segments(item, offset: float, lo: float, hi: float, how: str, depth: int = 
         canvas: list[Segment] = []
         below = _within_depth(depth)
         for child, child_offset, start, end in _placed(item, offset):
-            canvas = _paint(canvas, _segments(child, child_offset, max(start, lo), min(end, hi), how, below))
+            above = _segments(child, child_offset, max(start, lo), min(end, hi), how, below)
+            canvas = _paint(canvas, _through_mixdown(above, canvas, lo, hi))
         return canvas
     return []
+
+
+def _through_mixdown(above: list[Segment], below: list[Segment], lo: float, hi: float) -> list[Segment]:
+    """`above` as an overlay when it is one clip over the whole of [lo, hi) and `below` has cuts:
+    a mixdown of the edit beneath (see the module docstring)."""
+    if (len(above) == 1 and len(below) > 1 and isinstance(above[0].item, otio.schema.Clip)
+            and above[0].start <= lo + _EPS and above[0].end >= hi - _EPS):
+        return [replace(above[0], overlay=True)]
+    return above
 
 
 def _at(segments: list[Segment], starts: list[float], time: float) -> Segment | None:

@@ -8,7 +8,9 @@ timecode.
 """
 from __future__ import annotations
 
+import functools
 import io
+import logging
 import re
 import zipfile
 from dataclasses import dataclass
@@ -24,15 +26,22 @@ from emsync.timelines.nesting import check_nesting
 from emsync.timelines.suffixes import SUFFIXES
 
 RT, TR = otio.opentime.RationalTime, otio.opentime.TimeRange
+log = logging.getLogger("emsync.timelines")
 
 _AAF_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # OLE2 compound file, AAF's container
 _OTIOZ_CONTENT = "content.otio"
 _BUNDLES = (("content.otio", "otiod"), ("Info.fcpxml", "fcpx_xml"))  # a folder's main file, its adapter
 _JSON_ADAPTERS = {"otio_json", "otiod", "otioz"}
 _XML_ADAPTERS = {"fcp_xml", "fcpx_xml"}
+_FCPX_FORMAT = re.compile(r"<format\s([^>]*?)\s*/>")
+_XML_ATTRIBUTE = re.compile(r'([\w:.-]+)="([^"]*)"')
+_FCPX_SIZE_NAMES = {(1280, 720): "720", (1920, 1080): "1080", (3840, 2160): "3840x2160"}  # Final Cut's format names
 _TEXT_ADAPTERS = {"otio_json", "fcp_xml", "fcpx_xml"}  # adapters that read a string
 _EDL_EVENT = re.compile(r"^\s*\d{1,6}\s+\S+\s+\S+\s+(?:C|D|W\d+|K)\b.*\d\d[:;.]\d\d[:;.]\d\d[:;.]\d\d",
                         re.MULTILINE)
+_ANY_TIMECODE = re.compile(r"\d\d[:;.]\d\d[:;.]\d\d[:;.]\d\d")
+# Comment lines after an event that explain a source of another length (the adapter reads them itself).
+_SPEED_OR_FREEZE = re.compile(r"^\s*(?:M2\s|\*\s*\*\s*FREEZE FRAME)", re.IGNORECASE)
 _TIMECODE = re.compile(r"\b\d\d[:;.]\d\d[:;.]\d\d([:;.])(\d\d)\b")
 _LOC = re.compile(r"^[ \t]*\*?[ \t]*LOC:[ \t]*(\d\d[:;.]\d\d[:;.]\d\d[:;.]\d\d)[ \t]*(\w*)[ \t]*(.*)$",
                   re.MULTILINE | re.IGNORECASE)
@@ -137,7 +146,9 @@ def load(path: str | Path, fps: float | None = None) -> Loaded:
     if adapter == "cmx_3600":
         return _load_edl(path, data.decode("utf-8", errors="replace"), fps)
     try:
-        if adapter in _TEXT_ADAPTERS:  # parsed from the bytes checked, not read again
+        if adapter == "fcpx_xml":
+            result = _fcpx_adapter()[0](data.decode("utf-8")).to_otio()
+        elif adapter in _TEXT_ADAPTERS:  # parsed from the bytes checked, not read again
             result = otio.adapters.read_from_string(data.decode("utf-8"), adapter_name=adapter)
         else:
             result = otio.adapters.read_from_file(str(path), adapter_name=adapter)
@@ -177,16 +188,99 @@ def _load_edl(path: Path, text: str, fps: float | None) -> Loaded:
         source = "detected"
     errors = []
     for rate in rates:
+        on_screen, moved = _by_record_side(text, rate)
         try:
-            timeline = otio.adapters.read_from_string(text, "cmx_3600", rate=rate)
+            timeline = otio.adapters.read_from_string(on_screen, "cmx_3600", rate=rate)
         except Exception as exc:  # the adapter's own parse errors, KeyErrors, ValueErrors...
             errors.append(f"{rate:g} fps: {first_line(exc)}")
             continue
+        if moved:
+            log.warning("%s: source and record durations disagree on event%s %s (speed effects, trims); "
+                        "read by the record side, which is what is on screen",
+                        path, "s" if len(moved) > 1 else "", ", ".join(moved))
         return Loaded(_normalise_edl(path, timeline, text, rate), "cmx_3600", rate, source, "")
     if fps is not None:
         raise EmsyncError(f"{path}: not a readable EDL at {fps:g} fps ({errors[0]})")
     tried = "; ".join(errors) or "no common rate fits its timecodes"
     raise EmsyncError(f"{path}: cannot find the EDL's frame rate, pass fps ({tried})")
+
+
+def edl_events(text: str) -> int:
+    """How many events (edit lines) the CMX3600 `text` holds."""
+    return len(_EDL_EVENT.findall(text))
+
+
+def write_fcpxml(timeline: otio.schema.Timeline, width: int, height: int) -> str:
+    """FCPXML text of `timeline`, each format named and sized `width` x `height`. The adapter
+    writes formats without a size and names one by running ffprobe on the first media file it
+    finds, whose complaints about files it cannot read (MIDI, camera RAW) land in emsync's
+    output: here no media file is probed."""
+    text = _fcpx_adapter()[1](timeline).to_xml()
+    return _FCPX_FORMAT.sub(lambda match: _sized_format(match.group(1), width, height), text)
+
+
+@functools.cache
+def _fcpx_adapter() -> tuple[type, type]:
+    """The FCPXML adapter's reader and writer without two habits: the writer runs ffprobe on a
+    media file to name a format (see write_fcpxml), and the reader hands a clip the markers of
+    the clips connected to it as well as its own, at the wrong times (a score's markers, on its
+    music clip, would turn up again on the first picture clip)."""
+    module = otio.adapters.from_name("fcpx_xml").module()
+
+    class Reader(module.FcpxXml):
+        def _build_composable(self, element, default_format):
+            composable = super()._build_composable(element, default_format)
+            clip = self._timing_clip(element)
+            owners = [self._timing_clip(self.child_parent_map[marker]) for marker in clip.findall(".//marker")]
+            own = [marker for marker, owner in zip(composable.markers, owners) if owner is clip]
+            composable.markers.clear()
+            composable.markers.extend(own)
+            return composable
+
+    class Writer(module.FcpxOtio):
+        def _clip_format_name(self, clip) -> str:
+            return ""
+
+    return Reader, Writer
+
+
+def _sized_format(attributes: str, width: int, height: int) -> str:
+    """A <format> element with `attributes` (as the adapter wrote them), the frame size, and
+    Final Cut's name for it where there is one (FFVideoFormat1080p25)."""
+    values = dict(_XML_ATTRIBUTE.findall(attributes))
+    values.pop("name", None)
+    number, _, per = values.get("frameDuration", "").rstrip("s").partition("/")
+    rate = Fraction(int(per), int(number)) if number.isdigit() and per.isdigit() and int(number) else None
+    size = _FCPX_SIZE_NAMES.get((width, height))
+    named = {"name": f"FFVideoFormat{size}p{rate}"} if size and rate is not None and rate.denominator == 1 else {}
+    values.update(named, width=str(width), height=str(height))
+    return "<format " + " ".join(f'{key}="{value}"' for key, value in values.items()) + "/>"
+
+
+def _by_record_side(text: str, rate: float) -> tuple[str, list[str]]:
+    """`text` with each event's source out set to its source in plus its record duration where
+    the two durations disagree (editors' EDLs do this for speed effects and trims; the adapter
+    refuses them), unless an M2 speed or a freeze frame comment explains it (the adapter reads
+    those itself); and the numbers of the events so changed. What is on screen is the record side."""
+    lines = text.splitlines(keepends=True)
+    events = [index for index, line in enumerate(lines) if _EDL_EVENT.match(line)]
+    moved = []
+    for start, end in zip(events, [*events[1:], len(lines)]):
+        if any(_SPEED_OR_FREEZE.match(line) for line in lines[start + 1:end]):
+            continue
+        line = lines[start]
+        spans = [match.span() for match in _ANY_TIMECODE.finditer(line)][-4:]
+        try:
+            source_in, source_out, record_in, record_out = (
+                otio.opentime.from_timecode(line[a:b], rate) for a, b in spans)
+        except ValueError:  # fewer than four timecodes, or one this rate cannot hold: the adapter says which
+            continue
+        if source_out - source_in == record_out - record_in or record_out <= record_in:
+            continue  # agreeing, or a record side the adapter refuses on its own
+        out = otio.opentime.to_timecode(source_in + (record_out - record_in), rate)
+        lines[start] = line[:spans[1][0]] + out + line[spans[1][1]:]
+        moved.append(line.split()[0])
+    return "".join(lines), moved
 
 
 def _normalise_edl(path: Path, timeline: otio.schema.Timeline, text: str, rate: float):

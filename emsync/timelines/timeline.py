@@ -8,8 +8,11 @@ clip name is often just a file name. Either makes the scene `user_set`.
 from __future__ import annotations
 
 import bisect
+import logging
 import math
+import os
 import re
+import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,10 +28,13 @@ from emsync.core.scenes import cuts_of, user_emotion
 from emsync.timelines import compositing, formats
 
 RT, TR = otio.opentime.RationalTime, otio.opentime.TimeRange
+log = logging.getLogger("emsync.timelines")
 TRANSITION_CUTS = ("mid", "start", "end")
 WRITERS = {".otio": "otio_json", ".xml": "fcp_xml", ".fcpxml": "fcpx_xml", ".edl": "cmx_3600"}
 _HIT = re.compile(r"^\s*hit\b", re.IGNORECASE)
 _NOTE_KEYS = {"comment", "comments", "note", "notes", "description"}
+_HD = (1920, 1080)  # the frame size written when the source records none
+_MISSING_NAMED = 3  # missing media files named in the one line that reports them
 
 
 @dataclass
@@ -106,16 +112,23 @@ def write_timeline(scenes_result: TimelineScenes, out_path: str | Path, midi_pat
     `scenes_result` is what read_timeline returned, its scenes now carrying the emotions the
     score was made with (their boundaries unchanged).
 
-    A music track plays `midi_path` (and another `audio_path`) over the programme from its
-    start timecode; each scene start carries a marker "cut N: word valence=.. arousal=.." and
-    each hit a marker "hit"; the editor's own emotion and hit markers give way to these.
+    A music track plays `audio_path`, the score rendered from `midi_path`, over the programme
+    from its start timecode (an EDL: an audio event on A1/A2); no NLE plays MIDI, so the MIDI
+    is only named beside it (OTIO metadata, an FCP7 comment, an FCPXML note). Each scene start
+    carries a marker "cut N: word valence=.. arousal=.." and each hit a marker "hit", on the
+    music clip (the FCPX adapter keeps clip markers only; an EDL: LOC comments); the editor's
+    own emotion and hit markers give way to these. Without `audio_path` the music track plays
+    the WAV beside the MIDI (same name), which the NLE finds once the MIDI is rendered there;
+    until then one warning says so. Media paths relative to the source timeline's folder are
+    written as absolute file URLs; media not found is reported in one warning.
+
     .otio and .xml keep the source's video tracks. .fcpxml and .edl get the picture as seen
     on screen on one track, hard cuts at the scene starts: the FCPX adapter drops transitions
-    and fails on mixed rates, and an EDL holds one track (and no music: it has no place for
-    it). When an adapter cannot write the source's tracks, or would move a cut (the FCP7
-    adapter mishandles fades at track ends), the on-screen picture is written instead, so
-    the file always reads back with the same cuts, emotions and hits. FCPXML output has no
-    start timecode (the adapter writes none) and whole-number rates only.
+    and fails on mixed rates, and an EDL holds one picture track. When an adapter cannot write
+    the source's tracks, or would move a cut (the FCP7 adapter mishandles fades at track
+    ends), the on-screen picture is written instead, so the file always reads back with the
+    same cuts, emotions and hits. FCPXML output has no start timecode (the adapter writes
+    none), whole-number rates only, and the source's frame size (HD when it records none).
     """
     out_path = Path(out_path)
     adapter = WRITERS.get(out_path.suffix.lower())
@@ -125,31 +138,97 @@ def write_timeline(scenes_result: TimelineScenes, out_path: str | Path, midi_pat
     if adapter == "fcpx_xml" and result.fps != round(result.fps):
         raise EmsyncError(f"{out_path}: the FCPXML adapter cannot hold {result.fps:.3f} fps (it truncates "
                           "NTSC rates to whole frames per second); write .otio, .xml or .edl")
+    audio_path = Path(audio_path if audio_path is not None else Path(midi_path).with_suffix(".wav")).resolve()
+    rendered = None
     if adapter in ("otio_json", "fcp_xml") and result.timeline is not None:
         try:
             timeline = _with_score(_source_picture(result), result, midi_path, audio_path)
-            text = _render(timeline, adapter, out_path)
-            if _keeps_cuts(text, adapter, result):
-                return atomic_write_bytes(out_path, text.encode("utf-8"))
+            rendered = _render(timeline, adapter, out_path, result)
+            if not _keeps_cuts(rendered[0], adapter, result):
+                rendered = None
         except EmsyncError:
             pass  # fall back to the on-screen picture below
-    if adapter == "cmx_3600":
-        text = _render(_edl_timeline(result), adapter, out_path, rate=result.fps)
-    else:
-        text = _render(_with_score(_scene_timeline(result), result, midi_path, audio_path), adapter, out_path)
-    return atomic_write_bytes(out_path, text.encode("utf-8"))
+    if rendered is None and adapter == "cmx_3600":
+        text, media = _render(_edl_timeline(result), adapter, out_path, result)
+        rendered = text + _edl_audio_event(text, result, audio_path), media
+    elif rendered is None:
+        rendered = _render(_with_score(_scene_timeline(result), result, midi_path, audio_path), adapter, out_path,
+                           result)
+    text, media = rendered
+    written = atomic_write_bytes(out_path, text.encode("utf-8"))
+    _report(written, media, midi_path, audio_path)
+    return written
 
 
-def _render(timeline: otio.schema.Timeline, adapter: str, out_path: Path, **options) -> str:
+def _render(timeline: otio.schema.Timeline, adapter: str, out_path: Path,
+            result: TimelineScenes) -> tuple[str, dict[str, bool]]:
+    """`timeline` written by `adapter`, and its media files (absolute file URLs), each with
+    whether it exists."""
+    media = _link_media(timeline, _media_folder(result.path))
     for clip in timeline.find_clips():  # writers need a media length; use what the edit uses
         ref = clip.media_reference
         if isinstance(ref, otio.schema.ExternalReference) and ref.available_range is None:
             ref.available_range = clip.source_range
     try:
-        return otio.adapters.write_to_string(timeline, adapter, **options)
+        if adapter == "fcpx_xml":
+            return formats.write_fcpxml(timeline, *_frame_size(result.timeline)), media
+        if adapter == "cmx_3600":
+            return otio.adapters.write_to_string(timeline, adapter, rate=result.fps), media
+        return otio.adapters.write_to_string(timeline, adapter), media
     except Exception as exc:  # adapters reject what their format cannot hold in many ways
         raise EmsyncError(f"{out_path}: the {adapter} adapter cannot write this timeline "
                           f"({formats.first_line(exc)})") from None
+
+
+def _media_folder(path: Path) -> Path:
+    """The folder a timeline's relative media paths start from: an .otiod bundle's own folder,
+    else the folder holding the file."""
+    path = Path(os.path.abspath(path))
+    return path if path.is_dir() else path.parent
+
+
+def _local_path(url: str, folder: Path) -> Path | None:
+    """The file `url` names (a file URL, an absolute path, or a path relative to `folder`), or
+    None for other schemes (http:, a Windows drive letter), which are left as they are."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme == "file":
+        name = urllib.parse.unquote(parts.path)
+    elif parts.scheme:
+        return None
+    else:
+        name = url
+    return Path(os.path.abspath(folder / name))
+
+
+def _link_media(timeline: otio.schema.Timeline, folder: Path) -> dict[str, bool]:
+    """Point every clip at its media by absolute file URL (a relative path, written anywhere but
+    beside the source, would lead the NLE nowhere) and say for each file whether it exists."""
+    media = {}
+    for clip in timeline.find_clips():
+        ref = clip.media_reference
+        if not isinstance(ref, otio.schema.ExternalReference) or not ref.target_url:
+            continue
+        path = _local_path(ref.target_url, folder)
+        if path is not None:
+            ref.target_url = path.as_uri()
+            media[ref.target_url] = path.is_file()
+    return media
+
+
+def _report(out_path: Path, media: dict[str, bool], midi_path, audio_path: Path) -> None:
+    """One warning line for the picture media the written timeline cannot find, one for a score
+    not rendered yet."""
+    picture = {url: found for url, found in media.items() if url != audio_path.as_uri()}
+    missing = [Path(urllib.parse.unquote(urllib.parse.urlsplit(url).path)) for url, found in picture.items()
+               if not found]
+    if missing:
+        named = ", ".join(str(path) for path in missing[:_MISSING_NAMED])
+        more = f" and {len(missing) - _MISSING_NAMED} more" if len(missing) > _MISSING_NAMED else ""
+        log.warning("%s: %d of %d media files not found (%s%s); the NLE will show those clips offline",
+                    out_path, len(missing), len(picture), named, more)
+    if not audio_path.is_file():
+        log.warning("%s: the music track plays %s, not rendered yet (no NLE plays MIDI): render %s to it "
+                    "(emsync render) and the NLE finds it", out_path, audio_path, Path(midi_path).name)
 
 
 def _keeps_cuts(text: str, adapter: str, result: TimelineScenes) -> bool:
@@ -172,24 +251,55 @@ def _media(item) -> str:
     return getattr(ref, "target_url", "") or ""
 
 
-def _notes(metadata) -> list[str]:
-    """Free-text notes adapters keep in metadata (FCP7 <comments>, EDL comment lines), found
-    in nested mappings too, walked without recursion (metadata can nest as deep as a file)."""
-    notes, walks = [], [iter(metadata.items())]  # a mapping's notes come where the mapping is
+def _metadata_items(metadata):
+    """(mapping, key, value) for each entry of `metadata` and of the mappings nested in it, in
+    document order (a nested mapping's entries come where it is), walked without recursion
+    (metadata can nest as deep as a file)."""
+    walks = [(metadata, iter(metadata.items()))]
     while walks:
-        for key, value in walks[-1]:
+        mapping, entries = walks[-1]
+        for key, value in entries:
+            yield mapping, key, value
             if isinstance(value, Mapping):
-                walks.append(iter(value.items()))
+                walks.append((value, iter(value.items())))
                 break
-            if key.lower() not in _NOTE_KEYS:
-                continue
-            if isinstance(value, str):
-                notes.append(value)
-            elif isinstance(value, Sequence):
-                notes.extend(v for v in value if isinstance(v, str))
         else:
             walks.pop()
+
+
+def _notes(metadata) -> list[str]:
+    """Free-text notes adapters keep in metadata (FCP7 <comments>, EDL comment lines), found
+    in nested mappings too."""
+    notes = []
+    for _, key, value in _metadata_items(metadata):
+        if key.lower() not in _NOTE_KEYS:
+            continue
+        if isinstance(value, str):
+            notes.append(value)
+        elif isinstance(value, Sequence):
+            notes.extend(v for v in value if isinstance(v, str))
     return notes
+
+
+def _frame_size(timeline: otio.schema.Timeline | None) -> tuple[int, int]:
+    """The picture's width and height as the source records them (a width beside a height in
+    the timeline's metadata, as FCP7 XML's sample characteristics, else in its media's), else HD."""
+    if timeline is None:
+        return _HD
+    holders = [timeline.metadata, *(clip.media_reference.metadata for clip in timeline.find_clips()
+                                    if clip.media_reference is not None)]
+    for metadata in holders:
+        for mapping, key, value in _metadata_items(metadata):
+            height = next((v for k, v in mapping.items() if k.lower() == "height"), None)
+            if key.lower() != "width" or height is None:
+                continue
+            try:
+                size = int(value), int(height)
+            except (TypeError, ValueError):
+                continue
+            if all(16 <= side <= 16384 for side in size):
+                return size
+    return _HD
 
 
 def _comment(marker: otio.schema.Marker) -> str:
@@ -266,24 +376,28 @@ def _scene_timeline(result: TimelineScenes, black: bool = False) -> otio.schema.
 
 
 def _with_score(timeline: otio.schema.Timeline, result: TimelineScenes, midi_path, audio_path):
-    """Add the music track(s), the label markers (on the score clip: the FCPX adapter keeps
-    clip markers only) and the start timecode."""
+    """Add the music track, the label markers (on the music clip: the FCPX adapter keeps clip
+    markers only) and the start timecode."""
     fps = result.fps
-    music = _music_track("emsync score", midi_path, result.duration, fps)
+    music = _music_track(audio_path, midi_path, result.duration, fps)
     music[0].markers.extend(_label_markers(result))
     timeline.tracks.append(music)
-    if audio_path is not None:
-        timeline.tracks.append(_music_track("emsync audio", audio_path, result.duration, fps))
     timeline.global_start_time = _frames(result.global_start, fps)
     return timeline
 
 
-def _music_track(name: str, path: str | Path, duration: float, fps: float) -> otio.schema.Track:
+def _music_track(audio_path: str | Path, midi_path: str | Path, duration: float, fps: float) -> otio.schema.Track:
+    """The rendered score from the programme start for its whole length, the MIDI it came from
+    named where each format keeps a note (OTIO metadata, an FCP7 comment, an FCPXML note)."""
     length = TR(RT(0, fps), _frames(duration, fps))
-    url = Path(path).resolve().as_uri()
-    reference = otio.schema.ExternalReference(target_url=url, available_range=length)
-    track = otio.schema.Track(name=name, kind=otio.schema.TrackKind.Audio)
-    track.append(otio.schema.Clip(name=Path(path).name, media_reference=reference, source_range=length))
+    midi = Path(midi_path).resolve().as_uri()
+    note = f"MIDI: {midi}"
+    reference = otio.schema.ExternalReference(target_url=Path(audio_path).resolve().as_uri(), available_range=length,
+                                              metadata={"fcpx": {"note": note}})
+    clip = otio.schema.Clip(name=Path(audio_path).name, media_reference=reference, source_range=length,
+                            metadata={"emsync": {"midi": midi}, "fcp_xml": {"comments": {"mastercomment1": note}}})
+    track = otio.schema.Track(name="emsync score", kind=otio.schema.TrackKind.Audio)
+    track.append(clip)
     return track
 
 
@@ -313,6 +427,19 @@ def _scene_track(result: TimelineScenes, black: bool = False) -> otio.schema.Tra
         else:
             track.append(otio.schema.Gap(source_range=length))
     return track
+
+
+def _edl_audio_event(text: str, result: TimelineScenes, audio_path: str | Path) -> str:
+    """The CMX3600 audio edit laying the rendered score on A1 and A2 (channel AA, source reel AX:
+    a file, not a tape) from the record start for the programme's length: the event after the
+    picture's in `text` (the adapter writes one track)."""
+    fps = result.fps
+    record, length = _frames(result.global_start, fps), _frames(result.duration, fps)
+    source_in, source_out, record_in, record_out = (otio.opentime.to_timecode(time, fps) for time in
+                                                    (RT(0, fps), length, record, record + length))
+    number = formats.edl_events(text) + 1
+    return (f"{number:03d}  {'AX':8} {'AA':5} C        {source_in} {source_out} {record_in} {record_out}\n"
+            f"* FROM CLIP NAME:  {Path(audio_path).name}\n* FROM CLIP: {Path(audio_path).resolve().as_uri()}\n")
 
 
 def _edl_timeline(result: TimelineScenes) -> otio.schema.Timeline:

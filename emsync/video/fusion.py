@@ -1,4 +1,4 @@
-"""One emotion per scene from what faces, picture and sound say about it.
+"""One emotion per scene from what faces, sound events, picture and sound say about it.
 
 Each source gives an `Evidence` (valence/arousal and a confidence); `fuse` weighs them into a
 `SceneEmotion` (six Ekman probabilities, valence/arousal, a confidence, which source spoke),
@@ -21,7 +21,10 @@ EKMAN_NAMES = tuple(EKMAN)
 _EKMAN_VA = np.array([EKMAN[name] for name in EKMAN_NAMES])
 NEUTRAL = MOODS["neutral"]
 NEUTRAL_WEIGHT = 0.2
-PRIORS = {"faces": 1.5, "picture": 1.0, "sound": 1.0}   # a clear expression is the strongest cue
+# A clear expression is the strongest cue, in the face or in the voice (a laugh, a sob, a
+# scream: Sauter et al. 2010 find vocal bursts recognised about as well as faces); sound
+# events share that prior, their confidence already discounting music and scene sounds.
+PRIORS = {"faces": 1.5, "events": 1.5, "picture": 1.0, "sound": 1.0}
 SOFT_WIDTH = 0.35          # spread of `soft_ekman` around each Ekman mean (the CSV's stds are 0.2-0.3)
 RULE_GAIN = 0.9            # a feature at its extreme gives 0.9, leaving the corners to the editor
 
@@ -48,16 +51,19 @@ def soft_ekman(valence: float, arousal: float) -> dict[str, float]:
 class Evidence:
     """What one source says about a scene; valence None: it says nothing about valence."""
 
-    source: str                      # "faces", "picture" or "sound"
+    source: str                      # "faces", "events", "picture" or "sound"
     valence: float | None
     arousal: float
     confidence: float                # 0..1
     features: dict[str, float] = field(default_factory=dict)
-    emotions: dict[str, float] | None = None   # six Ekman probabilities, from the faces only
+    emotions: dict[str, float] | None = None   # six Ekman probabilities, from faces and sound events
+    spoke: dict[str, float] | None = None      # sound events: the classes that moved it, mean scores
+    heard: dict[str, float] | None = None      # sound events: the loudest classes, whatever they say
 
     def to_dict(self) -> dict:
+        named = {key: value for key in ("emotions", "spoke", "heard") if (value := getattr(self, key)) is not None}
         return {"valence": self.valence, "arousal": self.arousal, "confidence": self.confidence,
-                "features": self.features, **({"emotions": self.emotions} if self.emotions else {})}
+                "features": self.features, **named}
 
 
 def face_evidence(evidence) -> Evidence | None:
@@ -105,17 +111,17 @@ def fuse(start: float, end: float, evidence: Sequence[Evidence]) -> SceneEmotion
     """One scene's emotion from its evidence.
 
     Each axis is the mean of the evidence that speaks for it, weighted by confidence times a
-    prior (PRIORS: faces 1.5, picture and sound 1.0), plus NEUTRAL with the fixed weight
-    NEUTRAL_WEIGHT. A scene with little or uncertain evidence (a shot of a few frames, no
+    prior (PRIORS: faces and sound events 1.5, picture and sound 1.0), plus NEUTRAL with the
+    fixed weight NEUTRAL_WEIGHT. A scene with little or uncertain evidence (a shot of a few frames, no
     sound, no face) therefore drifts towards NEUTRAL rather than towards whatever a weak
     feature suggests; with picture evidence alone a scene keeps about 70 % of its picture
     reading. Picture and sound reach the whole valence/arousal square (a dark quiet scene is
     calm, low arousal), which the convex hull of the six Ekman means cannot (its arousal never
     goes below -0.27); so the scene's valence/arousal is this fusion, and its six
-    probabilities mix the faces' own (by their share of the weight) with a soft assignment of
-    the fused point to the Ekman means (`soft_ekman`). With faces alone, the valence/arousal is
-    exactly the EMSYNC mapping, shrunk towards NEUTRAL by the confidence. `confidence` is
-    1 - prod(1 - c) over the evidence."""
+    probabilities mix the faces' and sound events' own (each by its share of the weight) with
+    a soft assignment of the fused point to the Ekman means (`soft_ekman`). With faces alone,
+    the valence/arousal is exactly the EMSYNC mapping, shrunk towards NEUTRAL by the
+    confidence. `confidence` is 1 - prod(1 - c) over the evidence."""
     weights = {e.source: PRIORS[e.source] * e.confidence for e in evidence if e.confidence > 0}
     spoken = [e for e in evidence if e.source in weights]
 
@@ -128,10 +134,9 @@ def fuse(start: float, end: float, evidence: Sequence[Evidence]) -> SceneEmotion
     valence, _ = axis(lambda e: e.valence, 0)
     arousal, total = axis(lambda e: e.arousal, 1)
     emotions = soft_ekman(valence, arousal)
-    faces = next((e for e in spoken if e.emotions), None)
-    if faces is not None:
-        share = weights["faces"] / sum(weights.values())
-        emotions = {n: share * faces.emotions[n] + (1 - share) * p for n, p in emotions.items()}
+    named = [(weights[e.source] / sum(weights.values()), e.emotions) for e in spoken if e.emotions]
+    rest = 1.0 - sum(share for share, _ in named)
+    emotions = {n: rest * p + sum(share * own[n] for share, own in named) for n, p in emotions.items()}
     shares = {source: w / total for source, w in weights.items()}
     shares["neutral"] = NEUTRAL_WEIGHT / total
     confidence = 1.0 - math.prod(1.0 - e.confidence for e in spoken)
