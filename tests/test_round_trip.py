@@ -218,7 +218,12 @@ def _mixdown_edit(tmp_path: Path, top: otio.schema.Clip) -> Path:
     ("reference_export", 144, [2.0, 4.5]),  # alone over the whole edit and its cuts: a picture of the edit
     ("insert", 72, [3.0, 4.5]),  # a shot over part of the edit hides the cut beneath it
 ])
-def test_the_cuts_under_a_mixdown_are_the_cuts_on_screen(tmp_path, name, frames, cuts):
-    result = read_timeline(_mixdown_edit(tmp_path, _shot(name, 0, frames, f"file:///media/{name}.mov")))
+def test_the_cuts_under_a_mixdown_are_the_cuts_on_screen(tmp_path, caplog, name, frames, cuts):
+    with caplog.at_level(logging.WARNING, logger="emsync.timelines"):
+        result = read_timeline(_mixdown_edit(tmp_path, _shot(name, 0, frames, f"file:///media/{name}.mov")))
     assert result.cuts == cuts
     assert result.scenes[0].name == ("insert" if name == "insert" else "a")
+    inferred = [r.getMessage() for r in caplog.records if "read as a mixdown" in r.getMessage()]
+    # only a mixdown inferred from its place, not named one, is said (in one line)
+    assert inferred == (["clip 'reference_export' covers the whole edit on an upper track: read as a mixdown, "
+                         "the 2 cuts beneath it are the scenes"] if name == "reference_export" else [])

@@ -19,6 +19,7 @@ MAX_COMPOSITION_DEPTH are refused with an EmsyncError, never a RecursionError.
 from __future__ import annotations
 
 import bisect
+import logging
 import math
 import re
 from dataclasses import dataclass, replace
@@ -28,6 +29,8 @@ import opentimelineio as otio
 
 from emsync.core.errors import EmsyncError
 from emsync.core.limits import MAX_COMPOSITION_DEPTH
+
+log = logging.getLogger("emsync.timelines")
 
 _EPS = 1e-6  # seconds; far below a frame, far above float noise
 _MIXDOWN = re.compile(r"mix[ _-]?down", re.IGNORECASE)
@@ -191,9 +194,13 @@ def _segments(item, offset: float, lo: float, hi: float, how: str, depth: int = 
 
 def _through_mixdown(above: list[Segment], below: list[Segment], lo: float, hi: float) -> list[Segment]:
     """`above` as an overlay when it is one clip over the whole of [lo, hi) and `below` has cuts:
-    a mixdown of the edit beneath (see the module docstring)."""
+    a mixdown of the edit beneath (see the module docstring). One not named so is said in a
+    line: the rule is an inference the editor may want to know about."""
     if (len(above) == 1 and len(below) > 1 and isinstance(above[0].item, otio.schema.Clip)
             and above[0].start <= lo + _EPS and above[0].end >= hi - _EPS):
+        if not above[0].overlay:
+            log.warning("clip %r covers the whole edit on an upper track: read as a mixdown, the %d cuts "
+                        "beneath it are the scenes", above[0].item.name, len(below) - 1)
         return [replace(above[0], overlay=True)]
     return above
 
