@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from emsync.cli_options import Output, Parser, check_outputs, number_range, setting_range, stage
+from emsync.cli_options import Output, Parser, bounded, check_outputs, number_range, setting_range, stage
 from emsync.core.emotions import MOODS
 from emsync.core.errors import EmsyncError
 from emsync.core.generator import EMOTION_GUIDANCE
@@ -26,6 +26,10 @@ EXTRA_OF_MODULE = {  # a third-party module -> the pyproject extra that installs
     "rtmidi": "live", "ray": "batch", "torch": "train", "onnx": "train", "onnxscript": "train", "h5py": "train",
 }
 MIDI_SUFFIXES = (".mid", ".midi")
+# Bounds of the numeric options without a session setting (argparse holds to them: see cli_options.bounded).
+STEPS, BATCH, MINUTES = bounded(int, 1, 10**7), bounded(int, 1, 4096), bounded(float, 0, 7 * 24 * 60)
+RATE, WORKERS = bounded(float, 1e-8, 1.0), bounded(int, 1, 256)
+SEED, SECONDS = bounded(int, 0, SETTINGS["seed"][2]), bounded(float, 0, MAX_SCORE_SECONDS)
 SCORE_OUTPUTS = (Output("output", "-o", MIDI_SUFFIXES), Output("output", "--audio", (".wav",), ("audio", "otio"), ".wav"),
                  Output("output", "--plot", (".png",), "plot", ".png"))
 
@@ -295,7 +299,7 @@ def cmd_eval(args) -> None:
 
 def _timeline_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("timeline", help="editor timeline: .otio/.otioz, .edl, FCP7 .xml, .fcpxml, .aaf")
-    parser.add_argument("--fps", help="frame rate, for EDLs (default: found from the timecodes)")
+    parser.add_argument("--fps", help="frame rate of an EDL, e.g. 24, 25, 29.97 (default: found from the timecodes)")
     parser.add_argument("--transition", choices=("mid", "start", "end"), default="mid",
                         help="where a dissolve counts as the cut")
 
@@ -343,17 +347,18 @@ def build_parser() -> argparse.ArgumentParser:
     build = data.add_parser("build", help="token shards, metadata and stats from MIDI corpora")
     build.add_argument("--src", default=DEFAULT_CORPUS, help="folder holding pop909/, vgmidi/ and groove/")
     build.add_argument("--out", required=True, help="folder to write the corpus to (made if missing)")
-    build.add_argument("--workers", type=int, default=2, help="processes reading MIDI files")
+    build.add_argument("--workers", type=WORKERS, default=2, help=f"processes reading MIDI files, {WORKERS.range}")
     build.set_defaults(func=cmd_data_build, outputs=(Output("out", "--out"),))
 
     train = sub.add_parser("train", help="train the generator (resumes from OUT/ckpt.pt or the committed model)")
     train.add_argument("--data", required=True, help="folder written by `emsync data build`")
     train.add_argument("--out", required=True, help="run folder: checkpoint and logs (made if missing)")
-    train.add_argument("--steps", type=int, default=3000, help="optimizer steps")
-    train.add_argument("--minutes", type=float, default=0.0, help="stop with a checkpoint after this long (0: no limit)")
-    train.add_argument("--batch-size", type=int, default=16, help="windows per step")
-    train.add_argument("--lr", type=float, default=6e-4, help="peak learning rate")
-    train.add_argument("--seed", type=int, default=0, help="random seed of initialisation and batches")
+    train.add_argument("--steps", type=STEPS, default=3000, help=f"optimizer steps, {STEPS.range}")
+    train.add_argument("--minutes", type=MINUTES, default=0.0,
+                       help=f"stop with a checkpoint after this long, {MINUTES.range} (0: no limit)")
+    train.add_argument("--batch-size", type=BATCH, default=16, help=f"windows per step, {BATCH.range}")
+    train.add_argument("--lr", type=RATE, default=6e-4, help=f"peak learning rate, {RATE.range}")
+    train.add_argument("--seed", type=SEED, default=0, help=f"random seed of initialisation and batches, {SEED.range}")
     train.add_argument("--init-from", help="ONNX generator to start from (default: the committed model)")
     train.add_argument("--fresh", action="store_true", help="start from random weights")
     train.add_argument("--export", metavar="ONNX", help="export to this ONNX file when done (default: no export)")
@@ -417,7 +422,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     srv = sub.add_parser("serve", help="OSC service for DAW/NLE plugins (see docs/osc.md)")
     srv.add_argument("--host", default="127.0.0.1", help="interface to listen on (loopback unless asked)")
-    srv.add_argument("--port", type=int, default=9000, help="UDP port (0: any free port)")
+    srv.add_argument("--port", type=int, default=9000, help="UDP port, 0..65535 (0: any free port)")
     srv.add_argument("--session", help="session folder (default ./emsync-session); reopened where it was")
     srv.add_argument("--model", help="ONNX generator (default: the bundled model)")
     srv.set_defaults(func=cmd_serve, outputs=(Output("session", "--session"),))
@@ -426,8 +431,10 @@ def build_parser() -> argparse.ArgumentParser:
     ply.add_argument("score", help="MIDI file")
     ply.add_argument("--port", help="existing MIDI output port, name or a unique part of it (default: a new "
                                     "virtual port emsync:out)")
-    ply.add_argument("--from", dest="start", type=float, default=0.0, metavar="SECONDS", help="where to start")
-    ply.add_argument("--to", dest="end", type=float, metavar="SECONDS", help="where to stop (default: the end)")
+    ply.add_argument("--from", dest="start", type=SECONDS, default=0.0, metavar="SECONDS",
+                     help=f"where to start, {SECONDS.range}")
+    ply.add_argument("--to", dest="end", type=SECONDS, metavar="SECONDS", help=f"where to stop, {SECONDS.range} "
+                     "(default: the end)")
     ply.add_argument("--track", help="play only this track (by name, e.g. piano; default: all)")
     ply.add_argument("--follow", metavar="INPUT", help="MIDI input port to follow: clock, start/continue/stop, "
                                                        "song position pointer (default: none, play at once)")
@@ -437,7 +444,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--model", help="ONNX generator (default: the bundled model)")
     ev.add_argument("--data", help="built corpus folder, for the held-out comparison (default: none, skipped)")
     ev.add_argument("--quick", action="store_true", help="fewer and shorter pieces")
-    ev.add_argument("--seed", type=int, default=0, help="random seed of the sampled pieces")
+    ev.add_argument("--seed", type=SEED, default=0, help=f"random seed of the sampled pieces, {SEED.range}")
     ev.add_argument("--json-out", help="also write the report to this .json file (default: stdout only)")
     ev.set_defaults(func=cmd_eval, outputs=(Output("json_out", "--json-out", (".json",)),))
 

@@ -49,7 +49,27 @@ def setting_range(name: str) -> str:
 
 def number_range(low: float, high: float) -> str:
     """A numeric range as help shows it ("-1..1"), from the bounds in emsync.core.limits."""
-    return f"{low:g}..{high:g}"
+    def shown(x: float) -> str:
+        return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+    return f"{shown(low)}..{shown(high)}"
+
+
+def bounded(kind: type, low: float, high: float) -> Callable[[str], float]:
+    """An argparse `type` that takes a `kind` number in [low, high] (its `range` is the help's
+    text for it), so that the range help gives is the range the command holds to."""
+    def convert(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'a whole number' if kind is int else 'a number'}, "
+                                             f"got {text!r}") from None
+        if not low <= value <= high:  # NaN fails this too
+            raise argparse.ArgumentTypeError(f"{text} is outside {number_range(low, high)}")
+        return value
+
+    convert.range = number_range(low, high)
+    return convert
 
 
 # ---- output paths ------------------------------------------------------------------------

@@ -106,6 +106,9 @@ def test_every_option_of_every_command_gives_its_default_or_range():
         text = HelpWithDefaults(command)._expand_help(action)  # what --help prints for it
         if not re.search(r"default|required|\d\.\.-?\d", text) or "default: None" in text:
             missing.append(f"{command} {action.option_strings[-1]}: {text!r}")
+        numeric = action.type in (int, float) or hasattr(action.type, "range")
+        if numeric and not re.search(r"\d\.\.-?\d|\d or more", text):  # a number's help gives its range too
+            missing.append(f"{command} {action.option_strings[-1]} (no range): {text!r}")
     assert not missing, missing
     shown = " ".join(run_cli("generate", "--help").stdout.split())
     for name in ("temperature", "top_p", "seed", "emotion_guidance", "bpm"):  # the session's own ranges

@@ -23,7 +23,7 @@ def add_parser(sub) -> None:
                                                                    "the edit) per item, and report.json")
     batch.add_argument("--address", help="Ray cluster to use: auto (the one `ray start` made here), HOST:6379, or "
                                          "ray://HOST:10001 (default: start Ray here)")
-    batch.add_argument("--workers", type=int, help="items scored at once (default: one per CPU of this machine, "
+    batch.add_argument("--workers", type=int, help="items scored at once, 1 or more (default: one per CPU of this machine, "
                                                    "or of the cluster)")
     batch.add_argument("--transfer", choices=("auto", "ship", "shared"), default="auto",
                        help="how inputs reach workers: ship (the object store; outputs come back the same way) or "
@@ -32,7 +32,7 @@ def add_parser(sub) -> None:
     batch.add_argument("--valence", type=float, help=f"as --emotion, one axis, {number_range(*EMOTION_AXIS)}")
     batch.add_argument("--arousal", type=float, help=f"as --emotion, one axis, {number_range(*EMOTION_AXIS)}")
     batch.add_argument("--seed", type=int, default=0,
-                       help="sampling seed of every item (a manifest row may set its own)")
+                       help="sampling seed of every item, 0..2147483647 (a manifest row may set its own)")
     batch.add_argument("--audio", action="store_true", help="also render a WAV per item")
     batch.add_argument("--plot", action="store_true", help="also draw a piano roll (PNG) per item")
     batch.add_argument("--otio-format", choices=("otio", "xml", "fcpxml", "edl"),
