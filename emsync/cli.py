@@ -223,8 +223,9 @@ def cmd_score(args) -> None:
         from emsync.video.decode import probe
 
         probe(args.timeline)  # an unreadable video fails in one line before any progress is shown
-    with stage(f"{'reading' if is_timeline(args.timeline) else 'analysing'} {args.timeline}"):
-        analysis = open_input(service, args.timeline, args.fps, args.transition, args.threshold)
+    with stage(f"{'reading' if is_timeline(args.timeline) else 'analysing'} {args.timeline}") as heard:
+        analysis = open_input(service, args.timeline, args.fps, args.transition, args.threshold,
+                              media=not args.no_media, progress=heard)
     if analysis is not None:
         _print_analysis(analysis)
     with _as_flag("valence"), _as_flag("arousal"):
@@ -402,6 +403,8 @@ def build_parser() -> argparse.ArgumentParser:
                            "keeps its other axis; default: the timeline's or the analysis')")
     score.add_argument("--otio", metavar="OUT", help="write the edit back with the score (.otio, .xml, .fcpxml, .edl; "
                        "default: none)")
+    score.add_argument("--no-media", action="store_true", help="a timeline's scenes without an emotion stay neutral "
+                       "(or --emotion) instead of being analysed from their clips' media files (faster)")
     _threshold_option(score)
     _sampling_options(score)
     score.set_defaults(func=cmd_score, outputs=(*SCORE_OUTPUTS, Output("otio", "--otio", _timeline_writers)))

@@ -45,13 +45,15 @@ def default_emotion(word: str | None, valence: float | None, arousal: float | No
 
 
 def open_input(service: ScoringService, path: str | Path, fps: float | None = None, transition: str = "mid",
-               threshold: float = 0.5, known_as: str | Path | None = None):
-    """Open a timeline's scenes, or analyse a video and open its scenes; the analysis (None for
-    a timeline). `known_as`: the user's path for a file read from a copy (a batch item shipped
-    to a remote worker), so a written edit refers to the user's video or the timeline's media,
-    not to the copy."""
+               threshold: float = 0.5, known_as: str | Path | None = None, media: bool = True,
+               progress: Callable[[float], None] | None = None):
+    """Open a timeline's scenes (`media`: open scenes analysed from their media, see
+    ScoringService.open_timeline), or analyse a video and open its scenes; the analysis (None
+    for a timeline). `known_as`: the user's path for a file read from a copy (a batch item
+    shipped to a remote worker), so a written edit refers to the user's video or the
+    timeline's media, not to the copy. `progress` hears how far a timeline's media got."""
     if is_timeline(path):
-        service.open_timeline(path, fps, transition, known_as)
+        service.open_timeline(path, fps, transition, known_as, media, progress)
         return None
     analysis = service.analyze_video(path, threshold)
     if known_as is not None:

@@ -150,14 +150,22 @@ class ScoringService:
         return read_timeline(path, fps=fps, transition=transition)
 
     def open_timeline(self, path: str | Path, fps: float | None = None, transition: str = "mid",
-                      known_as: str | Path | None = None) -> Opened:
+                      known_as: str | Path | None = None, media: bool = True,
+                      progress: Callable[[float], None] | None = None) -> Opened:
         """`known_as`: the user's path for a timeline read from a copy (a batch item shipped to a
-        remote worker): its relative media paths start from there when the edit is written back."""
+        remote worker): its relative media paths start from there, when the edit is written back
+        and when its media is read. `media`: scenes the editor left open get the emotion of their
+        clip's source range where the media file is on disk (emsync.service.media; slow: seconds
+        per minute of footage); False keeps them neutral. `progress` hears the share read."""
         if not str(path):
             raise EmsyncError("path: empty")
         timeline = self._read_timeline(path, fps or None, transition)
         if known_as is not None:
             timeline.path = Path(known_as)
+        if media:
+            from .media import with_media_emotions
+
+            timeline.scenes, _ = with_media_emotions(timeline, progress)
         source = {"kind": "timeline", "path": str(Path(timeline.path).resolve()),
                   "fps": float(timeline.fps) if fps else 0.0, "transition": transition}
         self.session.set_scenes(timeline.duration, timeline.scenes, timeline.hits, source)

@@ -57,6 +57,36 @@ class TimelineScenes:
     segments: list[compositing.Segment] = field(default_factory=list, repr=False, compare=False)
 
 
+@dataclass(frozen=True)
+class SceneSource:
+    """Where a scene's picture comes from: a media file on this machine (which may not exist)
+    and the stretch of it on screen, [start, end) in the file's own seconds (its media time
+    less the start its media reference declares, as decoders count from the first frame)."""
+
+    path: Path
+    start: float
+    end: float
+
+
+def scene_sources(result: TimelineScenes) -> list[SceneSource | None]:
+    """Per scene, the media file and source range of the clip on screen; None where no clip
+    with a local file is (gaps, titles, nested sequences, http: media). Relative media start
+    from the timeline's folder, as when the edit is written back. Speed effects are not
+    followed: a retimed clip reads its first on-screen length of source."""
+    folder, sources = _media_folder(result.path), []
+    for seg in result.segments:
+        ref = getattr(seg.item, "media_reference", None)
+        path = (_local_path(ref.target_url, folder)
+                if isinstance(ref, otio.schema.ExternalReference) and ref.target_url else None)
+        if path is None:
+            sources.append(None)
+            continue
+        media_start = compositing.seconds(ref.available_range.start_time) if ref.available_range else 0.0
+        start = seg.start - seg.offset - media_start
+        sources.append(SceneSource(path, start, start + seg.end - seg.start))
+    return sources
+
+
 def read_timeline(path: str | Path, fps: float | None = None, transition: str = "mid") -> TimelineScenes:
     """Scenes as seen on screen in an editor timeline file.
 

@@ -9,7 +9,9 @@ VGMIDI's written grid), moved by the same tempo warp as the notes; a few windows
 
 Mode swap: half of the clearly tonal windows alternate between their own mode and the
 parallel one (`PARALLEL_MODE_MOVES`, the move the sampler's mode lock makes too) in spans of
-2-8 s, and the valence moves by MODE_SWAP_VALENCE inside the swapped spans. A window's mode is
+8-20 s, about a scene's length, and the valence moves by MODE_SWAP_VALENCE inside the swapped
+spans (spans of 2-8 s had the model turn mode every few seconds at a constant valence: the
+model card has the figures). A window's mode is
 given away by its first bars, and transposition hides which mode a fresh start should take,
 so on whole pieces the valence input says next to nothing the context does not. When the
 mode turns every few seconds, the context no longer tells the model which third comes next;
@@ -50,7 +52,7 @@ GRID_DROPOUT = 0.1  # windows that do not hear their grid, so the model also pla
 BOUNDARY_DROPOUT = 0.3
 MODE_SWAP_SHARE = 0.5
 MODE_SWAP_VALENCE = 0.6  # about 1.3 standard deviations of the corpus valence labels
-MODE_SPAN_SECONDS = (2.0, 8.0)
+MODE_SPAN_SECONDS = (8.0, 20.0)
 MIN_KEY_CLARITY = 0.6
 TEMPO_SWAP_SHARE = 0.5
 TEMPO_SWAP_RANGE = (0.65, 1.5)  # speed factors; > 1 is faster
@@ -196,7 +198,7 @@ class TempoWarp:
 
 def mode_swap_spans(rng: np.random.Generator, t0: float) -> np.ndarray:
     """(start, end) rows of the spans of a window to play in the parallel mode: every other
-    span of 2-8 s, the first of them at the window start or a span later."""
+    span of MODE_SPAN_SECONDS, the first of them at the window start or a span later."""
     edges = [t0]
     while edges[-1] < t0 + WINDOW_SECONDS:
         edges.append(edges[-1] + float(rng.uniform(*MODE_SPAN_SECONDS)))

@@ -13,12 +13,17 @@ second, at most FACES_PER_SCENE of them per scene, spread over it), the sound fe
 (`sound_events`: YAMNet on at most 16 log-mel patches per scene, spread over it). Each
 scene's evidence is then fused into one emotion and smoothed across neighbouring scenes
 (`fusion`).
+
+`analyze_ranges` reads given stretches of a file instead (a timeline clip's source range),
+one fused emotion each: the edit gives the cuts, so there is no cut detection, and only
+those stretches are decoded.
 """
 from __future__ import annotations
 
 import functools
 import time
 from dataclasses import dataclass
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -30,7 +35,8 @@ from emsync.video.sound import AUDIO_RATE, SoundFeatures, SoundTrack, pick_onset
 from emsync.video.sound_events import MelTrack, spread
 
 __all__ = ["AUDIO_RATE", "EKMAN_NAMES", "FACE_FPS", "FACES_PER_SCENE", "NEUTRAL", "Evidence", "PictureTrack",
-           "SceneEmotion", "SoundFeatures", "SoundTrack", "VideoAnalysis", "analyze_video", "face_evidence", "fuse", "pick_onsets",
+           "SceneEmotion", "SoundFeatures", "SoundTrack", "SourceRange", "VideoAnalysis", "analyze_ranges",
+           "analyze_video", "face_evidence", "fuse", "pick_onsets",
            "picture_evidence", "smooth", "soft_ekman", "sound_evidence"]
 
 FACE_FPS = 2.0
@@ -85,47 +91,121 @@ def _events_model():
         return None, f"unavailable ({str(exc).splitlines()[0]})"
 
 
+class _Gathered:
+    """What one decode pass gathers for scene emotions: picture features of every small frame,
+    sound and sound-event features of the soundtrack, and face samples; then each scene's
+    evidence fused (`scene`). Shared by whole videos and by timeline source ranges."""
+
+    def __init__(self, faces: bool):
+        self.model, self.face_status = _face_model() if faces else (None, "off")
+        self.picture, self.sound, self.mels = PictureTrack(), SoundTrack(AUDIO_RATE), MelTrack()
+        self.samples: list[tuple[float, np.ndarray]] = []
+        self.heard = self.spectra = self.events = None
+        self.events_status = "off"
+        self.sample_times = np.zeros(0)
+
+    def reader(self, path, **span):
+        """The one decode pass feeding this evidence (`span`: SmallFrames' start= and end=)."""
+        from emsync.video.decode import SmallFrames  # noqa: PLC0415
+        from emsync.video.shots import HEIGHT, WIDTH  # noqa: PLC0415
+
+        return SmallFrames(path, WIDTH, HEIGHT, on_audio=self._on_audio, audio_rate=AUDIO_RATE,
+                           on_large=self._on_large if self.model else None, large_fps=FACE_FPS, **span)
+
+    def _on_audio(self, chunk: np.ndarray) -> None:
+        self.sound.feed(chunk)
+        self.mels.feed(chunk)
+
+    def _on_large(self, frame: np.ndarray, seconds: float) -> None:
+        self.samples.append((seconds, frame))
+
+    def finish(self, reader) -> None:
+        """Close the sound tracks once `reader` has been read."""
+        sound = self.sound
+        self.heard = sound.finish(reader.audio_start) if reader.audio_start is not None and sound.samples else None
+        self.events, self.events_status = _events_model()   # loaded once the file has proved readable
+        self.spectra = self.mels.finish(reader.audio_start) if self.heard is not None and self.events else None
+        self.sample_times = np.array([t for t, _ in self.samples])
+
+    def scene(self, start: float, end: float, cuts) -> SceneEmotion:
+        """The fused emotion of [start, end) seconds; `cuts` around it give the cut rate."""
+        features, frames = self.picture.features(start, end, cuts)
+        evidence = [picture_evidence(features, frames)]
+        if self.heard is not None:
+            values, seconds = self.heard.features(start, end)
+            if seconds:
+                evidence.append(sound_evidence(values, seconds))
+        if self.spectra is not None and (said := self.events.hear(self.spectra, start, end)) is not None:
+            evidence.append(said)
+        if self.model is not None:
+            times = self.sample_times
+            chosen = spread(np.flatnonzero((times >= start) & (times < end)), FACES_PER_SCENE)
+            seen = face_evidence(self.model.predict([self.samples[i][1] for i in chosen])) if len(chosen) else None
+            if seen is not None:
+                evidence.append(seen)
+        return fuse(start, end, evidence)
+
+
 def analyze_video(path, threshold: float = 0.5, *, faces: bool = True, smoothing: bool = True) -> VideoAnalysis:
     """Cuts and the emotion of every scene of a video file, from one decode pass.
 
     Raises EmsyncError naming the file when it cannot be read or holds no video."""
-    from emsync.video.shots import HEIGHT, WIDTH, detect_cuts  # noqa: PLC0415
-    from emsync.video.decode import SmallFrames  # noqa: PLC0415
+    from emsync.video.shots import detect_cuts  # noqa: PLC0415
 
     began = time.perf_counter()
-    model, face_status = _face_model() if faces else (None, "off")
-    picture, sound, mels = PictureTrack(), SoundTrack(AUDIO_RATE), MelTrack()
-
-    def on_audio(chunk: np.ndarray) -> None:
-        sound.feed(chunk)
-        mels.feed(chunk)
-
-    samples: list[tuple[float, np.ndarray]] = []
-    reader = SmallFrames(path, WIDTH, HEIGHT, on_audio=on_audio, audio_rate=AUDIO_RATE,
-                         on_large=(lambda frame, t: samples.append((t, frame))) if model else None,
-                         large_fps=FACE_FPS)
-    shots = detect_cuts(path, threshold, reader=reader, on_frame=picture.add)
-    heard = sound.finish(reader.audio_start) if reader.audio_start is not None and sound.samples else None
-    events, events_status = _events_model()   # loaded once the file has proved readable
-    spectra = mels.finish(reader.audio_start) if heard is not None and events is not None else None
-    sample_times = np.array([t for t, _ in samples])
-    scenes = []
-    for start, end in shots.scenes:
-        features, frames = picture.features(start, end, shots.cuts)
-        evidence = [picture_evidence(features, frames)]
-        if heard is not None:
-            values, seconds = heard.features(start, end)
-            if seconds:
-                evidence.append(sound_evidence(values, seconds))
-        if spectra is not None and (said := events.hear(spectra, start, end)) is not None:
-            evidence.append(said)
-        if model is not None:
-            chosen = spread(np.flatnonzero((sample_times >= start) & (sample_times < end)), FACES_PER_SCENE)
-            seen = face_evidence(model.predict([samples[i][1] for i in chosen])) if len(chosen) else None
-            if seen is not None:
-                evidence.append(seen)
-        scenes.append(fuse(start, end, evidence))
+    gathered = _Gathered(faces)
+    reader = gathered.reader(path)
+    shots = detect_cuts(path, threshold, reader=reader, on_frame=gathered.picture.add)
+    gathered.finish(reader)
+    scenes = [gathered.scene(start, end, shots.cuts) for start, end in shots.scenes]
     if smoothing:
         scenes = smooth(scenes)
     return VideoAnalysis(str(path), shots.duration, shots.fps, list(shots.cuts), list(shots.transitions), scenes,
-                         heard is not None, face_status, events_status, time.perf_counter() - began)
+                         gathered.heard is not None, gathered.face_status, gathered.events_status,
+                         time.perf_counter() - began)
+
+
+@dataclass(frozen=True)
+class SourceRange:
+    """A stretch of a video file to read as one scene: [start, end) in the file's seconds, and
+    the edit's cuts around it in the same seconds (for the cut rate: the edit, not the file,
+    says how fast the picture is cut)."""
+
+    start: float
+    end: float
+    cuts: tuple[float, ...] = ()
+
+
+SPAN_GAP = 10.0   # seconds: ranges of one file closer than this are decoded in one pass, gap included
+
+
+def analyze_ranges(path, ranges: Sequence[SourceRange], *, faces: bool = True,
+                   progress: Callable[[float], None] | None = None) -> list[SceneEmotion]:
+    """One fused emotion per range of a video file, no cut detection (the caller's edit gives
+    the cuts). Only the ranges are decoded: ranges closer than SPAN_GAP are read in one pass,
+    seeking past longer gaps, so a timeline using seconds of an hour-long take costs seconds.
+    `progress(fraction)` hears the share of the ranges' seconds done.
+
+    Raises EmsyncError naming the file when it cannot be read or a range holds no frames."""
+    order = sorted(range(len(ranges)), key=lambda i: ranges[i].start)
+    spans: list[list[int]] = []
+    for index in order:
+        if spans and ranges[index].start - max(ranges[i].end for i in spans[-1]) < SPAN_GAP:
+            spans[-1].append(index)
+        else:
+            spans.append([index])
+    total = sum(max(r.end - r.start, 0.0) for r in ranges) or 1.0
+    done, out = 0.0, [None] * len(ranges)
+    for span in spans:
+        gathered = _Gathered(faces)
+        reader = gathered.reader(path, start=ranges[span[0]].start, end=max(ranges[i].end for i in span))
+        for frame, seconds in reader:
+            gathered.picture.add(frame, seconds)
+        gathered.finish(reader)
+        for index in span:
+            part = ranges[index]
+            out[index] = gathered.scene(part.start, part.end, part.cuts)
+            done += max(part.end - part.start, 0.0)
+            if progress is not None:
+                progress(done / total)
+    return out

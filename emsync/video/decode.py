@@ -133,14 +133,21 @@ class SmallFrames:
     caller keeps). `on_audio(samples)` receives the first audio stream as contiguous mono
     float32 chunks at `audio_rate` Hz; `audio_start` is then the time of its first sample
     in seconds from the first video frame (None: no audio in the file).
+
+    `start` and `end` (seconds) decode only that stretch: the reader seeks to the keyframe
+    before `start` and stops after `end`, so a few seconds of a long file (a timeline clip's
+    source range) cost a few seconds of decoding. Times then count from the stream's declared
+    start, which is the first frame's time in well-formed files.
     """
 
     def __init__(self, path: str | os.PathLike, width: int = 48, height: int = 27, *, threads: int = 0,
                  interpolation: str = DEFAULT_INTERPOLATION, fast_decode: bool = False,
                  on_large: Callable[[np.ndarray, float], None] | None = None, large_width: int = 320,
                  large_fps: float = 2.0, large_max: int = 1800,
-                 on_audio: Callable[[np.ndarray], None] | None = None, audio_rate: int = 16000):
+                 on_audio: Callable[[np.ndarray], None] | None = None, audio_rate: int = 16000,
+                 start: float = 0.0, end: float | None = None):
         self.path = Path(path)
+        self.start, self.end = max(0.0, float(start)), end
         self.width, self.height = int(width), int(height)
         self.threads = threads
         self.interpolation = interpolation
@@ -177,7 +184,7 @@ class SmallFrames:
         step = 1.0 / float(rate) if rate else 1.0 / 25.0
         last_pts = None
         rotation = None
-        start = None
+        start = self._seek(container, stream)
         large = _LargeFrames(self) if self.on_large is not None else None
         streams = [stream] if self._audio_stream is None else [stream, self._audio_stream]
         resampler = av.AudioResampler(format="flt", layout="mono", rate=self.audio_rate) if len(streams) > 1 else None
@@ -201,6 +208,10 @@ class SmallFrames:
                 if frame.duration and time_base is not None:
                     step = max(float(frame.duration * time_base), 1e-6)
                 last_pts = t
+                if self.end is not None and t - start >= self.end:
+                    break
+                if t - start + 1e-6 < self.start:   # decoded from the keyframe before the range
+                    continue
                 small = scaler.reformat(frame, width=scale_w, height=scale_h, format="rgb24",
                                         interpolation=self.interpolation, threads=1).to_ndarray()
                 if rotation:
@@ -216,10 +227,28 @@ class SmallFrames:
             # A truncated or damaged tail: keep what was decoded (editors do the same).
         finally:
             container.close()
+        if not self.times and (self.start or self.end is not None):
+            raise EmsyncError(f"{self.path}: no frames between {self.start:.2f} s and "
+                              f"{self.end if self.end is not None else 'the end'} s")
         if not self.times:
             raise EmsyncError(f"{self.path}: the video stream holds no decodable frames")
         if self._audio_time is not None:
             self.audio_start = self._audio_time - start
+
+    def _seek(self, container, stream) -> float | None:
+        """Seek to the keyframe at or before `start`; the time frames count from (None: from the
+        first frame decoded, when reading from the beginning)."""
+        import av  # noqa: PLC0415
+
+        if not self.start:
+            return None
+        base = stream.time_base
+        origin = stream.start_time or 0
+        try:
+            container.seek(origin + int(self.start / base), stream=stream, backward=True, any_frame=False)
+        except av.FFmpegError as exc:
+            raise EmsyncError(f"{self.path}: cannot seek to {self.start:.2f} s ({_reason(exc)})") from None
+        return float(origin * base)
 
     def _frames(self, container, streams, resampler):
         """Decoded video frames, in file order; audio packets met on the way go to `on_audio`."""

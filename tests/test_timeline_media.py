@@ -1,0 +1,102 @@
+"""Timelines use their media: the scenes an editor left open get the emotion of their clip's
+source range, read from the footage on disk; markers still win, missing media is one line."""
+from __future__ import annotations
+
+import logging
+
+import mido
+import pytest
+
+from conftest import run_cli
+from emsync.core.emotions import emotion_for_word
+from emsync.service.scoring import ScoringService
+from emsync.service.session import Session
+from emsync.video.analysis import SourceRange, analyze_ranges
+
+otio = pytest.importorskip("opentimelineio")
+pytest.importorskip("av")
+from test_scene_emotion import film  # noqa: E402  (needs av)
+
+FPS = 24
+RT, TR = otio.opentime.RationalTime, otio.opentime.TimeRange
+
+
+def _clip(name, url, start, seconds, length=6.0, marker=None):
+    """A clip showing [start, start + seconds) of the media at `url`, `length` s long."""
+    clip = otio.schema.Clip(name=name, source_range=TR(RT(start * FPS, FPS), RT(seconds * FPS, FPS)),
+                            media_reference=otio.schema.ExternalReference(
+                                target_url=url, available_range=TR(RT(0, FPS), RT(length * FPS, FPS))))
+    if marker:
+        clip.markers.append(otio.schema.Marker(name=marker, marked_range=TR(RT(start * FPS, FPS), RT(0, FPS))))
+    return clip
+
+
+@pytest.fixture(scope="module")
+def edit(tmp_path_factory):
+    """An edit beside a media/ folder: the bright half of a dark-then-bright film (relative
+    path), its dark half, a second film by absolute path under a "sad" marker, and a clip
+    whose file is missing."""
+    folder = tmp_path_factory.mktemp("edit")
+    (folder / "media").mkdir()
+    contrast = film(folder / "media" / "contrast.mp4", "dusk", "carnival")
+    bright = film(folder / "media" / "bright.mp4", "carnival", seconds=2.0)
+    track = otio.schema.Track(kind=otio.schema.TrackKind.Video)
+    track.extend([_clip("shot a", "media/contrast.mp4", 3.25, 2.5),
+                  _clip("shot b", "media/contrast.mp4", 0.25, 2.5),
+                  _clip("shot c", bright.resolve().as_uri(), 0.0, 2.0, length=2.0, marker="sad"),
+                  _clip("shot d", "media/missing.mp4", 0.0, 2.0)])
+    timeline = otio.schema.Timeline(name="media edit")
+    timeline.tracks.append(track)
+    path = folder / "edit.otio"
+    otio.adapters.write_to_file(timeline, str(path))
+    return path, contrast
+
+
+def _opened(path, **options):
+    service = ScoringService(Session(None))
+    service.open_timeline(path, **options)
+    return service.session.scenes
+
+
+def test_source_ranges_are_read_and_each_scene_gets_its_own(edit, caplog):
+    path, _ = edit
+    with caplog.at_level(logging.WARNING):
+        scenes = _opened(path)
+    bright, dark, marked, missing = scenes
+    assert bright.valence > 0.3 and bright.arousal > 0.1 and not bright.user_set
+    assert dark.valence < -0.3 and dark.arousal < -0.1 and not dark.user_set
+    assert (marked.valence, marked.arousal) == pytest.approx(emotion_for_word("sad")) and marked.user_set
+    assert (missing.valence, missing.arousal) == (0.0, 0.0) and not missing.user_set
+    warned = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warned) == 1 and "missing.mp4: not found" in warned[0] and str(path) in warned[0], warned
+
+
+def test_no_media_keeps_open_scenes_neutral(edit):
+    scenes = _opened(edit[0], media=False)
+    assert [(s.valence, s.arousal) for s in scenes if not s.user_set] == [(0.0, 0.0)] * 3
+
+
+def test_a_range_after_the_start_is_read_alone(edit):
+    """A range past the file's start is reached by seeking, and reads only itself."""
+    _, contrast = edit
+    late, = analyze_ranges(contrast, [SourceRange(3.25, 5.75)], faces=False)
+    early, = analyze_ranges(contrast, [SourceRange(0.25, 2.75)], faces=False)
+    assert late.valence > 0.3 > -0.3 > early.valence
+
+
+def test_score_reads_media_unless_told_not_to(edit, tmp_path):
+    path, _ = edit
+
+    def markers(*flags):
+        midi = tmp_path / "edit.mid"
+        result = run_cli("score", path, "-o", midi, "--seed", 1, *flags)
+        assert result.returncode == 0, result.stderr
+        return result.stderr, [m.text for m in mido.MidiFile(midi).tracks[0] if m.type == "marker"]
+
+    said, analysed = markers()
+    lines = [line for line in said.splitlines() if "media files not read" in line]
+    assert len(lines) == 1 and "1 of 2" in lines[0] and "Traceback" not in said, said
+    quick_said, plain = markers("--no-media")
+    assert "media" not in quick_said
+    assert "valence=-0.63 arousal=-0.27" in analysed[1]      # the marker wins either way
+    assert analysed[0] != plain[0] and "valence=+0.00 arousal=+0.00" in plain[0]
