@@ -225,7 +225,7 @@ def cmd_score(args) -> None:
         probe(args.timeline)  # an unreadable video fails in one line before any progress is shown
     with stage(f"{'reading' if is_timeline(args.timeline) else 'analysing'} {args.timeline}") as heard:
         analysis = open_input(service, args.timeline, args.fps, args.transition, args.threshold,
-                              media=not args.no_media, progress=heard)
+                              media=not args.no_media and None in (valence, arousal), progress=heard)
     if analysis is not None:
         _print_analysis(analysis)
     with _as_flag("valence"), _as_flag("arousal"):
@@ -404,7 +404,8 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--otio", metavar="OUT", help="write the edit back with the score (.otio, .xml, .fcpxml, .edl; "
                        "default: none)")
     score.add_argument("--no-media", action="store_true", help="a timeline's scenes without an emotion stay neutral "
-                       "(or --emotion) instead of being analysed from their clips' media files (faster)")
+                       "(or --emotion) instead of being analysed from their clips' media files (faster; --emotion, or both "
+                       "--valence and --arousal, skip the analysis too: they would replace it)")
     _threshold_option(score)
     _sampling_options(score)
     score.set_defaults(func=cmd_score, outputs=(*SCORE_OUTPUTS, Output("otio", "--otio", _timeline_writers)))

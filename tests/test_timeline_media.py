@@ -84,6 +84,27 @@ def test_a_range_after_the_start_is_read_alone(edit):
     assert late.valence > 0.3 > -0.3 > early.valence
 
 
+@pytest.mark.parametrize("container", [".mp4", ".ts"])
+def test_a_range_is_read_from_its_own_frames_in_any_container(edit, tmp_path, container):
+    """MPEG-TS has no index (its seek lands a keyframe late when aimed at the range itself); a
+    range past the file's end holds no frame and is not read, not given its neighbour's."""
+    _, contrast = edit
+    source = contrast
+    if container != ".mp4":
+        import av
+
+        source = tmp_path / f"contrast{container}"
+        with av.open(str(contrast)) as inp, av.open(str(source), "w") as out:
+            streams = {s.index: out.add_stream_from_template(s) for s in inp.streams if s.type in ("video", "audio")}
+            for packet in inp.demux(*[inp.streams[i] for i in streams]):
+                if packet.dts is not None:
+                    packet.stream = streams[packet.stream.index]
+                    out.mux(packet)
+    late, early, beyond = analyze_ranges(source, [SourceRange(3.25, 5.75), SourceRange(0.25, 2.75),
+                                                  SourceRange(40.0, 42.0)], faces=False)
+    assert late.valence > 0.3 > -0.3 > early.valence and beyond is None
+
+
 def test_score_reads_media_unless_told_not_to(edit, tmp_path):
     path, _ = edit
 

@@ -30,6 +30,7 @@ def with_media_emotions(timeline, progress: Callable[[float], None] | None = Non
     hears the share of the files done."""
     from emsync.timelines.timeline import scene_sources
     from emsync.video.analysis import SourceRange, analyze_ranges
+    from emsync.video.picture import cuts_per_minute
 
     scenes, sources = list(timeline.scenes), scene_sources(timeline)
     by_file: dict[Path, list[int]] = defaultdict(list)
@@ -44,16 +45,21 @@ def with_media_emotions(timeline, progress: Callable[[float], None] | None = Non
         if not path.is_file():
             unread.append(f"{path}: not found")
             continue
-        ranges = [SourceRange(sources[i].start, sources[i].end, _cuts_near(timeline.cuts, scenes[i], sources[i]))
+        ranges = [SourceRange(sources[i].start, sources[i].end,
+                              cuts_per_minute(timeline.cuts, scenes[i].start, scenes[i].end, timeline.duration))
                   for i in indices]
         try:
             emotions = analyze_ranges(path, ranges)
         except EmsyncError as exc:
             unread.append(str(exc))
             continue
+        missed = [sources[i] for i, emotion in zip(indices, emotions) if emotion is None]
+        if missed:
+            unread.append(f"{path}: no frames at {', '.join(f'{s.start:.2f}-{s.end:.2f} s' for s in missed[:_NAMED])}")
         for index, emotion in zip(indices, emotions):
-            scenes[index] = dataclasses.replace(scenes[index], valence=emotion.valence, arousal=emotion.arousal)
-        analysed += len(indices)
+            if emotion is not None:
+                scenes[index] = dataclasses.replace(scenes[index], valence=emotion.valence, arousal=emotion.arousal)
+                analysed += 1
         if progress is not None:
             progress((number + 1) / len(by_file))
     if unread:
@@ -61,10 +67,3 @@ def with_media_emotions(timeline, progress: Callable[[float], None] | None = Non
         log.warning("%s: %d of %d media files not read, their scenes keep the default emotion: %s%s",
                     timeline.path, len(unread), len(by_file), "; ".join(unread[:_NAMED]), more)
     return scenes, analysed
-
-
-def _cuts_near(cuts, scene: Scene, source) -> tuple[float, ...]:
-    """The edit's cuts in the source file's seconds as seen from `scene`, so the cut rate
-    around a scene is the edit's pace, not the file's."""
-    shift = source.start - scene.start
-    return tuple(cut + shift for cut in cuts)

@@ -127,9 +127,10 @@ class _Gathered:
         self.spectra = self.mels.finish(reader.audio_start) if self.heard is not None and self.events else None
         self.sample_times = np.array([t for t, _ in self.samples])
 
-    def scene(self, start: float, end: float, cuts) -> SceneEmotion:
-        """The fused emotion of [start, end) seconds; `cuts` around it give the cut rate."""
-        features, frames = self.picture.features(start, end, cuts)
+    def scene(self, start: float, end: float, cuts, cut_rate: float | None = None) -> SceneEmotion:
+        """The fused emotion of [start, end) seconds; `cuts` around it give the cut rate (unless
+        `cut_rate` is given)."""
+        features, frames = self.picture.features(start, end, cuts, cut_rate)
         evidence = [picture_evidence(features, frames)]
         if self.heard is not None:
             values, seconds = self.heard.features(start, end)
@@ -168,12 +169,12 @@ def analyze_video(path, threshold: float = 0.5, *, faces: bool = True, smoothing
 @dataclass(frozen=True)
 class SourceRange:
     """A stretch of a video file to read as one scene: [start, end) in the file's seconds, and
-    the edit's cuts around it in the same seconds (for the cut rate: the edit, not the file,
-    says how fast the picture is cut)."""
+    the edit's cuts a minute around the scene (`picture.cuts_per_minute` in the edit's time:
+    the edit, not the file, says how fast the picture is cut)."""
 
     start: float
     end: float
-    cuts: tuple[float, ...] = ()
+    cut_rate: float = 0.0
 
 
 SPAN_GAP = 10.0   # seconds: ranges of one file closer than this are decoded in one pass, gap included
@@ -186,7 +187,8 @@ def analyze_ranges(path, ranges: Sequence[SourceRange], *, faces: bool = True,
     seeking past longer gaps, so a timeline using seconds of an hour-long take costs seconds.
     `progress(fraction)` hears the share of the ranges' seconds done.
 
-    Raises EmsyncError naming the file when it cannot be read or a range holds no frames."""
+    A range that holds no decoded frame, or whose pass could not be read, gets None; raises
+    EmsyncError naming the file when no range could be read."""
     order = sorted(range(len(ranges)), key=lambda i: ranges[i].start)
     spans: list[list[int]] = []
     for index in order:
@@ -196,16 +198,25 @@ def analyze_ranges(path, ranges: Sequence[SourceRange], *, faces: bool = True,
             spans.append([index])
     total = sum(max(r.end - r.start, 0.0) for r in ranges) or 1.0
     done, out = 0.0, [None] * len(ranges)
+    failure = None
     for span in spans:
         gathered = _Gathered(faces)
-        reader = gathered.reader(path, start=ranges[span[0]].start, end=max(ranges[i].end for i in span))
-        for frame, seconds in reader:
-            gathered.picture.add(frame, seconds)
-        gathered.finish(reader)
+        try:
+            reader = gathered.reader(path, start=ranges[span[0]].start, end=max(ranges[i].end for i in span))
+            for frame, seconds in reader:
+                gathered.picture.add(frame, seconds)
+            gathered.finish(reader)
+        except EmsyncError as exc:   # this pass only: other ranges of the file may still read
+            failure = failure or exc
+            continue
+        times = np.asarray(reader.times)
         for index in span:
             part = ranges[index]
-            out[index] = gathered.scene(part.start, part.end, part.cuts)
+            if ((times >= part.start - 1e-6) & (times < part.end)).any():   # never a neighbour's frame
+                out[index] = gathered.scene(part.start, part.end, (), part.cut_rate)
             done += max(part.end - part.start, 0.0)
             if progress is not None:
                 progress(done / total)
+    if failure is not None and all(emotion is None for emotion in out):
+        raise failure
     return out

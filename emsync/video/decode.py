@@ -120,6 +120,9 @@ def _info(container, path: Path, rotation: int) -> VideoInfo:
                      has_audio=bool(container.streams.audio))
 
 
+SEEK_BACK = 10.0  # seconds: how far before a range its seek aims, for containers that seek late
+
+
 class SmallFrames:
     """Iterate `(rgb uint8 [height, width, 3], seconds)` over every frame of a video, decoded once.
 
@@ -210,6 +213,8 @@ class SmallFrames:
                 last_pts = t
                 if self.end is not None and t - start >= self.end:
                     break
+                if not self.times and self.start and t - start > self.start + step + 1e-6:
+                    raise EmsyncError(f"{self.path}: seeking to {self.start:.2f} s landed at {t - start:.2f} s")
                 if t - start + 1e-6 < self.start:   # decoded from the keyframe before the range
                     continue
                 small = scaler.reformat(frame, width=scale_w, height=scale_h, format="rgb24",
@@ -236,16 +241,20 @@ class SmallFrames:
             self.audio_start = self._audio_time - start
 
     def _seek(self, container, stream) -> float | None:
-        """Seek to the keyframe at or before `start`; the time frames count from (None: from the
-        first frame decoded, when reading from the beginning)."""
+        """Seek to the keyframe at or before SEEK_BACK seconds before `start` (MPEG-TS and other
+        containers without an index land a keyframe late when asked for `start` itself); the
+        time frames count from (None: from the first frame decoded, reading from the beginning)."""
         import av  # noqa: PLC0415
 
         if not self.start:
             return None
         base = stream.time_base
         origin = stream.start_time or 0
+        if self.start <= SEEK_BACK:   # near the start: read from the first frame, no seek to land late
+            return float(origin * base)
         try:
-            container.seek(origin + int(self.start / base), stream=stream, backward=True, any_frame=False)
+            container.seek(origin + int(max(0.0, self.start - SEEK_BACK) / base), stream=stream, backward=True,
+                           any_frame=False)
         except av.FFmpegError as exc:
             raise EmsyncError(f"{self.path}: cannot seek to {self.start:.2f} s ({_reason(exc)})") from None
         return float(origin * base)

@@ -69,19 +69,28 @@ class PictureTrack:
         self.rows.append((float(luma.mean()), float(saturation.mean()), colourfulness, float((r - b).mean()), motion))
         self.times.append(seconds)
 
-    def features(self, start: float, end: float, cuts: Sequence[float]) -> tuple[dict[str, float], int]:
-        """Means over the scene's frames (motion within the shot only) and the cut rate around it."""
+    def features(self, start: float, end: float, cuts: Sequence[float],
+                 cut_rate: float | None = None) -> tuple[dict[str, float], int]:
+        """Means over the scene's frames (motion within the shot only) and the cut rate around it
+        (`cut_rate`: given, for a range of a file whose edit, not the file, says how fast it is cut)."""
         times = np.asarray(self.times)
         first, last = np.searchsorted(times, [start - 1e-6, end - 1e-6])
         if last <= first:   # a scene shorter than a frame interval: its nearest frame
             first = min(int(np.searchsorted(times, start)), len(times) - 1)
             last = first + 1
         rows = np.asarray(self.rows[first:last])
-        middle = (start + end) / 2
-        low, high = max(0.0, middle - 10.0), middle + 10.0
-        window = max(min(high, self.times[-1]) - low, end - start, 1e-3)
-        cut_rate = 60.0 * sum(low <= c <= high for c in cuts) / max(window, 1.0)
+        if cut_rate is None:
+            cut_rate = cuts_per_minute(cuts, start, end, self.times[-1])
         motion = rows[1:, 4].mean() if len(rows) > 1 else 0.0
         names = ("brightness", "saturation", "colourfulness", "warmth")
         return {**dict(zip(names, rows[:, :4].mean(axis=0).tolist())), "motion": float(motion),
                 "cut_rate": cut_rate}, int(last - first)
+
+
+def cuts_per_minute(cuts: Sequence[float], start: float, end: float, last: float) -> float:
+    """Cuts a minute within 10 s of the middle of [start, end), the window ending at `last`
+    (the end of the picture), so a scene near either end is not cut faster than it is."""
+    middle = (start + end) / 2
+    low, high = max(0.0, middle - 10.0), middle + 10.0
+    window = max(min(high, last) - low, end - start, 1e-3)
+    return 60.0 * sum(low <= c <= high for c in cuts) / max(window, 1.0)
