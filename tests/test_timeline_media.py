@@ -68,7 +68,7 @@ def test_source_ranges_are_read_and_each_scene_gets_its_own(edit, caplog):
     assert (marked.valence, marked.arousal) == pytest.approx(emotion_for_word("sad")) and marked.user_set
     assert (missing.valence, missing.arousal) == (0.0, 0.0) and not missing.user_set
     warned = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
-    assert len(warned) == 1 and "missing.mp4: not found" in warned[0] and str(path) in warned[0], warned
+    assert len(warned) == 1 and "missing.mp4: file not found" in warned[0] and str(path) in warned[0], warned
 
 
 def test_no_media_keeps_open_scenes_neutral(edit):

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 from emsync.core.errors import EmsyncError
+from emsync.core.fileio import check_regular
 from emsync.core.music import Scene
 
 log = logging.getLogger("emsync.service")
@@ -42,8 +43,10 @@ def with_media_emotions(timeline, progress: Callable[[float], None] | None = Non
     unread: list[str] = []
     analysed = 0
     for number, (path, indices) in enumerate(by_file.items()):
-        if not path.is_file():
-            unread.append(f"{path}: not found")
+        try:   # a FIFO or device given as media is refused by its stat, never opened
+            check_regular(path, None, "media")
+        except EmsyncError as exc:
+            unread.append(str(exc))
             continue
         ranges = [SourceRange(sources[i].start, sources[i].end,
                               cuts_per_minute(timeline.cuts, scenes[i].start, scenes[i].end, timeline.duration))
