@@ -25,10 +25,9 @@ log = logging.getLogger("emsync.service")
 _NAMED = 3  # files named in the one line about media that could not be read
 
 
-def with_media_emotions(timeline, progress: Callable[[float], None] | None = None) -> tuple[list[Scene], int]:
+def with_media_emotions(timeline, progress: Callable[[float], None] | None = None) -> list[Scene]:
     """`timeline`'s scenes (a TimelineScenes), those the editor left open given the emotion
-    analysed from their source range, and how many scenes were analysed. `progress(fraction)`
-    hears the share of the files done."""
+    analysed from their source range. `progress(fraction)` hears the share of the files done."""
     from emsync.timelines.timeline import scene_sources
     from emsync.video.analysis import SourceRange, analyze_ranges
     from emsync.video.picture import cuts_per_minute
@@ -39,9 +38,8 @@ def with_media_emotions(timeline, progress: Callable[[float], None] | None = Non
         if source is not None and not scene.user_set and source.end > source.start:
             by_file[source.path].append(index)
     if not by_file:
-        return scenes, 0
+        return scenes
     unread: list[str] = []
-    analysed = 0
     for number, (path, indices) in enumerate(by_file.items()):
         try:   # a FIFO or device given as media is refused by its stat, never opened
             check_regular(path, None, "media")
@@ -62,11 +60,10 @@ def with_media_emotions(timeline, progress: Callable[[float], None] | None = Non
         for index, emotion in zip(indices, emotions):
             if emotion is not None:
                 scenes[index] = dataclasses.replace(scenes[index], valence=emotion.valence, arousal=emotion.arousal)
-                analysed += 1
         if progress is not None:
             progress((number + 1) / len(by_file))
     if unread:
         more = f" and {len(unread) - _NAMED} more" if len(unread) > _NAMED else ""
         log.warning("%s: %d of %d media files not read, their scenes keep the default emotion: %s%s",
                     timeline.path, len(unread), len(by_file), "; ".join(unread[:_NAMED]), more)
-    return scenes, analysed
+    return scenes

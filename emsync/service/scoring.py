@@ -165,7 +165,7 @@ class ScoringService:
         if media:
             from .media import with_media_emotions
 
-            timeline.scenes, _ = with_media_emotions(timeline, progress)
+            timeline.scenes = with_media_emotions(timeline, progress)
         source = {"kind": "timeline", "path": str(Path(timeline.path).resolve()),
                   "fps": float(timeline.fps) if fps else 0.0, "transition": transition}
         self.session.set_scenes(timeline.duration, timeline.scenes, timeline.hits, source)
