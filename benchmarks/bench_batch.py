@@ -13,7 +13,6 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -21,18 +20,9 @@ from pathlib import Path
 from emsync.batch.inputs import Item, find_items
 from emsync.batch.runner import Settings, run_batch
 from emsync.batch.worker import score_files
+from machine import cpu_line
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def cpu_line() -> str:
-    """The CPU's model, vector extensions and caches, to read the figures against."""
-    flags = subprocess.run("grep -o 'avx[^ ]*\\|amx[^ ]*' /proc/cpuinfo | sort -u", shell=True, capture_output=True,
-                           text=True).stdout.split()
-    lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines()
-    model = next((line.split(":", 1)[1].strip() for line in lscpu if line.startswith("Model name")), "?")
-    caches = [" ".join(line.split()) for line in lscpu if " cache" in line]
-    return f"{model}, {os.cpu_count()} CPUs; {' '.join(flags) or 'no AVX'}; {'; '.join(caches)}"
 
 
 def library(folder: Path, count: int) -> list[Item]:

@@ -2,9 +2,11 @@
 
 End to end over OSC (a server process on 127.0.0.1, this process as the client): from the
 request datagram to the last clip chunk received. Also the same work in-process (the core
-alone), the status round trip while a job runs, and, with --seam N, how the seam choice
-compares with taking the first candidate (pitch-class agreement across the range end
-between the regenerated music and the kept music, which is not one of the voting criteria).
+alone), there also with the candidates sampled one after another (workers=1) against the
+default parallel takes, the status round trip while a job runs, and, with --seam N, how the
+seam choice compares with taking the first candidate (pitch-class agreement across the range
+end between the regenerated music and the kept music, which is not one of the voting criteria).
+The report names the CPU (vector extensions, L2 and L3) and the onnxruntime version.
 
     python benchmarks/bench_host.py [--model PATH] [--candidates 3] [--seam 0]
 """
@@ -27,10 +29,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
+from machine import cpu_line  # noqa: E402
 from conftest import Peer  # noqa: E402  (the tests' OSC client: python-osc on its own socket)
 
 from emsync.core.conditions import EmotionCurve  # noqa: E402
-from emsync.core.regenerate import regenerate, split_notes  # noqa: E402
+from emsync.core.regenerate import regenerate, split_notes, usable_cpus  # noqa: E402
 from emsync.core.music import Scene  # noqa: E402
 
 DURATION = 60.0
@@ -111,9 +114,17 @@ def in_process(model: str | None, candidates: int) -> dict:
     base = generator.generate(DURATION, cuts, curve, seed=1)
     out = {"generate_60s_seconds": round(base.seconds, 2), "tokens_per_second": round(base.stats["tokens_per_second"]),
            "x_real_time": round(base.stats["realtime_factor"], 1)}
+    results = {}
     for count in sorted({1, candidates}):
-        result = regenerate(generator, base.notes, DURATION, *SECTION, cuts, curve, seed=2, candidates=count)
-        out[f"regenerate_10s_seconds_{count}_candidates"] = round(result.seconds, 2)
+        results[count] = regenerate(generator, base.notes, DURATION, *SECTION, cuts, curve, seed=2, candidates=count)
+        out[f"regenerate_10s_seconds_{count}_candidates"] = round(results[count].seconds, 2)
+    parallel = results[candidates]
+    sequential = regenerate(generator, base.notes, DURATION, *SECTION, cuts, curve, seed=2, candidates=candidates,
+                            workers=1)
+    out.update({"workers": min(candidates, usable_cpus()),
+                f"regenerate_10s_seconds_{candidates}_candidates_sequential": round(sequential.seconds, 2),
+                "sequential_over_parallel": round(sequential.seconds / parallel.seconds, 2),
+                "sequential_same_music": sequential.notes == parallel.notes})
     return out
 
 
@@ -164,15 +175,18 @@ def main() -> None:
     parser.add_argument("--candidates", type=int, default=3)
     parser.add_argument("--seam", type=int, default=0, help="trials of the seam study (0: skip)")
     args = parser.parse_args()
-    report = {"cpu_cores": os.cpu_count(), "load_average": [round(x, 2) for x in os.getloadavg()],
+    report = {"cpu": cpu_line(), "cpu_cores": os.cpu_count(), "load_average": [round(x, 2) for x in os.getloadavg()],
               "over_osc": over_osc(args.model, args.candidates), "in_process": in_process(args.model, args.candidates)}
     if args.seam:
         report["seam"] = seam_study(args.model, args.seam, args.candidates)
     print(json.dumps(report, indent=2))
-    osc = report["over_osc"]
+    osc, core = report["over_osc"], report["in_process"]
     print(f"over OSC: generate 60 s -> clips in {osc['generate_60s_seconds']} s; regenerate 10 s "
-          f"({args.candidates} candidates) -> clips in {osc['regenerate_10s_seconds']} s; status while busy "
-          f"{osc['status_rtt_ms_while_generating']['median']} ms median")
+          f"({args.candidates} candidates) -> clips in {osc['regenerate_10s_seconds']} s; in process "
+          f"{core[f'regenerate_10s_seconds_{args.candidates}_candidates']} s on {core['workers']} threads vs "
+          f"{core[f'regenerate_10s_seconds_{args.candidates}_candidates_sequential']} s one take after another "
+          f"(sequential / parallel {core['sequential_over_parallel']}); status while busy "
+          f"{osc['status_rtt_ms_while_generating']['median']} ms median; {report['cpu']}")
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from emsync.core.music import Note  # noqa: E402
 from emsync.live import player as live  # noqa: E402
 from emsync.live import ports  # noqa: E402
+from machine import cpu_line  # noqa: E402
 
 
 def score_notes(count: int, seed: int) -> list[Note]:
@@ -114,7 +115,7 @@ def main() -> None:
     finally:
         jackd.terminate()
         jackd.wait(10)
-    report = {"port": label, "api": "UNIX_JACK (dummy driver, synchronous, 64 frames at 48 kHz)",
+    report = {"cpu": cpu_line(), "port": label, "api": "UNIX_JACK (dummy driver, synchronous, 64 frames at 48 kHz)",
               "score_seconds": round(score.duration, 2), "load_average": os.getloadavg(), **results}
     print(json.dumps(report, indent=2))
     for method in ("player", "naive_sleep_loop"):

@@ -24,6 +24,7 @@ from emsync.preview import loudness, synth
 from emsync.preview import render as R
 from emsync.core.midi_io import write_midi
 from emsync.core.music import INSTRUMENTS, Note
+from machine import cpu_line
 
 DRUMS, PIANO, GUITAR, BASS, STRINGS = (INSTRUMENTS.index(n) for n in ("drums", "piano", "guitar", "bass", "strings"))
 
@@ -107,7 +108,7 @@ def main() -> None:
         sf_path, sf_data = synth.load_soundfont(args.soundfont)
         engine = synth.available_engine()
         seconds = score.length
-        report = {"audio_seconds": round(seconds, 1), "notes": len(notes), "tracks": len(score.tracks),
+        report = {"cpu": cpu_line(), "audio_seconds": round(seconds, 1), "notes": len(notes), "tracks": len(score.tracks),
                   "engine": engine, "soundfont": sf_path.name, "cpu_cores": cores,
                   "load_average_1min": round(os.getloadavg()[0], 2), "first_import_s": round(imports, 2)}
         stems, wall, cpu = best(synth.synthesize, args.repeat, score, sf_path, sf_data, engine, workers=1)

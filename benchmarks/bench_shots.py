@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -38,6 +37,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
 from emsync.video.decode import SmallFrames  # noqa: E402
+from machine import cpu_line  # noqa: E402
 from emsync.video.shots import REFERENCE_MODEL_PATH, detect_cuts  # noqa: E402
 from test_shots import edit_frames, match_f1, write_video  # noqa: E402
 
@@ -47,29 +47,6 @@ CLIPS = {   # name: (lengths of the shots in frames, joins), at 1920x1080
                    {3: ("dissolve", 12), 8: ("fade", 16)}),
     "takes_1080p": ((250, 160, 300, 180, 220, 150, 275), {2: ("dissolve", 24), 4: ("fade", 20)}),
 }
-
-
-def cpu_line() -> str:
-    """The CPU's model, cores, vector extensions (avx*, amx*), L2 and L3 sizes, and onnxruntime's version."""
-    import onnxruntime
-
-    model, flags = platform.processor() or platform.machine(), set()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name":
-                model = value.strip()
-            elif key.strip() == "flags":
-                flags = set(value.split())
-    vector = " ".join(sorted(f for f in flags if f.startswith(("avx", "amx")))) or "no avx"
-    caches = {}
-    for index in sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):
-        level = (index / "level").read_text().strip()
-        if level in ("2", "3"):
-            caches[f"L{level}"] = (index / "size").read_text().strip()
-    sizes = ", ".join(f"{name} {size}" for name, size in caches.items()) or "caches unknown"
-    return f"{model}, {os.cpu_count()} cores, {vector}, {sizes}, onnxruntime {onnxruntime.__version__}"
 
 
 def prepare(workdir: Path, real: bool) -> dict[str, tuple[Path, dict | None]]:

@@ -109,19 +109,51 @@ def test_missing_or_foreign_model_file(tmp_path):
         MusicGenerator(junk)
 
 
+def test_the_bundled_model_steps_a_cache_written_in_place_like_one_pass():
+    """The shipped runtime copy: token-by-token steps after a start give the distributions of
+    one pass over the same tokens, for two emotions at once and on a grid (int8 arithmetic
+    quantizes one row and many rows a little differently, as the previous graph did), and a
+    full context says so in one line."""
+    generator = MusicGenerator()
+    assert generator.precision == "int8"
+    notes = [Note(i * 0.25, i * 0.25 + 0.2, 60 + (0, 4, 7, 12)[i % 4], 80, 1 + i % 2) for i in range(40)]
+    song = [codec.BOS, *codec.encode(notes)[0][:80]]
+    wanted = np.stack([np.tile([0.6, 0.3], (len(song), 1)), np.tile([-0.5, -0.2], (len(song), 1))])
+    offsets = np.arange(len(song)) % 80
+    grid = np.stack([np.arange(len(song)) % 25, np.arange(len(song)) % 16], axis=1)
+    whole = generator.forward(song, wanted, offsets, grid)
+    decoder = generator.decoder(2)
+    first = decoder.start(song[:50], wanted[:, :50], offsets[:50], grid[:50])
+    steps = [decoder.step(song[i], wanted[:, i], int(offsets[i]), grid[i]).copy() for i in range(50, len(song))]
+    stepped = np.concatenate([first, np.stack(steps, axis=1)], axis=1).astype(np.float64)
+
+    def log_softmax(x):
+        x = x - x.max(axis=-1, keepdims=True)
+        return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
+
+    p, q = log_softmax(whole.astype(np.float64)), log_softmax(stepped)
+    assert (np.exp(p) * (p - q)).sum(axis=-1).mean() < 1e-3
+    assert (stepped.argmax(-1) == whole.argmax(-1)).mean() > 0.95
+    block = generator.config["block_size"]
+    full = generator.decoder()
+    full.start([5] * block, np.zeros((block, 2)), [0] * block, None)
+    with pytest.raises(EmsyncError, match="context is full"):
+        full.step(5, np.zeros((1, 2)), 0, None)
+
+
 def test_emotion_guidance_runs_the_mirrored_emotion_beside_and_pushes_away_from_it():
     generator = MusicGenerator()
     notes = [Note(i * 0.5, i * 0.5 + 0.4, 60 + (0, 4, 7, 12)[i % 4], 80, 1) for i in range(16)]
     song = [codec.BOS, *codec.encode(notes)[0][:60]]
     wanted = np.tile([0.7, -0.4], (len(song), 1))
     offsets = np.full(len(song), NO_BOUNDARY)
-    both, _ = generator.forward(song, np.stack([wanted, -wanted]), offsets)
-    alone, _ = generator.forward(song, wanted, offsets)
-    mirrored, _ = generator.forward(song, -wanted, offsets)
+    both = generator.forward(song, np.stack([wanted, -wanted]), offsets)
+    alone = generator.forward(song, wanted, offsets)
+    mirrored = generator.forward(song, -wanted, offsets)
     assert both.shape == (2, len(song), codec.VOCAB_SIZE)
     np.testing.assert_allclose(both[0], alone[0], atol=1e-3)
     np.testing.assert_allclose(both[1], mirrored[0], atol=1e-3)
-    guided, _ = generator._run(song, np.stack([wanted, -wanted]), offsets, None, 1.0)
+    guided = generator.guided(both[:, -1], 1.0)
     np.testing.assert_allclose(guided, 2 * alone[0, -1] - mirrored[0, -1], atol=1e-3)
     runs = [generator.generate(4.0, [2.0], EmotionCurve.constant(0.7, -0.4), seed=1, emotion_guidance=1.0)
             for _ in range(2)]

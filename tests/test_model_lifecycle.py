@@ -7,7 +7,8 @@ import pytest
 
 from conftest import run_cli
 from emsync.core.conditions import N_GRID_AHEAD, N_GRID_SLOTS
-from emsync.core.generator import cache_names, default_model_path
+from emsync.core.decoding import cache_names
+from emsync.core.generator import default_model_path
 
 needs_torch = pytest.mark.skipif(find_spec("torch") is None, reason="needs torch (pip install 'emsync[train]')")
 
@@ -62,8 +63,8 @@ def test_int8_copy_samples_like_the_float_model():
     song = np.concatenate([[codec.BOS], tokens])[:400]
     emotion = np.tile([0.5, 0.2], (len(song), 1))
     offsets = np.full(len(song), 40)
-    float_logits = MusicGenerator(default_model_path()).forward(song, emotion, offsets)[0][0]
-    int8_logits = MusicGenerator().forward(song, emotion, offsets)[0][0]
+    float_logits = MusicGenerator(default_model_path()).forward(song, emotion, offsets)[0]
+    int8_logits = MusicGenerator().forward(song, emotion, offsets)[0]
 
     def log_softmax(x):
         x = x.astype(np.float64) - x.max(axis=1, keepdims=True)
@@ -72,6 +73,43 @@ def test_int8_copy_samples_like_the_float_model():
     p, q = log_softmax(float_logits), log_softmax(int8_logits)
     assert (np.exp(p) * (p - q)).sum(axis=1).mean() < 1e-3
     assert (float_logits.argmax(axis=1) == int8_logits.argmax(axis=1)).mean() > 0.9
+
+
+@needs_torch
+def test_runtime_graph_computes_the_torch_model_step_by_step(tmp_path):
+    """The runtime graph (fused attention, cache written in place) built from the committed
+    float weights, unquantized: a pass over 30 tokens, then one token a step, gives the torch
+    model's logits for two emotions at once; a second start overwrites the cache."""
+    import onnx
+    import torch
+
+    from emsync.core.decoding import SHARED_CACHE_GRAPH
+    from emsync.core.generator import MusicGenerator
+    from emsync.training.export import load_onnx_weights
+    from emsync.training.runtime_graph import float_parameters, runtime_graph
+
+    parameters, meta = float_parameters(onnx.load(str(default_model_path())), "committed")
+    graph = runtime_graph(parameters, json.loads(meta["emsync_config"]))
+    for key, value in (("emsync_config", meta["emsync_config"]), ("emsync_graph", SHARED_CACHE_GRAPH)):
+        entry = graph.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(graph, str(tmp_path / "runtime.onnx"))
+    generator = MusicGenerator(tmp_path / "runtime.onnx")
+    model, _ = load_onnx_weights(default_model_path())
+    model.eval()
+    rng = np.random.default_rng(1)
+    tokens = rng.integers(2, model.cfg.vocab_size, size=40)
+    emotion = rng.uniform(-1, 1, size=(2, 40, 2)).astype(np.float32)
+    offsets = rng.integers(0, model.cfg.n_offset_bins, size=40)
+    grid = np.stack([rng.integers(0, N_GRID_AHEAD, size=40), rng.integers(0, N_GRID_SLOTS, size=40)], -1)
+    with torch.no_grad():
+        reference, _ = model(torch.from_numpy(np.stack([tokens, tokens])), torch.from_numpy(emotion),
+                             torch.from_numpy(np.stack([offsets, offsets])), grid=torch.from_numpy(np.stack([grid, grid])))
+    decoder = generator.decoder(2)
+    decoder.start(tokens[::-1].copy(), emotion, offsets, grid)  # filled once with other music
+    head = decoder.start(tokens[:30], emotion[:, :30], offsets[:30], grid[:30])
+    steps = [decoder.step(int(tokens[i]), emotion[:, i], int(offsets[i]), grid[i]).copy() for i in range(30, 40)]
+    np.testing.assert_allclose(np.concatenate([head, np.stack(steps, axis=1)], axis=1), reference.numpy(), atol=2e-4)
 
 
 @needs_torch

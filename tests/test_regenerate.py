@@ -1,6 +1,8 @@
-"""Regenerating a time range: prefix continuation, the seam, and notes outside left alone."""
+"""Regenerating a time range: prefix continuation, the seam, notes outside left alone, and the
+takes sampled in parallel threads."""
 import io
 import threading
+import time
 
 import mido
 import pytest
@@ -177,3 +179,64 @@ def test_progress_rises_and_cancel_stops_within_a_token(generator, base):
         regenerate(generator, base, DURATION, 2.0, 9.0, CUTS, CURVE, candidates=2, progress=progress, cancel=cancel)
     assert 20 <= len(seen) <= 21
     assert seen == sorted(seen) and 0 <= seen[0] and seen[-1] < 0.5
+
+
+@pytest.fixture(scope="module")
+def takes_both_ways(generator, base):
+    """Three takes of [4, 6.5) one after another, then on two threads (with its progress heard)."""
+    heard = []
+    sequential = regenerate(generator, base, DURATION, 4.0, 6.5, CUTS, CURVE, seed=7, candidates=3, workers=1)
+    parallel = regenerate(generator, base, DURATION, 4.0, 6.5, CUTS, CURVE, seed=7, candidates=3, workers=2,
+                          progress=heard.append)
+    return sequential, parallel, heard
+
+
+def test_parallel_takes_are_the_sequential_takes(takes_both_ways):
+    sequential, parallel, _ = takes_both_ways
+
+    def described(result):
+        return [(c.seed, c.notes, c.seam_logprob, c.harmony, c.density, c.votes) for c in result.candidates]
+
+    assert len(parallel.candidates) == 3
+    assert parallel.notes == sequential.notes and parallel.seed == sequential.seed
+    assert described(parallel) == described(sequential)
+    assert all(c.seconds > 0 for c in parallel.candidates)
+
+
+def test_parallel_progress_rises_within_0_and_1_and_ends_on_1(takes_both_ways):
+    heard = takes_both_ways[2]
+    assert len(heard) > 10
+    assert all(0 <= f <= 1 for f in heard) and heard == sorted(heard)
+    assert heard[-1] == 1.0
+
+
+def test_cancel_on_one_thread_stops_every_take(generator, base):
+    cancel = threading.Event()
+    seen = []
+
+    def progress(fraction):
+        seen.append(fraction)
+        cancel.set()
+
+    began = time.perf_counter()
+    with pytest.raises(Cancelled):
+        regenerate(generator, base, DURATION, 2.0, 9.0, CUTS, CURVE, candidates=3, workers=2, progress=progress,
+                   cancel=cancel)
+    assert 1 <= len(seen) <= 2, "the other thread may have passed its check for the token, no more"
+    assert time.perf_counter() - began < 5.0, "three 7 s takes were not sampled to the end"
+
+
+def test_a_failing_take_stops_the_others_and_its_error_is_raised(generator, base):
+    class Refused(Exception):
+        pass
+
+    seen = []
+
+    def progress(fraction):
+        seen.append(fraction)
+        if len(seen) == 5:
+            raise Refused("from the progress callback")
+
+    with pytest.raises(Refused):
+        regenerate(generator, base, DURATION, 2.0, 9.0, CUTS, CURVE, candidates=3, workers=2, progress=progress)
+    assert len(seen) <= 6

@@ -14,7 +14,7 @@ import pytest
 
 from emsync.core import codec
 from emsync.core.conditions import N_GRID_AHEAD, N_GRID_SLOTS, N_OFFSET_BINS, NO_BOUNDARY, NO_GRID_AHEAD, NO_GRID_SLOT
-from emsync.core.generator import cache_names
+from emsync.core.decoding import cache_names
 from emsync.core.midi_io import write_midi
 from emsync.core.music import DRUMS, INSTRUMENTS, Note
 from emsync.training import corpus

@@ -31,8 +31,10 @@ on it: a constrained mode for composers who want a hit on every cut, reported se
 from the model's own alignment. With `lock_mode`, valence picks the mode (mode_lock.py),
 reported separately from the model's own valence response in the same way.
 
-The bundled model runs as a weight-only int8 copy (see export.py), and the key/value
-cache is one onnxruntime value per layer and kind, kept between steps.
+The bundled model runs as a weight-only int8 copy of the runtime graph
+(training/runtime_graph.py): onnxruntime's fused attention over a key/value cache that each
+token writes in place (`SharedCache`). A float file exported from torch (`emsync train
+--export`) runs as it is, its cache growing by one token a call (`GrowingCache`).
 """
 from __future__ import annotations
 
@@ -52,7 +54,8 @@ from emsync.core.conditions import (NO_BOUNDARY, NO_GRID_AHEAD, NO_GRID_SLOT, Em
 from emsync.core.errors import EmsyncError
 from emsync.core.mode_lock import ModeLock
 from emsync.core.music import DRUMS, Note
-from emsync.core.onnx_models import load_session
+from emsync.core.decoding import SHARED_CACHE_GRAPH, GrowingCache, SharedCache
+from emsync.core.onnx_models import load_session, usable_cpus
 from emsync.core.tempo import TempoMap
 
 MAX_EVENTS_PER_STEP = 48
@@ -83,11 +86,6 @@ def runtime_model_path() -> Path:
     """The bundled model generation uses: the int8 copy, or the float file without one."""
     int8 = int8_path(default_model_path())
     return int8 if int8.exists() else default_model_path()
-
-
-def cache_names(n_layer: int, kind: str) -> list[str]:
-    """ONNX input ("past") or output ("present") names of the key/value cache, in model order."""
-    return [f"{kind}_{part}_{i}" for i in range(n_layer) for part in ("key", "value")]
 
 
 @dataclass
@@ -148,46 +146,46 @@ class MusicGenerator:
         self.history = json.loads(meta.get("emsync_history", "{}"))
         self.precision = meta.get("emsync_precision", "float32")
         self.path = path
-        cfg = self.config
-        self._past_names = cache_names(cfg["n_layer"], "past")
-        self._outputs = ["logits", *cache_names(cfg["n_layer"], "present")]
-        self._empty_past = np.zeros((1, cfg["n_head"], 0, cfg["n_embd"] // cfg["n_head"]), dtype=np.float32)
         self.hears_grid = any(i.name == "grid" for i in self.session.get_inputs())
+        self._cache_kind = SharedCache if meta.get("emsync_graph") == SHARED_CACHE_GRAPH else GrowingCache
+        # A start (hundreds of tokens at once, every 256 generated) shares well between cores.
+        self.start_session = self.session if threads or usable_cpus() < 2 or self._cache_kind is GrowingCache \
+            else load_session(path, "generator", threads=2)
 
-    def forward(self, tokens, emotion, offsets, past: list | None = None, grid=None):
-        """Logits (B, T, vocab) and the grown cache for T tokens under B conditionings:
-        emotion is (T, 2), or (B, T, 2) for the same tokens and offsets under B emotions;
-        grid (T, 2) is `conditions.grid_bins` (None: no grid; ignored by a model without it).
-        The cache stays a list of onnxruntime values between steps (no copy through numpy:
-        that copy was half the cost of a step)."""
-        from onnxruntime import OrtValue
+    def decoder(self, rows: int = 1) -> "SharedCache | GrowingCache":
+        """A fresh cache and its stepping for `rows` conditionings of the same tokens: `start`
+        a sequence, then `step` a token at a time. Each generation has its own, so several may
+        run on one generator from several threads (onnxruntime releases the GIL while it runs)."""
+        return self._cache_kind(self, rows)
 
+    def feeds(self, tokens, emotion, offsets, grid, rows: int) -> dict[str, np.ndarray]:
+        """The model's condition inputs for T tokens under `rows` emotions: emotion (T, 2) or
+        (rows, T, 2); grid (T, 2) from `conditions.grid_bins`, None for no grid (ignored by a
+        model that does not hear it)."""
         emotion = np.asarray(emotion, dtype=np.float32)
         emotion = emotion[None] if emotion.ndim == 2 else emotion
-        rows = (emotion.shape[0], emotion.shape[1])
-        feeds = {"tokens": np.ascontiguousarray(np.broadcast_to(np.asarray(tokens, dtype=np.int64), rows)),
-                 "emotion": np.ascontiguousarray(emotion),
-                 "offsets": np.ascontiguousarray(np.broadcast_to(np.asarray(offsets, dtype=np.int64), rows))}
+        shape = (rows, emotion.shape[1])
+        arrays = {"tokens": np.array(np.broadcast_to(np.asarray(tokens, dtype=np.int64), shape), order="C"),
+                  "emotion": np.array(np.broadcast_to(emotion, (*shape, 2)), order="C"),
+                  "offsets": np.array(np.broadcast_to(np.asarray(offsets, dtype=np.int64), shape), order="C")}
         if self.hears_grid:
             grid = np.asarray(grid, dtype=np.int64) if grid is not None else \
-                np.tile(np.array([NO_GRID_AHEAD, NO_GRID_SLOT], dtype=np.int64), (rows[1], 1))
-            feeds["grid"] = np.ascontiguousarray(np.broadcast_to(grid, (*rows, 2)))
-        feeds = {name: OrtValue.ortvalue_from_numpy(array) for name, array in feeds.items()}
-        if past is None:
-            empty = OrtValue.ortvalue_from_numpy(np.repeat(self._empty_past, rows[0], axis=0))
-            past = [empty] * len(self._past_names)
-        feeds.update(zip(self._past_names, past))
-        logits, *present = self.session.run_with_ort_values(self._outputs, feeds)
-        return logits.numpy(), present
+                np.tile(np.array([NO_GRID_AHEAD, NO_GRID_SLOT], dtype=np.int64), (shape[1], 1))
+            arrays["grid"] = np.array(np.broadcast_to(grid, (*shape, 2)), order="C")
+        return arrays  # owned, writable copies: a decoder updates its one-token inputs in place
 
-    def _run(self, tokens, emotion, offsets, past, guidance: float, grid=None):
-        """Logits after the last token (guided when emotion has a mirrored second row), and
-        the grown cache."""
-        logits, present = self.forward(tokens, emotion, offsets, past, grid)
-        last = logits[:, -1].astype(np.float64)
-        if guidance:
-            return last[0] + guidance * (last[0] - last[1]), present
-        return last[0], present
+    def forward(self, tokens, emotion, offsets, grid=None) -> np.ndarray:
+        """Logits (B, T, vocab) of T tokens from the start of the context, under B emotions:
+        emotion is (T, 2), or (B, T, 2) for the same tokens and offsets under B emotions."""
+        rows = 1 if np.ndim(emotion) == 2 else len(emotion)
+        return self.decoder(rows).start(tokens, emotion, offsets, grid)
+
+    @staticmethod
+    def guided(last: np.ndarray, guidance: float) -> np.ndarray:
+        """The logits to sample from, given the last token's logits under each row's emotion:
+        the first row's, pushed away from the mirrored second row's when guided."""
+        last = last.astype(np.float64)
+        return last[0] + guidance * (last[0] - last[1]) if guidance else last[0]
 
     def generate(self, duration: float, boundaries: Sequence[float], emotion: EmotionCurve, seed: int = 0,
                  temperature: float = 1.0, top_p: float = 0.95, prefix: Sequence[int] = (),
@@ -251,6 +249,7 @@ class MusicGenerator:
             return emotion_rows[:, at], offset_rows[at], None if grid_rows is None else grid_rows[at]
 
         block = self.config["block_size"]
+        decoder = self.decoder(len(emotion_rows))
 
         def prime():
             keep = block // 2 if tokens else 0
@@ -258,9 +257,11 @@ class MusicGenerator:
             window = tokens[len(tokens) - keep:] if keep else []
             window_steps = steps[len(steps) - keep:] if keep else []
             emo, offs, grid_now = conditions([window_steps[0] if window_steps else stream.step] + window_steps)
-            return (*self._run([codec.BOS] + window, emo, offs, None, emotion_guidance, grid_now), len(window) + 1)
+            last = decoder.start([codec.BOS] + window, emo, offs, grid_now)[:, -1]
+            return self.guided(last, emotion_guidance), len(window) + 1
 
-        logits, past, cached = prime()
+        logits, cached = prime()
+        folds: dict = {}
         steps_run = 0
         first_step = stream.step
         while stream.step < end_step:
@@ -269,7 +270,13 @@ class MusicGenerator:
             if progress is not None:
                 progress((stream.step - first_step) / max(1, end_step - first_step))
             mask = self._grammar(stream, cut_steps, hit if hit_cuts else None, landing)
-            fold = _onto_grid(landing, landing_steps, stream.step, mask) if landing is not None else None
+            fold = None
+            if landing is not None:  # the same for every token at one step with the same shifts allowed
+                key = (stream.step, mask[codec.SHIFT0:codec.VEL0].tobytes())
+                if key not in folds:
+                    folds.clear()
+                    folds[key] = _onto_grid(landing, landing_steps, stream.step, mask)
+                fold = folds[key]
             token = _sample(np.where(mask, logits, -np.inf), temperature, top_p, rng, fold)
             if mode_lock is not None and _pitched_on(token):
                 clock = stream.step * codec.STEP_SECONDS
@@ -288,10 +295,11 @@ class MusicGenerator:
             if stream.step >= end_step:
                 break
             if cached + 1 >= block:
-                logits, past, cached = prime()
+                logits, cached = prime()
             else:
-                emo, offs, grid_now = conditions([stream.step])
-                logits, past = self._run([token], emo, offs, past, emotion_guidance, grid_now)
+                at = stream.step
+                last = decoder.step(token, emotion_rows[:, at], offset_rows[at], None if grid_rows is None else grid_rows[at])
+                logits = self.guided(last, emotion_guidance)
                 cached += 1
         notes = [n for n in codec.decode(tokens, end_seconds=duration) if n.start < duration]
         notes = [Note(n.start, min(n.end, duration), n.pitch, n.velocity, n.instrument) for n in notes]
@@ -378,17 +386,23 @@ def _pitched_on(token: int) -> bool:
 def _sample(logits: np.ndarray, temperature: float, top_p: float, rng: np.random.Generator,
             fold: tuple[np.ndarray, np.ndarray] | None = None) -> int:
     """A token from the nucleus of softmax(logits / temperature); `fold` (sources, destinations)
-    first moves each source token's probability onto its destination."""
+    first moves each source token's probability onto its destination.
+
+    Only tokens of probability at least (1 - top_p) / vocab are sorted: together the others
+    hold less than 1 - top_p, so the nucleus never reaches them, and the draw is the one a
+    sort of the whole vocabulary would give (same order, same cut, same use of `rng`)."""
     scaled = logits / temperature
     scaled -= scaled.max()
     probs = np.exp(scaled)
     probs /= probs.sum()
     if fold is not None:
         sources, destinations = fold
-        np.add.at(probs, destinations, probs[sources])
+        moved = probs[sources]
         probs[sources] = 0.0
-    order = np.argsort(-probs, kind="stable")
+        probs += np.bincount(destinations, weights=moved, minlength=len(probs))
+    candidates = np.flatnonzero(probs >= (1.0 - top_p) / len(probs)) if top_p < 1 else np.flatnonzero(probs)
+    order = candidates[np.argsort(-probs[candidates], kind="stable")]
     cumulative = np.cumsum(probs[order])
     keep = order[: int(np.searchsorted(cumulative, top_p)) + 1]
-    kept = probs[keep] / probs[keep].sum()
-    return int(keep[rng.choice(len(keep), p=kept)])
+    cdf = np.cumsum(probs[keep])
+    return int(keep[np.searchsorted(cdf / cdf[-1], rng.random(), side="right")])

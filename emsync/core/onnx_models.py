@@ -8,6 +8,13 @@ from pathlib import Path
 from emsync.core.errors import EmsyncError
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity where the system tells it, else all)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def load_session(path: str | os.PathLike, what: str, *, threads: int = 1, how_to_get: str = ""):
     """An onnxruntime InferenceSession for `path` (the `what` model) with `threads` intra-op
     threads and one inter-op thread, every graph optimisation on."""

@@ -22,13 +22,22 @@ The seam at the range end:
   A take heading into a different key, register or density from the kept music loses.
   A range that runs to the end of the score has no seam and samples one take.
 
-`regenerate` takes a `progress(fraction)` callback and a `cancel` threading.Event, passed
-on to the generator: a set event raises `Cancelled` within one generated token.
+The takes run in parallel threads (`workers`, one per usable CPU unless told; 1 runs them one
+after another). That is sound: each take has its own seed and random generator and only reads
+the inputs it shares with the others, so it samples the same music on any thread in any order,
+and the takes are kept in index order; onnxruntime releases the GIL while a session runs, and
+one session may be run from several threads at once, so the takes' model steps overlap.
+
+`regenerate` takes a `progress(fraction)` callback (the mean of the takes' fractions, called
+from the worker threads one at a time) and a `cancel` threading.Event, passed on to the
+generator: a set event raises `Cancelled` within one generated token. A take that fails or is
+cancelled stops the others within one token, and its error is raised as it is.
 """
 from __future__ import annotations
 
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -39,6 +48,7 @@ from emsync.core.conditions import NO_BOUNDARY, EmotionCurve, boundary_offset_bi
 from emsync.core.errors import EmsyncError
 from emsync.core.generator import Cancelled, MusicGenerator
 from emsync.core.music import DRUMS, Note
+from emsync.core.onnx_models import usable_cpus
 from emsync.core.tempo import TempoMap
 
 Progress = Callable[[float], None]
@@ -150,7 +160,7 @@ def seam_logprob(generator: MusicGenerator, context: Sequence[int], context_cloc
     clocks = np.asarray([(ctx_clocks or follow_clocks)[0]] + ctx_clocks + follow_clocks, dtype=np.float64)
     offsets = boundary_offset_bins(clocks, boundaries) if len(boundaries) else np.full(len(clocks), NO_BOUNDARY)
     grid = grid_bins(clocks, *tempo.grid_points(float(clocks.max()) + 1.0)) if tempo is not None else None
-    logits, _ = generator.forward(sequence, emotion.at(clocks), offsets, grid=grid)
+    logits = generator.forward(sequence, emotion.at(clocks), offsets, grid=grid)
     first = 1 + len(ctx)
     scores = logits[0, first - 1:first - 1 + len(follow)].astype(np.float64)
     scores -= scores.max(axis=1, keepdims=True)
@@ -220,12 +230,13 @@ def regenerate(generator: MusicGenerator, notes: Sequence[Note], duration: float
                emotion_guidance: float = 0.0, lock_mode: bool = False, seam_seconds: float = SEAM_SECONDS,
                tempo: TempoMap | None = None, on_grid: bool = False,
                progress: Progress | None = None,
-               cancel: threading.Event | None = None) -> Regeneration:
+               cancel: threading.Event | None = None, workers: int | None = None) -> Regeneration:
     """New music for [start, end) of a `duration`-second score; every other note is kept.
 
     `boundaries` are the score's cuts and hits, `emotion` its curve (neutral if None).
     With kept music after `end`, `candidates` takes are sampled and the one that joins best
-    is returned (see the module doc). The same arguments give the same result.
+    is returned (see the module doc). The takes run on `workers` threads (None: one per usable
+    CPU; 1: one after another). The same arguments give the same result, whatever `workers`.
     """
     started = time.perf_counter()
     check_range(duration, start, end)
@@ -235,6 +246,8 @@ def regenerate(generator: MusicGenerator, notes: Sequence[Note], duration: float
         raise EmsyncError(f"candidates: expected 1..{MAX_CANDIDATES}, got {candidates}")
     if not 0 <= seam_seconds <= 8:
         raise EmsyncError(f"seam_seconds: {seam_seconds} is outside [0, 8]")
+    if workers is not None and workers < 1:
+        raise EmsyncError(f"workers: expected at least 1, got {workers}")
     emotion = emotion or EmotionCurve.constant(0.0, 0.0)
     s0, e0, d0 = _step(start), _step(end), _step(duration)
     seam = e0 < d0
@@ -274,20 +287,28 @@ def regenerate(generator: MusicGenerator, notes: Sequence[Note], duration: float
                                                                      or note.end > held_over[key].end):
             held_over[key] = note
 
-    takes: list[Candidate] = []
-    for index in range(count):
-        if cancel is not None and cancel.is_set():
-            raise Cancelled("cancelled")
+    fractions = [0.0] * count  # how far each take has got
+    fractions_lock = threading.Lock()
+    stop = threading.Event()  # set when a take fails or is cancelled: the others stop within a token
+
+    def report(index: int, fraction: float) -> None:
+        with fractions_lock:
+            fractions[index] = fraction
+            if progress is not None:
+                progress(sum(fractions) / count)
+
+    def sample_take(index: int) -> Candidate:
         take_started = time.perf_counter()
 
-        def report(fraction: float, index=index) -> None:
-            if progress is not None:
-                progress((index + fraction) / count)
+        def on_token(fraction: float) -> None:
+            if stop.is_set():
+                raise Cancelled("cancelled")
+            report(index, fraction)
 
         take_seed = candidate_seed(seed, index)
         result = generator.generate(until, sampled_boundaries, emotion, seed=take_seed, temperature=temperature,
                                     top_p=top_p, prefix=prefix, hit_cuts=hit_cuts, emotion_guidance=emotion_guidance,
-                                    lock_mode=lock_mode, tempo=tempo, progress=report, cancel=cancel)
+                                    lock_mode=lock_mode, tempo=tempo, progress=on_token, cancel=cancel)
         decoded = codec.decode(([velocity] if velocity is not None else []) + result.tokens[result.new_from:],
                                start_seconds=start_q, end_seconds=until)
         if on_grid:  # onto the grid first, so the checks below see where the notes will sound
@@ -312,8 +333,26 @@ def regenerate(generator: MusicGenerator, notes: Sequence[Note], duration: float
             take.harmony = harmony_agreement(heading, after, end_q, window_end)
             take.density = density_mismatch(heading, after, end_q, window_end)
         take.seconds = time.perf_counter() - take_started
-        takes.append(take)
-        report(1.0)
+        return take
+
+    def run_take(index: int) -> Candidate:
+        try:
+            if stop.is_set() or (cancel is not None and cancel.is_set()):
+                raise Cancelled("cancelled")
+            take = sample_take(index)
+            report(index, 1.0)
+            return take
+        except BaseException:
+            stop.set()
+            raise
+
+    threads = min(count, workers or usable_cpus())
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="emsync-take") as pool:
+        futures = [pool.submit(run_take, index) for index in range(count)]
+    errors = [future.exception() for future in futures if future.exception() is not None]
+    if errors:  # the take that failed, not the ones it stopped; Cancelled when all were cancelled
+        raise next((error for error in errors if not isinstance(error, Cancelled)), errors[0])
+    takes = [future.result() for future in futures]
 
     best = 0
     if count > 1:

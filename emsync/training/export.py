@@ -4,10 +4,11 @@ The ONNX file is self-describing: its metadata holds the model config, the train
 history and a map from every torch parameter to the initializer that carries it, so
 `emsync train --init-from model.onnx` resumes from exactly the committed weights.
 
-Beside it goes a weight-only int8 copy for the runtime (`quantize_int8`): a generated
-token reads every weight once, so at batch 1 a step is bound by memory traffic, and int8
-weights with int8 arithmetic (onnxruntime's MatMulNBits, accuracy level 4) make it faster
-(the model card has the figures). The float file stays the weights of record.
+Beside it goes the runtime copy (`quantize_int8`): the same weights in the runtime graph
+(runtime_graph.py: fused attention over a cache written in place), its matrix products
+weight-only int8 with int8 arithmetic (onnxruntime's MatMulNBits, accuracy level 4), which
+make a one-token step faster (the model card has the figures). The float file stays the
+weights of record.
 
 Both files hold their weights inline (no external data), written atomically.
 """
@@ -21,10 +22,10 @@ import onnx
 import torch
 from onnx import numpy_helper
 
-from emsync.core.errors import EmsyncError
 from emsync.core.fileio import atomic_output
-from emsync.core.generator import cache_names
+from emsync.core.decoding import SHARED_CACHE_GRAPH, cache_names
 from emsync.training.model import Generator, GeneratorConfig, load_weights
+from emsync.training.runtime_graph import float_parameters, runtime_graph
 
 
 class _WithCache(torch.nn.Module):
@@ -71,19 +72,24 @@ def export_onnx(model: Generator, path: str | Path, history: dict | None = None)
 
 
 def quantize_int8(source: str | Path, target: str | Path) -> Path:
-    """Weight-only int8 copy of an exported generator (blocks of 32 weights, symmetric)."""
+    """The runtime copy of a float export: its weights in the runtime graph (runtime_graph.py),
+    the matrix products weight-only int8 (blocks of 32 weights, symmetric) except the two
+    that read only the valence/arousal pair (two rows: nothing to gain, precision to lose)."""
     import logging
 
     from onnxruntime.quantization import matmul_nbits_quantizer as nbits
 
     logging.getLogger("onnxruntime.quantization").setLevel(logging.WARNING)
+    parameters, meta = float_parameters(onnx.load(str(source)), str(source))
+    graph = runtime_graph(parameters, json.loads(meta["emsync_config"]))
+    from_emotion = [node.name for node in graph.graph.node if node.op_type == "MatMul" and node.input[0] == "emotion"]
     config = nbits.DefaultWeightOnlyQuantConfig(block_size=32, is_symmetric=True, accuracy_level=4, bits=8)
-    quantizer = nbits.MatMulNBitsQuantizer(onnx.load(str(source)), algo_config=config)
+    quantizer = nbits.MatMulNBitsQuantizer(graph, nodes_to_exclude=from_emotion, algo_config=config)
     quantizer.process()
     graph = quantizer.model.model
-    kept = [(p.key, p.value) for p in graph.metadata_props if p.key != "emsync_parameters"]
+    kept = [(key, value) for key, value in meta.items() if key != "emsync_parameters"]
     del graph.metadata_props[:]
-    for key, value in kept + [("emsync_precision", "int8")]:
+    for key, value in kept + [("emsync_precision", "int8"), ("emsync_graph", SHARED_CACHE_GRAPH)]:
         entry = graph.metadata_props.add()
         entry.key, entry.value = key, value
     with atomic_output(target) as tmp:
@@ -116,16 +122,7 @@ def onnx_metadata(path: str | Path) -> dict:
 
 def load_onnx_weights(path: str | Path) -> tuple[Generator, dict]:
     """A torch Generator holding the weights of an exported model, and its history."""
-    graph = onnx.load(str(path))
-    meta = {p.key: p.value for p in graph.metadata_props}
-    if "emsync_parameters" not in meta:
-        raise EmsyncError(f"{path}: holds no trainable weights (an int8 runtime copy, or not an emsync "
-                          "generator); start from the float export")
+    parameters, meta = float_parameters(onnx.load(str(path)), str(path))
     model = Generator(GeneratorConfig(**json.loads(meta["emsync_config"])))
-    inits = {i.name: numpy_helper.to_array(i) for i in graph.graph.initializer}
-    state = {}
-    for name, (init_name, transposed) in json.loads(meta["emsync_parameters"]).items():
-        array = inits[init_name]
-        state[name] = torch.from_numpy(np.array(array.T if transposed else array))
-    load_weights(model, state, str(path))
+    load_weights(model, {name: torch.from_numpy(array) for name, array in parameters.items()}, str(path))
     return model, json.loads(meta.get("emsync_history", "{}"))
