@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from conftest import run_cli
-from emsync.training.evaluate import alignment, random_cut_list
+from emsync.training.evaluate import alignment, instrument_roles, random_cut_list
 from emsync.core.features import music_features
 from emsync.core.music import Note
 
@@ -41,6 +41,18 @@ def test_features_tell_major_from_minor_and_dense_from_sparse():
 
 
 @pytest.mark.slow
+def test_instrument_roles_say_who_sounds_and_whether_the_bass_is_under_the_harmony():
+    piano, bass, strings = 1, 3, 4
+    under = [Note(0.0, 2.0, 40, 80, bass), Note(0.0, 2.0, 60, 80, piano), Note(0.0, 4.0, 72, 80, strings)]
+    over = [Note(2.0, 4.0, 70, 80, bass), Note(2.0, 4.0, 50, 80, piano)]
+    roles = instrument_roles([under + over], 4.0)
+    assert roles["piano_sounding"] == roles["bass_sounding"] == roles["strings_sounding"] == 1.0
+    assert roles["drums_sounding"] == roles["guitar_sounding"] == 0.0
+    assert roles["bass_lowest"] == 0.5  # under the piano for 2 s, over it for 2 s
+    silent_bass = instrument_roles([[Note(0.0, 1.0, 60, 80, piano)], []], 4.0)
+    assert silent_bass["piano_sounding"] == 0.125 and silent_bass["bass_lowest"] is None
+
+
 def test_quick_evaluation_end_to_end(tmp_path):
     out = tmp_path / "report.json"
     result = run_cli("eval", "--quick", "--json-out", out)

@@ -29,7 +29,7 @@ import numpy as np
 from emsync.core.conditions import EmotionCurve, grid_points
 from emsync.core.features import music_features
 from emsync.core.generator import EMOTION_GUIDANCE, MusicGenerator
-from emsync.core.music import Note, Scene
+from emsync.core.music import DRUMS, INSTRUMENTS, Note, Scene
 from emsync.core.tempo import Meter, TempoMap, fit_to_picture
 from emsync.training.windows import require_current
 
@@ -37,6 +37,7 @@ TOLERANCE = 0.05
 GRID_TOLERANCE = 0.03
 METERS = (Meter(4, 4), Meter(3, 4), Meter(4, 4), Meter(6, 8))
 SANITY_KEYS = ("pitch_class_entropy", "polyphony", "notes_per_second", "silence_ratio", "out_of_key")
+ROLE_FRAME = 0.5  # seconds: an instrument "sounds" in a frame when a note of it overlaps the frame
 
 
 def random_cut_list(rng: np.random.Generator, duration: float) -> list[float]:
@@ -173,7 +174,35 @@ def emotion_control(generator: MusicGenerator, grid: int, duration: float, seed:
 
 def _feature_means(note_sets: list[list[Note]], duration: float) -> dict:
     feats = [music_features(notes, 0.0, duration).as_dict() for notes in note_sets if notes]
-    return {k: round(float(np.mean([f[k] for f in feats])), 3) for k in SANITY_KEYS}
+    means = {k: round(float(np.mean([f[k] for f in feats])), 3) for k in SANITY_KEYS}
+    return means | instrument_roles(note_sets, duration)
+
+
+def instrument_roles(note_sets: list[list[Note]], duration: float, frame: float = ROLE_FRAME) -> dict:
+    """Does each instrument play its part? For each instrument, the share of `frame`-long
+    frames in which it sounds; and `bass_lowest`, of the frames where the bass sounds with
+    another pitched instrument, the share where the bass holds the lowest note (a bass under
+    the harmony). Pooled over all the pieces."""
+    frames = max(1, int(round(duration / frame)))
+    sounding = np.zeros((len(INSTRUMENTS), 0), dtype=bool)
+    lowest = np.zeros((len(INSTRUMENTS), 0))
+    for notes in note_sets:
+        on = np.zeros((len(INSTRUMENTS), frames), dtype=bool)
+        low = np.full((len(INSTRUMENTS), frames), np.inf)
+        for note in notes:
+            first, last = int(note.start / frame), int(np.ceil(min(note.end, duration) / frame))
+            on[note.instrument, first:max(first + 1, last)] = True
+            if note.instrument != DRUMS:
+                span = low[note.instrument, first:max(first + 1, last)]
+                np.minimum(span, note.pitch, out=span)
+        sounding, lowest = np.concatenate([sounding, on], 1), np.concatenate([lowest, low], 1)
+    bass = INSTRUMENTS.index("bass")
+    others = np.delete(lowest, [DRUMS, bass], axis=0).min(axis=0)
+    together = sounding[bass] & np.isfinite(others)
+    roles = {f"{name}_sounding": round(float(sounding[i].mean()), 3) for i, name in enumerate(INSTRUMENTS)}
+    roles["bass_lowest"] = round(float((lowest[bass][together] <= others[together]).mean()), 3) if together.any() \
+        else None
+    return roles
 
 
 def held_out_windows(data: str | Path, duration: float, count: int, seed: int) -> list[list[Note]]:
