@@ -148,9 +148,10 @@ class MusicGenerator:
         self.path = path
         self.hears_grid = any(i.name == "grid" for i in self.session.get_inputs())
         self._cache_kind = SharedCache if meta.get("emsync_graph") == SHARED_CACHE_GRAPH else GrowingCache
-        # A start (hundreds of tokens at once, every 256 generated) shares well between cores.
+        # A start (hundreds of tokens at once, every 256 generated) shares well between cores;
+        # its threads do not spin between starts, which would slow steps running beside them.
         self.start_session = self.session if threads or usable_cpus() < 2 or self._cache_kind is GrowingCache \
-            else load_session(path, "generator", threads=2)
+            else load_session(path, "generator", threads=2, spin=False)
 
     def decoder(self, rows: int = 1) -> "SharedCache | GrowingCache":
         """A fresh cache and its stepping for `rows` conditionings of the same tokens: `start`

@@ -15,9 +15,11 @@ def usable_cpus() -> int:
     return os.cpu_count() or 1
 
 
-def load_session(path: str | os.PathLike, what: str, *, threads: int = 1, how_to_get: str = ""):
+def load_session(path: str | os.PathLike, what: str, *, threads: int = 1, how_to_get: str = "", spin: bool = True):
     """An onnxruntime InferenceSession for `path` (the `what` model) with `threads` intra-op
-    threads and one inter-op thread, every graph optimisation on."""
+    threads and one inter-op thread, every graph optimisation on. `spin=False` keeps the
+    intra-op threads from spinning after a run: for a session run now and then beside other
+    work, whose idle threads would otherwise take the other work's cores."""
     import onnxruntime as ort
 
     path = Path(path)
@@ -27,6 +29,8 @@ def load_session(path: str | os.PathLike, what: str, *, threads: int = 1, how_to
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.intra_op_num_threads = max(1, int(threads))
     options.inter_op_num_threads = 1
+    if not spin:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own exception types
