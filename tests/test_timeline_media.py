@@ -7,7 +7,7 @@ import logging
 import mido
 import pytest
 
-from conftest import run_cli
+from conftest import Peer, Server, run_cli
 from emsync.core.emotions import emotion_for_word
 from emsync.service.scoring import ScoringService
 from emsync.service.session import Session
@@ -121,3 +121,29 @@ def test_score_reads_media_unless_told_not_to(edit, tmp_path):
     assert "media" not in quick_said
     assert "valence=-0.63 arousal=-0.27" in analysed[1]      # the marker wins either way
     assert analysed[0] != plain[0] and "valence=+0.00 arousal=+0.00" in plain[0]
+
+
+def test_osc_open_timeline_reads_media_as_a_job_with_progress_and_cancel(edit, tmp_path):
+    """Over OSC the edit is read at once and its media as a job: progress, /emsync/opened with
+    the scenes analysed, /emsync/job/done; a cancel while it reads ends it without opening."""
+    path, _ = edit
+    server = Server(tmp_path / "session", tmp_path / "server.log")
+    peer = Peer(server.port)
+    try:
+        peer.send("/emsync/open/timeline", str(path))
+        messages = peer.until("/emsync/job/done", timeout=120)
+        names = [name for name, _, _ in messages]
+        assert names[0] == "/emsync/job/started" and messages[0][1][1] == "open"
+        assert "/emsync/job/progress" in names and names.index("/emsync/opened") < names.index("/emsync/job/done")
+        opened = next(args for name, args, _ in messages if name == "/emsync/opened")
+        assert opened[:5] == ["timeline", str(path.resolve()), 9.0, 4, 3]
+        assert peer.ask("/emsync/status", reply="/emsync/status")[0] == "idle"
+        peer.send("/emsync/open/timeline", str(path))
+        peer.until("/emsync/job/started", timeout=30)
+        peer.send("/emsync/cancel")
+        ended = peer.until("/emsync/job/cancelled", timeout=120)
+        assert "/emsync/opened" not in [name for name, _, _ in ended]
+        assert peer.ask("/emsync/status", reply="/emsync/status")[0] == "idle"
+    finally:
+        peer.close()
+        server.stop()

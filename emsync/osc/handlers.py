@@ -51,13 +51,30 @@ def on_help(host, client):
 
 
 @route("/emsync/open/timeline", "path:s", "path:s fps:f", "path:s fps:f transition:s",
-       reply="/emsync/opened s:kind s:path f:duration i:scenes i:cuts i:hits f:fps",
-       summary="scenes, cuts, emotions and hits from an editor timeline (OTIO, EDL, FCP7 XML, FCPXML, AAF)")
+       reply="/emsync/opened s:kind s:path f:duration i:scenes i:cuts i:hits f:fps; when clips' media is to be "
+       "read, first /emsync/job/started i:job s:\"open\" i:0 and progress, then /emsync/opened and /emsync/job/done",
+       summary="scenes, cuts, emotions and hits from an editor timeline (OTIO, EDL, FCP7 XML, FCPXML, AAF); "
+       "open scenes read their clip's media on disk (a job)")
 def on_open_timeline(host, client, path, fps=0.0, transition="mid"):
+    from emsync.service.media import media_to_read, with_media_emotions
+
     host.busy("/emsync/open/timeline")
-    opened = host.service.open_timeline(path, fps, transition)
-    host.forget_transfers()
-    host.reply(client, "/emsync/opened", *_opened(opened))
+    timeline = host.service.read_edit(path, fps, transition)
+
+    def adopt() -> tuple:
+        opened = host.service.adopt_timeline(timeline, fps, transition)
+        host.forget_transfers()
+        return _opened(opened)
+
+    if not media_to_read(timeline):
+        host.reply(client, "/emsync/opened", *adopt())
+        return
+
+    def work(progress, cancel):
+        timeline.scenes = with_media_emotions(timeline, progress, cancel)
+        return adopt
+
+    host.start_job(client, "/emsync/open/timeline", "open", 0, work)
 
 
 @route("/emsync/open/video", "path:s", "path:s threshold:f",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 from collections import defaultdict
 from pathlib import Path
 from typing import Callable
@@ -25,22 +26,39 @@ log = logging.getLogger("emsync.service")
 _NAMED = 3  # files named in the one line about media that could not be read
 
 
-def with_media_emotions(timeline, progress: Callable[[float], None] | None = None) -> list[Scene]:
+def media_to_read(timeline) -> dict[Path, list[int]]:
+    """{media file: indices of the open scenes that show a range of it} for `timeline`'s
+    scenes (a TimelineScenes): what `with_media_emotions` would read."""
+    from emsync.timelines.timeline import scene_sources
+
+    by_file: dict[Path, list[int]] = defaultdict(list)
+    for index, (scene, source) in enumerate(zip(timeline.scenes, scene_sources(timeline))):
+        if source is not None and not scene.user_set and source.end > source.start:
+            by_file[source.path].append(index)
+    return dict(by_file)
+
+
+def with_media_emotions(timeline, progress: Callable[[float], None] | None = None,
+                        cancel: threading.Event | None = None) -> list[Scene]:
     """`timeline`'s scenes (a TimelineScenes), those the editor left open given the emotion
-    analysed from their source range. `progress(fraction)` hears the share of the files done."""
+    analysed from their source range. `progress(fraction)` hears the share of the media read
+    (after each range); a set `cancel` raises Cancelled at the next range."""
+    from emsync.core.generator import Cancelled
     from emsync.timelines.timeline import scene_sources
     from emsync.video.analysis import SourceRange, analyze_ranges
     from emsync.video.picture import cuts_per_minute
 
     scenes, sources = list(timeline.scenes), scene_sources(timeline)
-    by_file: dict[Path, list[int]] = defaultdict(list)
-    for index, (scene, source) in enumerate(zip(scenes, sources)):
-        if source is not None and not scene.user_set and source.end > source.start:
-            by_file[source.path].append(index)
-    if not by_file:
-        return scenes
+    by_file = media_to_read(timeline)
     unread: list[str] = []
     for number, (path, indices) in enumerate(by_file.items()):
+        def heard(fraction: float, number=number) -> None:
+            if cancel is not None and cancel.is_set():
+                raise Cancelled("cancelled")
+            if progress is not None:
+                progress((number + fraction) / len(by_file))
+
+        heard(0.0)
         try:   # a FIFO or device given as media is refused by its stat, never opened
             check_regular(path, None, "media")
         except EmsyncError as exc:
@@ -50,7 +68,9 @@ def with_media_emotions(timeline, progress: Callable[[float], None] | None = Non
                               cuts_per_minute(timeline.cuts, scenes[i].start, scenes[i].end, timeline.duration))
                   for i in indices]
         try:
-            emotions = analyze_ranges(path, ranges)
+            emotions = analyze_ranges(path, ranges, progress=heard)
+        except Cancelled:
+            raise
         except EmsyncError as exc:
             unread.append(str(exc))
             continue
@@ -60,8 +80,6 @@ def with_media_emotions(timeline, progress: Callable[[float], None] | None = Non
         for index, emotion in zip(indices, emotions):
             if emotion is not None:
                 scenes[index] = dataclasses.replace(scenes[index], valence=emotion.valence, arousal=emotion.arousal)
-        if progress is not None:
-            progress((number + 1) / len(by_file))
     if unread:
         more = f" and {len(unread) - _NAMED} more" if len(unread) > _NAMED else ""
         log.warning("%s: %d of %d media files not read, their scenes keep the default emotion: %s%s",

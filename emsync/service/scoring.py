@@ -157,15 +157,26 @@ class ScoringService:
         and when its media is read. `media`: scenes the editor left open get the emotion of their
         clip's source range where the media file is on disk (emsync.service.media; slow: seconds
         per minute of footage); False keeps them neutral. `progress` hears the share read."""
+        timeline = self.read_edit(path, fps, transition, known_as)
+        if media:
+            from .media import with_media_emotions
+
+            timeline.scenes = with_media_emotions(timeline, progress)
+        return self.adopt_timeline(timeline, fps, transition)
+
+    def read_edit(self, path: str | Path, fps: float | None = None, transition: str = "mid",
+                  known_as: str | Path | None = None):
+        """The timeline at `path` read (a TimelineScenes; changes nothing): give it, its media
+        emotions read or not, to `adopt_timeline`."""
         if not str(path):
             raise EmsyncError("path: empty")
         timeline = self._read_timeline(path, fps or None, transition)
         if known_as is not None:
             timeline.path = Path(known_as)
-        if media:
-            from .media import with_media_emotions
+        return timeline
 
-            timeline.scenes = with_media_emotions(timeline, progress)
+    def adopt_timeline(self, timeline, fps: float | None, transition: str) -> Opened:
+        """Makes a timeline read by `read_edit` the session's scenes."""
         source = {"kind": "timeline", "path": str(Path(timeline.path).resolve()),
                   "fps": float(timeline.fps) if fps else 0.0, "transition": transition}
         self.session.set_scenes(timeline.duration, timeline.scenes, timeline.hits, source)
