@@ -58,6 +58,22 @@ def _opened(path, **options):
     return service.session.scenes
 
 
+def _remux(source, target, timecode=None):
+    """`source`'s streams copied into `target` (its container from the suffix), the video
+    stamped with `timecode` as a camera would."""
+    import av
+
+    with av.open(str(source)) as inp, av.open(str(target), "w") as out:
+        streams = {s.index: out.add_stream_from_template(s) for s in inp.streams if s.type in ("video", "audio")}
+        if timecode:
+            next(s for s in streams.values() if s.type == "video").metadata["timecode"] = timecode
+        for packet in inp.demux(*[inp.streams[i] for i in streams]):
+            if packet.dts is not None:
+                packet.stream = streams[packet.stream.index]
+                out.mux(packet)
+    return target
+
+
 def test_source_ranges_are_read_and_each_scene_gets_its_own(edit, caplog):
     path, _ = edit
     with caplog.at_level(logging.WARNING):
@@ -89,20 +105,35 @@ def test_a_range_is_read_from_its_own_frames_in_any_container(edit, tmp_path, co
     """MPEG-TS has no index (its seek lands a keyframe late when aimed at the range itself); a
     range past the file's end holds no frame and is not read, not given its neighbour's."""
     _, contrast = edit
-    source = contrast
-    if container != ".mp4":
-        import av
-
-        source = tmp_path / f"contrast{container}"
-        with av.open(str(contrast)) as inp, av.open(str(source), "w") as out:
-            streams = {s.index: out.add_stream_from_template(s) for s in inp.streams if s.type in ("video", "audio")}
-            for packet in inp.demux(*[inp.streams[i] for i in streams]):
-                if packet.dts is not None:
-                    packet.stream = streams[packet.stream.index]
-                    out.mux(packet)
+    source = contrast if container == ".mp4" else _remux(contrast, tmp_path / f"contrast{container}")
     late, early, beyond = analyze_ranges(source, [SourceRange(3.25, 5.75), SourceRange(0.25, 2.75),
                                                   SourceRange(40.0, 42.0)], faces=False)
     assert late.valence > 0.3 > -0.3 > early.valence and beyond is None
+
+
+@pytest.mark.parametrize("timecode", ["01:00:00:00", None])
+def test_an_edit_in_the_footage_timecode_reads_the_range_it_names(edit, tmp_path, timecode):
+    """A clip naming its source in the camera's timecode (an EDL's way: no available range):
+    the file's own start timecode is taken off, so the bright half is read where it is; a
+    file without one is read from its first frame, as before."""
+    from emsync.video.timecode import parse_timecode, start_timecode
+
+    _, contrast = edit
+    footage = _remux(contrast, tmp_path / "camera.mov", timecode)
+    assert start_timecode(footage) == (3600.0 if timecode else None)
+    offset = 3600.0 if timecode else 0.0
+    clip = otio.schema.Clip(name="shot", source_range=TR(RT((offset + 3.25) * FPS, FPS), RT(2.5 * FPS, FPS)),
+                            media_reference=otio.schema.ExternalReference(target_url=footage.as_uri()))
+    track = otio.schema.Track(kind=otio.schema.TrackKind.Video)
+    track.append(clip)
+    timeline = otio.schema.Timeline(name="tc edit")
+    timeline.tracks.append(track)
+    otio.adapters.write_to_file(timeline, str(tmp_path / "tc.otio"))
+    (scene,) = _opened(tmp_path / "tc.otio")
+    assert scene.valence > 0.3 and scene.arousal > 0.1
+    assert parse_timecode("00:01:00;02", 30000 / 1001) == pytest.approx(1800 / (30000 / 1001))
+    assert parse_timecode("10:00:00;00", 30000 / 1001) == pytest.approx(10 * 107892 / (30000 / 1001))
+    assert parse_timecode("junk", 25.0) is None and parse_timecode("00:00:01:30", 25.0) is None
 
 
 def test_score_reads_media_unless_told_not_to(edit, tmp_path):

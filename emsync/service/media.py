@@ -7,7 +7,9 @@ of what is actually on screen, where otherwise only markers or one global defaul
 speak. Scenes sharing a file are read in one call (emsync.video.analysis.analyze_ranges:
 one decode of the stretches used). Media that is missing or unreadable is said once, in one
 warning line naming up to three files, and those scenes keep their emotion (neutral, or the
-default set later): a timeline moved without its footage still scores.
+default set later): a timeline moved without its footage still scores. Where the timeline
+does not say where its media's timecode starts (an EDL), the file's own start timecode does
+(emsync.video.timecode).
 """
 from __future__ import annotations
 
@@ -47,6 +49,7 @@ def with_media_emotions(timeline, progress: Callable[[float], None] | None = Non
     from emsync.timelines.timeline import scene_sources
     from emsync.video.analysis import SourceRange, analyze_ranges
     from emsync.video.picture import cuts_per_minute
+    from emsync.video.timecode import start_timecode
 
     scenes, sources = list(timeline.scenes), scene_sources(timeline)
     by_file = media_to_read(timeline)
@@ -64,7 +67,10 @@ def with_media_emotions(timeline, progress: Callable[[float], None] | None = Non
         except EmsyncError as exc:
             unread.append(str(exc))
             continue
-        ranges = [SourceRange(sources[i].start, sources[i].end,
+        undeclared = [i for i in indices if not sources[i].declared_start]
+        file_start = (start_timecode(path) or 0.0) if undeclared else 0.0  # source times count from it
+        ranges = [SourceRange(sources[i].start - (file_start if i in undeclared else 0.0),
+                              sources[i].end - (file_start if i in undeclared else 0.0),
                               cuts_per_minute(timeline.cuts, scenes[i].start, scenes[i].end, timeline.duration))
                   for i in indices]
         try:

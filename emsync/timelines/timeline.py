@@ -66,6 +66,8 @@ class SceneSource:
     path: Path
     start: float
     end: float
+    declared_start: bool = True  # False: the reference names no available range, so the media's
+    # own start timecode (which the edit's source times count from) was not subtracted
 
 
 def scene_sources(result: TimelineScenes) -> list[SceneSource | None]:
@@ -83,7 +85,7 @@ def scene_sources(result: TimelineScenes) -> list[SceneSource | None]:
             continue
         media_start = compositing.seconds(ref.available_range.start_time) if ref.available_range else 0.0
         start = seg.start - seg.offset - media_start
-        sources.append(SceneSource(path, start, start + seg.end - seg.start))
+        sources.append(SceneSource(path, start, start + seg.end - seg.start, ref.available_range is not None))
     return sources
 
 
