@@ -206,7 +206,8 @@ def _print_analysis(analysis) -> None:
         spoke = ", ".join(f"{source} {share:.2f}" for source, share in s.evidence.items())
         top = max(s.emotions, key=s.emotions.get)
         print(f"  {number:3d}  {s.start:8.3f} - {s.end:8.3f}  {s.word:<11} valence={s.valence:+.2f} "
-              f"arousal={s.arousal:+.2f}  confidence {s.confidence:.2f}  {top} {s.emotions[top]:.2f}  [{spoke}]")
+              f"arousal={s.arousal:+.2f}  confidence {s.confidence:.2f}  {top} {s.emotions[top]:.2f}  "
+              f"decided by {s.decided_by} [{spoke}]")
 
 
 def cmd_score(args) -> None:

@@ -22,7 +22,7 @@ from emsync.core.emotions import nearest_word
 from emsync.core.errors import EmsyncError
 from emsync.video.analysis import analyze_video, spread
 from emsync.video.decode import SmallFrames
-from emsync.video.fusion import EKMAN_NAMES, SceneEmotion, smooth
+from emsync.video.fusion import EKMAN_NAMES, Evidence, SceneEmotion, fuse, smooth
 from emsync.video.sound import SoundTrack
 
 av = pytest.importorskip("av")
@@ -145,6 +145,29 @@ def test_without_sound_the_picture_speaks(tmp_path, contrast):
     # less evidence, less confidence, and nearer the neutral default
     assert bright.confidence < contrast.scenes[1].confidence
     assert abs(bright.arousal) < abs(contrast.scenes[1].arousal)
+
+
+def _ekman(name):
+    return {other: float(other == name) for other in EKMAN_NAMES}
+
+
+def test_a_grin_in_a_frightening_scene_does_not_outvote_the_rest():
+    """Faces that disagree with what the other sources agree on lose weight (temper_faces): a
+    confident grin against screams and a dark picture no longer makes the scene positive; a
+    face that agrees keeps nearly all its weight; the output says which cue decided."""
+    grin = Evidence("faces", 0.76, 0.48, 0.8, {}, _ekman("joy"))
+    screams = Evidence("events", -0.64, 0.6, 0.6, {}, _ekman("fear"))
+    dark = Evidence("picture", -0.4, 0.3, 0.5)
+    scene = fuse(0.0, 5.0, [grin, screams, dark])
+    assert scene.valence < -0.1 and scene.emotions["fear"] > scene.emotions["joy"]
+    assert scene.decided_by == "events" and grin.features["tempered"] < 0.5
+    assert scene.to_dict()["decided_by"] == "events"
+    smile = Evidence("faces", 0.76, 0.48, 0.8, {}, _ekman("joy"))
+    agreeing = fuse(0.0, 5.0, [smile, Evidence("picture", 0.5, 0.4, 0.5)])
+    assert smile.features["tempered"] > 0.9 and agreeing.decided_by == "faces" and agreeing.valence > 0.5
+    alone = Evidence("faces", 0.76, 0.48, 0.8, {}, _ekman("joy"))
+    fuse(0.0, 5.0, [alone])
+    assert alone.features["tempered"] == 1.0
 
 
 def test_a_smiling_face_lifts_the_valence(tmp_path):

@@ -26,6 +26,13 @@ NEUTRAL_WEIGHT = 0.2
 # events share that prior, their confidence already discounting music and scene sounds.
 PRIORS = {"faces": 1.5, "events": 1.5, "picture": 1.0, "sound": 1.0}
 SOFT_WIDTH = 0.35          # spread of `soft_ekman` around each Ekman mean (the CSV's stds are 0.2-0.3)
+# Faces are read in context (Aviezer et al. 2008; Barrett, Mesquita & Gendron 2011: the same
+# face is seen as joyful or fearful by what surrounds it), and a face in a home video is often
+# not the scene's emotion (a grin at a frightening moment, a smile for the camera). So the
+# faces' weight falls with their distance in valence/arousal from what the other sources agree
+# on, the more so the more of the weight those others hold (see `temper_faces`). At this
+# distance, half the gap between joy and fear, a face facing equal other weight keeps half.
+FACE_DISAGREEMENT = 0.7
 RULE_GAIN = 0.9            # a feature at its extreme gives 0.9, leaving the corners to the editor
 
 
@@ -97,14 +104,39 @@ class SceneEmotion:
     def word(self) -> str:
         return nearest_word(self.valence, self.arousal)
 
+    @property
+    def decided_by(self) -> str:
+        """The source with the largest share of the weight ("neutral" when none spoke louder)."""
+        return max(self.evidence, key=self.evidence.get) if self.evidence else "neutral"
+
     def to_scene(self) -> Scene:
         return Scene(self.start, self.end, self.valence, self.arousal, self.word, user_set=self.user_set)
 
     def to_dict(self) -> dict:
         return {"start": self.start, "end": self.end, "emotions": self.emotions, "valence": self.valence,
                 "arousal": self.arousal, "confidence": self.confidence, "word": self.word,
-                "evidence": self.evidence, "emotion_set_by_user": self.user_set,
+                "evidence": self.evidence, "decided_by": self.decided_by, "emotion_set_by_user": self.user_set,
                 "details": {e.source: e.to_dict() for e in self.details}}
+
+
+def temper_faces(weights: dict[str, float], evidence: Sequence[Evidence]) -> float:
+    """The factor (0..1] on the faces' weight: 1 / (1 + (d / FACE_DISAGREEMENT)^2 x r), with d
+    the distance between the faces' valence/arousal and the other sources' weighted mean (over
+    the axes both speak for) and r the others' share of the faces' and others' weight. 1 when
+    no face or nothing else speaks."""
+    faces = next((e for e in evidence if e.source == "faces" and e.source in weights), None)
+    others = [e for e in evidence if e.source != "faces" and e.source in weights]
+    if faces is None or not others:
+        return 1.0
+    gaps = []
+    for value_of in (lambda e: e.valence, lambda e: e.arousal):
+        speaking = [e for e in others if value_of(e) is not None]
+        if speaking and value_of(faces) is not None:
+            mean = sum(weights[e.source] * value_of(e) for e in speaking) / sum(weights[e.source] for e in speaking)
+            gaps.append(value_of(faces) - mean)
+    other_weight = sum(weights[e.source] for e in others)
+    share = other_weight / (other_weight + weights["faces"])
+    return 1.0 / (1.0 + (math.hypot(*gaps) / FACE_DISAGREEMENT) ** 2 * share)
 
 
 def fuse(start: float, end: float, evidence: Sequence[Evidence]) -> SceneEmotion:
@@ -121,8 +153,14 @@ def fuse(start: float, end: float, evidence: Sequence[Evidence]) -> SceneEmotion
     probabilities mix the faces' and sound events' own (each by its share of the weight) with
     a soft assignment of the fused point to the Ekman means (`soft_ekman`). With faces alone,
     the valence/arousal is exactly the EMSYNC mapping, shrunk towards NEUTRAL by the
-    confidence. `confidence` is 1 - prod(1 - c) over the evidence."""
+    confidence. Faces that disagree with the rest are tempered first (`temper_faces`); the
+    factor is kept in the faces' features ("tempered"). `confidence` is 1 - prod(1 - c) over
+    the evidence; `decided_by` names the source with the largest share of the weight."""
     weights = {e.source: PRIORS[e.source] * e.confidence for e in evidence if e.confidence > 0}
+    if "faces" in weights:
+        factor = temper_faces(weights, evidence)
+        weights["faces"] *= factor
+        next(e for e in evidence if e.source == "faces").features["tempered"] = round(factor, 3)
     spoken = [e for e in evidence if e.source in weights]
 
     def axis(value_of, index: int) -> tuple[float, float]:
