@@ -88,8 +88,8 @@ def collect(folder: Path) -> dict:
         peer.until("/emsync/job/done", 120)
         peer.ask("/emsync/export/midi", str(folder / "osc.mid"), reply="/emsync/exported")
         peer.ask("/emsync/open/timeline", str(REPO / "examples" / "harbour.otio"), reply="/emsync/opened")
-        peer.send("/emsync/generate", 4)
-        peer.until("/emsync/job/done", 120)
+        peer.send("/emsync/generate", 4)  # its media (missing) was looked for in an "open" job
+        peer.until("/emsync/job/done", 120, lambda args: args[1] == "generate")
         peer.ask("/emsync/export/midi", str(folder / "osc_timeline.mid"), reply="/emsync/exported")
     finally:
         peer.close()
