@@ -168,7 +168,7 @@ def reference_crops() -> np.ndarray:
     """Real uint8 64x64 face crops made as fer makes them, plus noise: the parity inputs.
 
     scikit-image's astronaut (NASA, public domain) and camera pictures through
-    emsync.video.faces (Haar cascade + fer's crop), and its 100 LFW faces (25x25, upscaled)."""
+    emsync.video.faces (MTCNN + fer's crop), and its 100 LFW faces (25x25, upscaled)."""
     import cv2
     from skimage import data
 

