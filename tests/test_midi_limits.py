@@ -3,7 +3,6 @@ it, read by the real `emsync` command in a subprocess. Beyond a bound: one line 
 file, at once, never a traceback. Within them, a preview takes memory for what sounds."""
 from __future__ import annotations
 
-import resource
 import subprocess
 import sys
 import time
