@@ -150,8 +150,8 @@ def _check_writable(folder: Path, where: str) -> None:
 # ---- progress ----------------------------------------------------------------------------
 class Progress:
     """Where a long command is, on stderr (stdout stays for results that programs read). On a
-    terminal one line redrawn in place: the stage, its percentage when known, the seconds it
-    has taken. Elsewhere (a log, a pipe) a plain line once a stage has taken PLAIN_AFTER
+    terminal one line, drawn when the stage begins and redrawn in place: the stage, its
+    percentage when known, the seconds it has taken. Elsewhere (a log, a pipe) a plain line once a stage has taken PLAIN_AFTER
     seconds and then one every PLAIN_EVERY: a quick command, or a quick error, stays quiet."""
 
     REDRAW_EVERY = 0.25
@@ -183,16 +183,22 @@ class Progress:
         self._fraction = done
 
     def _report_until(self, stop: threading.Event) -> None:
+        if self.tty:
+            self._draw()
         wait = self.REDRAW_EVERY if self.tty else self.PLAIN_AFTER
         while not stop.wait(wait):
-            done = "" if self._fraction is None else f" {self._fraction:.0%}"
-            elapsed = f"{time.monotonic() - self._began:.0f} s"
-            if self.tty:
-                print(f"\r\x1b[K{self._text}{done}  {elapsed}", end="", file=self.stream, flush=True)
-            else:
-                print(f"emsync: {self._text}{done}, {elapsed} so far", file=self.stream, flush=True)
+            self._draw()
+            if not self.tty:
                 wait = self.PLAIN_EVERY
-            self._drawn = True
+
+    def _draw(self) -> None:
+        done = "" if self._fraction is None else f" {self._fraction:.0%}"
+        elapsed = f"{time.monotonic() - self._began:.0f} s"
+        if self.tty:
+            print(f"\r\x1b[K{self._text}{done}  {elapsed}", end="", file=self.stream, flush=True)
+        else:
+            print(f"emsync: {self._text}{done}, {elapsed} so far", file=self.stream, flush=True)
+        self._drawn = True
 
 
 def stage(text: str) -> contextlib.AbstractContextManager[Callable[[float], None]]:

@@ -4,18 +4,20 @@ repeated, and the README's first command writes where git does not look."""
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import pty
 import re
 import resource
 import subprocess
 import sys
+import time
 
 import pytest
 
 from conftest import REPO, run_cli
 from emsync.cli import build_parser
-from emsync.cli_options import HelpWithDefaults, setting_range
+from emsync.cli_options import HelpWithDefaults, Progress, setting_range
 from emsync.core.limits import MAX_SCORE_SECONDS
 
 HARBOUR = REPO / "examples" / "harbour.otio"
@@ -78,7 +80,7 @@ def _pty_run(*args, cwd):
 def test_progress_on_a_terminal_results_on_stdout_and_a_repeatable_seed(tmp_path):
     status, stdout, terminal = _pty_run("generate", "--duration", 8, "-o", tmp_path / "a.mid", "--plot", cwd=tmp_path)
     assert status == 0, terminal
-    assert re.search(r"\r\x1b\[Kgenerating 8 s of music +\d+%\s+\d+ s", terminal), terminal  # redrawn in place
+    assert re.search(r"\r\x1b\[Kgenerating 8 s of music( +\d+%)?\s+\d+ s", terminal), terminal  # drawn in place
     assert "emsync:" not in stdout and "\r" not in stdout  # stdout: results only
     seed = re.search(r"^seed (\d+) \(chosen at random: --seed \1 makes this music again\)$", stdout, re.M)
     assert seed, stdout
@@ -86,6 +88,29 @@ def test_progress_on_a_terminal_results_on_stdout_and_a_repeatable_seed(tmp_path
     again = run_cli("generate", "--duration", 8, "-o", tmp_path / "again" / "a.mid", "--seed", seed[1])
     assert again.returncode == 0 and "chosen at random" not in again.stdout
     assert (tmp_path / "a.mid").read_bytes() == (tmp_path / "again" / "a.mid").read_bytes()
+
+
+class _Screen(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_a_stage_on_a_terminal_shows_at_once_and_redraws_its_percentage():
+    screen = _Screen()
+    with Progress(screen).stage("generating 8 s of music") as fraction:
+        assert _wait_for(lambda: "generating 8 s of music  0 s" in screen.getvalue())
+        fraction(0.5)
+        assert _wait_for(lambda: "generating 8 s of music 50%  0 s" in screen.getvalue())
+    assert screen.getvalue().endswith("\r\x1b[K")  # results print on a clean line
+
+
+def _wait_for(condition, seconds=5.0):
+    ends = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > ends:
+            return False
+        time.sleep(0.01)
+    return True
 
 
 def _options():
