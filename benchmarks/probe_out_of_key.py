@@ -1,20 +1,20 @@
 """Where out-of-key notes come from: sampling, or the training windows.
 
-1. Sampling: for each `--settings T,top_p`, 5x5 valence x arousal in -0.8..0.8, 12 s pieces,
+1. Sampling: for each `--settings T,top_p[,w]` (w: stay in key with OUT_OF_KEY_WEIGHT w; 1: off), 5x5 valence x arousal in -0.8..0.8, 12 s pieces,
    two seeds each, the product's sampler (a fitted tempo map, grid-guided): out-of-key share
    against one key for 12 s and in 4 s windows, notes/s, pitch-class entropy, polyphony, and
    the r of arousal with notes/s and of valence with the mode evidence.
 2. Training windows (with `--data`): the first 12 s of 300 windows cut as training cuts them,
    unaugmented, augmented, and augmented without the mode swap.
 
-    python benchmarks/probe_out_of_key.py --data DATA --settings 1.0,0.95 0.9,0.95
+    python benchmarks/probe_out_of_key.py --data DATA --settings 1.0,0.95 0.9,0.95 1.0,0.95,0.3
 """
 import argparse
 import json
 
 import numpy as np
 
-from emsync.core import codec
+from emsync.core import codec, running_key
 from emsync.core.conditions import EmotionCurve
 from emsync.core.features import music_features
 from emsync.core.generator import MusicGenerator
@@ -30,7 +30,8 @@ def out_of_key(notes) -> tuple[float, float]:
     return music_features(notes, 0.0, SECONDS).out_of_key, float(np.mean(parts)) if parts else 0.0
 
 
-def sampling(temperature: float, top_p: float, generator: MusicGenerator) -> dict:
+def sampling(temperature: float, top_p: float, generator: MusicGenerator, in_key_weight: float = 1.0) -> dict:
+    running_key.OUT_OF_KEY_WEIGHT = in_key_weight
     levels = np.linspace(-0.8, 0.8, 5)
     rows = []
     for v in levels:
@@ -38,7 +39,7 @@ def sampling(temperature: float, top_p: float, generator: MusicGenerator) -> dic
             for seed in (11, 12):
                 curve = EmotionCurve.constant(v, a)
                 notes = generator.generate(SECONDS, [], curve, seed=seed + int(100 * (v + 1)) * 7 + int(100 * (a + 1)),
-                                           temperature=temperature, top_p=top_p,
+                                           temperature=temperature, top_p=top_p, stay_in_key=in_key_weight < 1,
                                            tempo=fit_to_picture(SECONDS, [], curve)).notes
                 f = music_features(notes, 0.0, SECONDS)
                 rows.append((v, a, *out_of_key(notes), f.notes_per_second, f.pitch_class_entropy, f.polyphony,
@@ -48,7 +49,8 @@ def sampling(temperature: float, top_p: float, generator: MusicGenerator) -> dic
     def r(x, y):
         return round(float(np.corrcoef(x, y)[0, 1]), 3)
 
-    return {"temperature": temperature, "top_p": top_p, "out_of_key_12s": round(t[:, 2].mean(), 3),
+    return {"temperature": temperature, "top_p": top_p, "in_key_weight": in_key_weight,
+            "out_of_key_12s": round(t[:, 2].mean(), 3),
             "out_of_key_4s": round(t[:, 3].mean(), 3), "notes_per_second": round(t[:, 4].mean(), 2),
             "pitch_class_entropy": round(t[:, 5].mean(), 3), "polyphony": round(t[:, 6].mean(), 2),
             "arousal_r": r(t[:, 1], t[:, 4]), "valence_r": r(t[:, 0], t[:, 7])}
@@ -87,7 +89,8 @@ def main() -> None:
     args = parser.parse_args()
     generator = MusicGenerator(args.model)
     for setting in args.settings:
-        print(json.dumps(sampling(*map(float, setting.split(",")), generator)), flush=True)
+        temperature, top_p, *weight = map(float, setting.split(","))
+        print(json.dumps(sampling(temperature, top_p, generator, *weight)), flush=True)
     if args.data:
         print(json.dumps(training_windows(args.data)), flush=True)
 

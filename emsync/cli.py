@@ -330,6 +330,10 @@ def _sampling_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lock-mode", action="store_true",
                         help="constrained mode: valence picks major or minor (the wrong mode's third and sixth "
                         "are played a semitone over; |valence| < 0.15 leaves the mode to the model)")
+    parser.add_argument("--chromatic", dest="stay_in_key", action="store_false",
+                        help="let notes outside the key through as often as the model plays them (by default a note "
+                        "outside the key heard so far keeps half its probability: the model alone plays about twice "
+                        "the corpus's share)")
     parser.add_argument("--bpm", type=float, default=0.0, help="write the music at this tempo (quarter notes a minute, "
                         f"{setting_range('bpm')}) throughout (cuts land wherever they fall); default: 0, a tempo map "
                         "fitted to the picture, the cuts on beats")

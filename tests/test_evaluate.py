@@ -6,7 +6,7 @@ import pytest
 from conftest import run_cli
 from emsync.training.evaluate import alignment, instrument_roles, random_cut_list
 from emsync.core.features import music_features
-from emsync.core.music import Note
+from emsync.core.music import DRUMS, Note
 
 
 def test_alignment_counts_onsets_within_50ms():
@@ -36,11 +36,14 @@ def test_features_tell_major_from_minor_and_dense_from_sparse():
     assert major.major_minus_minor > 0 > minor.major_minus_minor
     dense, sparse = music_features(triads(4, 0.125, 110)), music_features(triads(4, 1.0, 50))
     assert dense.notes_per_second > 4 * sparse.notes_per_second
+    drums = [Note(t, t + 0.1, 36, 100, DRUMS) for t in np.arange(0, 8, 0.25)]
+    with_drums = music_features(triads(4, 1.0, 50) + drums, 0.0, 8.0)
+    assert with_drums.pitched_notes_per_second == sparse.notes_per_second == 3.0
+    assert with_drums.notes_per_second == 3.0 + 4.0
     assert dense.mean_velocity > sparse.mean_velocity
     assert major.polyphony == pytest.approx(3, abs=0.2)
 
 
-@pytest.mark.slow
 def test_instrument_roles_say_who_sounds_and_whether_the_bass_is_under_the_harmony():
     piano, bass, strings = 1, 3, 4
     under = [Note(0.0, 2.0, 40, 80, bass), Note(0.0, 2.0, 60, 80, piano), Note(0.0, 4.0, 72, 80, strings)]
@@ -53,6 +56,7 @@ def test_instrument_roles_say_who_sounds_and_whether_the_bass_is_under_the_harmo
     assert silent_bass["piano_sounding"] == 0.125 and silent_bass["bass_lowest"] is None
 
 
+@pytest.mark.slow
 def test_quick_evaluation_end_to_end(tmp_path):
     out = tmp_path / "report.json"
     result = run_cli("eval", "--quick", "--json-out", out)

@@ -25,6 +25,7 @@ GRID = 0.05  # seconds, for polyphony and silence
 class MusicFeatures:
     duration: float
     notes_per_second: float
+    pitched_notes_per_second: float  # drums left out: what a corpus without drums is compared on
     onsets_per_second: float  # distinct onset instants, so a chord counts once
     mean_velocity: float
     mean_pitch: float
@@ -93,6 +94,7 @@ def music_features(notes: Sequence[Note], start: float | None = None, end: float
     return MusicFeatures(
         duration=float(duration),
         notes_per_second=len(inside) / duration,
+        pitched_notes_per_second=len(pitched) / duration,
         onsets_per_second=len({round(n.start, 2) for n in inside}) / duration,
         mean_velocity=float(np.mean([n.velocity for n in inside])) if inside else 0.0,
         mean_pitch=float(np.mean([n.pitch for n in pitched])) if pitched else 60.0,

@@ -29,7 +29,10 @@ on). Turned off, eval measures the model's own grid fit.
 With `hit_cuts`, time may not jump over a cut and at least two pitched notes must start
 on it: a constrained mode for composers who want a hit on every cut, reported separately
 from the model's own alignment. With `lock_mode`, valence picks the mode (mode_lock.py),
-reported separately from the model's own valence response in the same way.
+reported separately from the model's own valence response in the same way. With
+`stay_in_key` (on unless turned off), a pitched note outside the key heard so far keeps
+half the probability the model gave it (running_key.py); eval reports the model alone
+without it.
 
 The bundled model runs as a weight-only int8 copy of the runtime graph
 (training/runtime_graph.py): onnxruntime's fused attention over a key/value cache that each
@@ -53,6 +56,7 @@ from emsync.core.conditions import (NO_BOUNDARY, NO_GRID_AHEAD, NO_GRID_SLOT, Em
                                     grid_bins)
 from emsync.core.errors import EmsyncError
 from emsync.core.mode_lock import ModeLock
+from emsync.core.running_key import InKey
 from emsync.core.music import DRUMS, Note
 from emsync.core.decoding import SHARED_CACHE_GRAPH, GrowingCache, SharedCache
 from emsync.core.onnx_models import load_session, usable_cpus
@@ -192,7 +196,7 @@ class MusicGenerator:
                  temperature: float = 1.0, top_p: float = 0.95, prefix: Sequence[int] = (),
                  hit_cuts: bool = False, mask_boundaries: bool = False,
                  emotion_guidance: float = 0.0, lock_mode: bool = False, tempo: TempoMap | None = None,
-                 follow_grid: bool = True, on_grid: bool = False, progress: Callable[[float], None] | None = None,
+                 follow_grid: bool = True, on_grid: bool = False, stay_in_key: bool = True, progress: Callable[[float], None] | None = None,
                  cancel: threading.Event | None = None) -> Generation:
         """Music from the end of `prefix` (tokens from time 0) until `duration` seconds, heading
         for a phrase end at each of `boundaries` (the cuts and hits), on the 16th-note grid of
@@ -219,6 +223,8 @@ class MusicGenerator:
 
         stream = _Stream()
         mode_lock = ModeLock() if lock_mode else None
+        in_key = InKey() if stay_in_key else None
+        heard_keys = [k for k in (mode_lock, in_key) if k is not None]
         tokens: list[int] = []
         steps: list[int] = []  # the codec step after each token
         for token in prefix:
@@ -228,8 +234,9 @@ class MusicGenerator:
             stream.push(token)
             tokens.append(token)
             steps.append(stream.step)
-            if mode_lock is not None and _pitched_on(token):
-                mode_lock.observe(codec.on_target(token)[1], stream.step * codec.STEP_SECONDS)
+            if _pitched_on(token):
+                for listener in heard_keys:
+                    listener.observe(codec.on_target(token)[1], stream.step * codec.STEP_SECONDS)
         new_from = len(tokens)
         hit = {c for c in cut_steps if c < stream.step}
 
@@ -278,15 +285,18 @@ class MusicGenerator:
                     folds.clear()
                     folds[key] = _onto_grid(landing, landing_steps, stream.step, mask)
                 fold = folds[key]
-            token = _sample(np.where(mask, logits, -np.inf), temperature, top_p, rng, fold)
-            if mode_lock is not None and _pitched_on(token):
+            allowed = np.where(mask, logits, -np.inf)
+            offsets = in_key.offsets(stream.step * codec.STEP_SECONDS) if in_key is not None else None
+            token = _sample(allowed if offsets is None else allowed + offsets, temperature, top_p, rng, fold)
+            if heard_keys and _pitched_on(token):
                 clock = stream.step * codec.STEP_SECONDS
                 instrument, pitch = codec.on_target(token)
-                valence = float(wanted[stream.step, 0])
-                moved = mode_lock.moved(pitch, valence, clock)
-                if (instrument, moved) not in stream.sounding:  # a move must not re-strike a held note
-                    token, pitch = codec.on_token(instrument, moved), moved
-                mode_lock.observe(pitch, clock)
+                if mode_lock is not None:
+                    moved = mode_lock.moved(pitch, float(wanted[stream.step, 0]), clock)
+                    if (instrument, moved) not in stream.sounding:  # a move must not re-strike a held note
+                        token, pitch = codec.on_token(instrument, moved), moved
+                for listener in heard_keys:
+                    listener.observe(pitch, clock)
             stream.push(token)
             if hit_cuts and stream.step in cut_steps and stream.pitched_onsets_this_step >= HIT_NOTES:
                 hit.add(stream.step)

@@ -227,7 +227,7 @@ def check_range(duration: float, start: float, end: float) -> None:
 def regenerate(generator: MusicGenerator, notes: Sequence[Note], duration: float, start: float, end: float,
                boundaries: Sequence[float] = (), emotion: EmotionCurve | None = None, *, seed: int = 0,
                candidates: int = 3, temperature: float = 1.0, top_p: float = 0.95, hit_cuts: bool = False,
-               emotion_guidance: float = 0.0, lock_mode: bool = False, seam_seconds: float = SEAM_SECONDS,
+               emotion_guidance: float = 0.0, lock_mode: bool = False, stay_in_key: bool = True, seam_seconds: float = SEAM_SECONDS,
                tempo: TempoMap | None = None, on_grid: bool = False,
                progress: Progress | None = None,
                cancel: threading.Event | None = None, workers: int | None = None) -> Regeneration:
@@ -308,7 +308,7 @@ def regenerate(generator: MusicGenerator, notes: Sequence[Note], duration: float
         take_seed = candidate_seed(seed, index)
         result = generator.generate(until, sampled_boundaries, emotion, seed=take_seed, temperature=temperature,
                                     top_p=top_p, prefix=prefix, hit_cuts=hit_cuts, emotion_guidance=emotion_guidance,
-                                    lock_mode=lock_mode, tempo=tempo, progress=on_token, cancel=cancel)
+                                    lock_mode=lock_mode, stay_in_key=stay_in_key, tempo=tempo, progress=on_token, cancel=cancel)
         decoded = codec.decode(([velocity] if velocity is not None else []) + result.tokens[result.new_from:],
                                start_seconds=start_q, end_seconds=until)
         if on_grid:  # onto the grid first, so the checks below see where the notes will sound

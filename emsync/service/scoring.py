@@ -33,7 +33,8 @@ from emsync.core.tempo import Meter, TempoMap, fit_to_picture
 from .exports import ExportTargets
 from .session import Session, Version
 
-SAMPLING_SETTINGS = ("temperature", "top_p", "hit_cuts", "emotion_guidance", "lock_mode", "on_grid")
+SAMPLING_SETTINGS = ("temperature", "top_p", "hit_cuts", "emotion_guidance", "lock_mode", "stay_in_key",
+                     "on_grid")
 
 
 @dataclass

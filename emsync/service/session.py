@@ -66,6 +66,7 @@ SETTINGS: dict[str, tuple[type, float, float, Any]] = {
     "meter": (str, 0, 0, "4/4"),  # the time signature the music is written in
     "emotion_guidance": (float, 0.0, 4.0, 0.0),  # see emsync.core.generator
     "lock_mode": (bool, 0, 1, False),  # see emsync.core.mode_lock
+    "stay_in_key": (bool, 0, 1, True),  # notes outside the key heard so far made rarer (see emsync.core.running_key)
     "on_grid": (bool, 0, 1, True),  # notes written on the tempo map's 16ths (see emsync.core.generator)
 }
 

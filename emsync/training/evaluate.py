@@ -14,7 +14,8 @@
 2. Emotion control on a 5x5 valence/arousal grid: Pearson correlation between the
    requested values and measured features (arousal: note density, velocity;
    valence: major-vs-minor key evidence), the model alone, with the sampler's
-   optional emotion guidance, with the grid-guided sampler the product uses, and with the mode lock (valence picks the mode; constrained,
+   optional emotion guidance, with the sampler the product uses ("grid guided": notes on the tempo
+   map's grid, and in key), and with the mode lock (valence picks the mode; constrained,
    so reported apart).
 3. Musical sanity: generated vs held-out corpus features.
 4. Speed: onnxruntime with KV cache vs torch without cache (when torch is installed).
@@ -36,7 +37,8 @@ from emsync.training.windows import require_current
 TOLERANCE = 0.05
 GRID_TOLERANCE = 0.03
 METERS = (Meter(4, 4), Meter(3, 4), Meter(4, 4), Meter(6, 8))
-SANITY_KEYS = ("pitch_class_entropy", "polyphony", "notes_per_second", "silence_ratio", "out_of_key")
+SANITY_KEYS = ("pitch_class_entropy", "polyphony", "notes_per_second", "pitched_notes_per_second", "silence_ratio",
+               "out_of_key")
 ROLE_FRAME = 0.5  # seconds: an instrument "sounds" in a frame when a note of it overlaps the frame
 
 
@@ -94,11 +96,11 @@ def boundary_alignment(generator: MusicGenerator, n_lists: int, duration: float,
                   for a, b in zip(edges, edges[1:])]
         curve = EmotionCurve.from_scenes(scenes)
         tempo = fit_to_picture(duration, cuts, curve, METERS[i % len(METERS)])
-        alone = {"seed": seed + i, "tempo": tempo, "follow_grid": False}
+        alone = {"seed": seed + i, "tempo": tempo, "follow_grid": False, "stay_in_key": False}
         own = generator.generate(duration, cuts, curve, **alone)
         masked = generator.generate(duration, cuts, curve, mask_boundaries=True, **alone)
         hit = generator.generate(duration, cuts, curve, hit_cuts=True, **alone)
-        deaf = generator.generate(duration, cuts, curve, seed=seed + i)
+        deaf = generator.generate(duration, cuts, curve, seed=seed + i, stay_in_key=False)
         guided = generator.generate(duration, cuts, curve, seed=seed + i, tempo=tempo)
         written = tempo.snap(guided.notes, duration, cuts)  # what generate(on_grid=True) returns
         rows["with_offsets"].append(alignment(own.notes, cuts))
@@ -131,10 +133,11 @@ def boundary_alignment(generator: MusicGenerator, n_lists: int, duration: float,
 
 def emotion_control(generator: MusicGenerator, grid: int, duration: float, seed: int, repeats: int = 1,
                     emotion_guidance: float = 0.0, lock_mode: bool = False,
-                    follow_grid: bool = False) -> tuple[dict, list]:
+                    follow_grid: bool = False, stay_in_key: bool = False) -> tuple[dict, list]:
     """Requested vs measured emotion over a grid x grid valence/arousal grid, each cell
     sampled `repeats` times (more takes make valence's r less noisy; see the model card);
-    the model alone unless asked for guidance, the grid-guided sampler or the mode lock."""
+    the model alone unless asked for guidance, the grid or the key (the product's sampler
+    follows both) or the mode lock."""
     levels = np.linspace(-0.8, 0.8, grid)
     rows, outputs = [], []
     for repeat in range(repeats):
@@ -144,7 +147,7 @@ def emotion_control(generator: MusicGenerator, grid: int, duration: float, seed:
                 tempo = fit_to_picture(duration, [], curve)
                 result = generator.generate(duration, [], curve, seed=seed + (repeat * grid + i) * grid + j,
                                             emotion_guidance=emotion_guidance, lock_mode=lock_mode, tempo=tempo,
-                                            follow_grid=follow_grid)
+                                            follow_grid=follow_grid, stay_in_key=stay_in_key)
                 f = music_features(result.notes, 0.0, duration)
                 rows.append((valence, arousal, f.notes_per_second, f.mean_velocity, f.major_minus_minor,
                              tempo.bpms[0]))
@@ -159,6 +162,7 @@ def emotion_control(generator: MusicGenerator, grid: int, duration: float, seed:
         "emotion_guidance": emotion_guidance,
         "lock_mode": lock_mode,
         "follow_grid": follow_grid,
+        "stay_in_key": stay_in_key,
         "arousal_vs_note_density_r": r(table[:, 1], table[:, 2]),
         "arousal_vs_velocity_r": r(table[:, 1], table[:, 3]),
         "arousal_vs_bpm_r": r(table[:, 1], table[:, 5]),
@@ -304,7 +308,7 @@ def run_evaluation(model_path: str | None, data: str | None, quick: bool = False
     report["emotion_control_with_guidance"] = emotion_control(generator, grid, window, seed, repeats,
                                                               emotion_guidance=EMOTION_GUIDANCE)[0]
     report["emotion_control_grid_guided"], guided = emotion_control(generator, grid, window, seed, repeats,
-                                                                    follow_grid=True)
+                                                                    follow_grid=True, stay_in_key=True)
     report["emotion_control_mode_locked"], locked = emotion_control(generator, grid, window, seed, repeats,
                                                                     lock_mode=True)
     report["musical_sanity"] = {"generated": _feature_means(outputs, window),
