@@ -38,6 +38,7 @@ class RunningKey:
         self.histogram = np.zeros(12)
         self.clock = 0.0
         self.tonic: int | None = None
+        self._scale: tuple[int, bool] | None = None  # the key of the notes observed, until the next one
 
     def _age(self, clock: float) -> None:
         if clock > self.clock:
@@ -48,6 +49,7 @@ class RunningKey:
         """A pitched note-on as played (the prefix's notes, or the sampler's own output)."""
         self._age(clock)
         self.histogram[pitch % 12] += 1.0
+        self._scale = None
 
     def heard(self, clock: float) -> bool:
         """Is there enough recent music at `clock` to name a key?"""
@@ -64,10 +66,14 @@ class RunningKey:
         return self.tonic
 
     def current_scale(self) -> tuple[int, bool]:
-        """(tonic, major?) of the key heard so far: the kept tonic in the mode that fits it better."""
-        tonic = self.current_tonic()
-        major, minor = key_scores(self.histogram)
-        return tonic, bool(major[tonic] >= minor[tonic])
+        """(tonic, major?) of the key heard so far: the kept tonic in the mode that fits it better.
+        Fading scales the whole histogram, which leaves its correlations alone: the key changes
+        only with a note observed."""
+        if self._scale is None:
+            tonic = self.current_tonic()
+            major, minor = key_scores(self.histogram)
+            self._scale = tonic, bool(major[tonic] >= minor[tonic])
+        return self._scale
 
 
 class InKey(RunningKey):
