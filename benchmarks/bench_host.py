@@ -33,7 +33,7 @@ from machine import cpu_line  # noqa: E402
 from conftest import Peer  # noqa: E402  (the tests' OSC client: python-osc on its own socket)
 
 from emsync.core.conditions import EmotionCurve  # noqa: E402
-from emsync.core.regenerate import regenerate, split_notes, usable_cpus  # noqa: E402
+from emsync.core.regenerate import regenerate, split_notes, take_threads  # noqa: E402
 from emsync.core.music import Scene  # noqa: E402
 
 DURATION = 60.0
@@ -121,7 +121,7 @@ def in_process(model: str | None, candidates: int) -> dict:
     parallel = results[candidates]
     sequential = regenerate(generator, base.notes, DURATION, *SECTION, cuts, curve, seed=2, candidates=candidates,
                             workers=1)
-    out.update({"workers": min(candidates, usable_cpus()),
+    out.update({"workers": take_threads(candidates),
                 f"regenerate_10s_seconds_{candidates}_candidates_sequential": round(sequential.seconds, 2),
                 "sequential_over_parallel": round(sequential.seconds / parallel.seconds, 2),
                 "sequential_same_music": sequential.notes == parallel.notes})
