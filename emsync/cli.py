@@ -190,8 +190,8 @@ def cmd_analyze(args) -> None:
     from emsync.video.decode import probe
 
     probe(args.video)  # an unreadable file fails in one line before any progress is shown
-    with stage(f"analysing {args.video} (cuts, faces, picture, sound)"):
-        analysis = analyze_video(args.video, args.threshold)
+    with stage(f"analysing {args.video} (cuts, faces, picture, sound)") as heard:
+        analysis = analyze_video(args.video, args.threshold, progress=heard)
     if args.json:
         print(json.dumps(analysis.to_dict(), indent=2))
         return

@@ -363,6 +363,8 @@ def test_open_a_video_as_a_job_then_the_users_emotion_wins(server, peer, tmp_pat
     assert started[1] == "open"
     assert peer.ask("/emsync/status", reply="/emsync/status")[0] == "running"
     messages = peer.until("/emsync/job/done", timeout=120)
+    fractions = [args[1] for address, args, _ in messages if address == "/emsync/job/progress"]
+    assert any(0 < f < 1 for f in fractions) and fractions == sorted(fractions), fractions  # the analysis's own
     opened = [args for address, args, _ in messages if address == "/emsync/opened"][0]
     assert opened[:2] == ["video", str(video.resolve())] and opened[2] == pytest.approx(20.0, abs=0.1)
     assert opened[3:6] == [5, 4, 0] and opened[6] == pytest.approx(24.0)

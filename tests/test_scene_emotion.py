@@ -12,6 +12,7 @@ import importlib.util
 import json
 import math
 import sys
+import threading
 from dataclasses import replace
 
 import numpy as np
@@ -20,7 +21,8 @@ import pytest
 from conftest import REPO, run_cli
 from emsync.core.emotions import nearest_word
 from emsync.core.errors import EmsyncError
-from emsync.video.analysis import analyze_video, spread
+from emsync.core.generator import Cancelled
+from emsync.video.analysis import DECODE_SHARE, analyze_video, spread
 from emsync.video.decode import SmallFrames
 from emsync.video.fusion import EKMAN_NAMES, Evidence, SceneEmotion, fuse, smooth
 from emsync.video.sound import SoundTrack
@@ -55,6 +57,22 @@ def contrast_video(tmp_path_factory):
 @pytest.fixture(scope="module")
 def contrast(contrast_video):
     return analyze_video(contrast_video, faces=False)
+
+
+def test_analysis_reports_how_far_it_got_and_stops_when_cancelled(contrast_video):
+    heard = []
+    analysis = analyze_video(contrast_video, faces=False, progress=heard.append)
+    assert heard == sorted(heard) and heard[-1] == 1.0
+    assert any(0 < f < DECODE_SHARE for f in heard)  # during the decode pass, not only at the end
+    assert len([f for f in heard if f > DECODE_SHARE]) == len(analysis.scenes)
+    stop = threading.Event()
+
+    def cancel_halfway(fraction):
+        if fraction > 0.3:
+            stop.set()
+
+    with pytest.raises(Cancelled):
+        analyze_video(contrast_video, faces=False, progress=cancel_halfway, cancel=stop)
 
 
 @pytest.fixture(scope="module")

@@ -85,7 +85,7 @@ def on_open_video(host, client, path, threshold=0.5):
     host.service.check_video(path, threshold)
 
     def work(progress, cancel):
-        analysis = host.service.analyze_video(path, threshold)
+        analysis = host.service.analyze_video(path, threshold, progress, cancel)
 
         def apply() -> tuple:
             opened = host.service.open_analysis(analysis, threshold)

@@ -51,11 +51,12 @@ def open_input(service: ScoringService, path: str | Path, fps: float | None = No
     ScoringService.open_timeline), or analyse a video and open its scenes; the analysis (None
     for a timeline). `known_as`: the user's path for a file read from a copy (a batch item
     shipped to a remote worker), so a written edit refers to the user's video or the
-    timeline's media, not to the copy. `progress` hears how far a timeline's media got."""
+    timeline's media, not to the copy. `progress` hears how far the video's analysis or the
+    timeline's media got."""
     if is_timeline(path):
         service.open_timeline(path, fps, transition, known_as, media, progress)
         return None
-    analysis = service.analyze_video(path, threshold)
+    analysis = service.analyze_video(path, threshold, progress)
     if known_as is not None:
         analysis.path = str(known_as)
     service.open_analysis(analysis, threshold)

@@ -195,12 +195,14 @@ class ScoringService:
             raise EmsyncError(f"threshold: {threshold} is outside ({low:g}, {high:g})")
         check_regular(path, None, "video")
 
-    def analyze_video(self, path: str | Path, threshold: float = 0.5):
-        """Cuts and scene emotions of a video (slow; changes nothing): give it to `open_analysis`."""
+    def analyze_video(self, path: str | Path, threshold: float = 0.5,
+                      progress: Callable[[float], None] | None = None, cancel: threading.Event | None = None):
+        """Cuts and scene emotions of a video (slow; changes nothing): give it to `open_analysis`.
+        `progress` and `cancel` as in `video.analysis.analyze_video`."""
         from emsync.video.analysis import analyze_video
 
         self.check_video(path, threshold)
-        return analyze_video(path, threshold)
+        return analyze_video(path, threshold, progress=progress, cancel=cancel)
 
     def open_analysis(self, analysis, threshold: float = 0.5) -> Opened:
         scenes = [scene.to_scene() for scene in analysis.scenes]

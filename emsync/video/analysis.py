@@ -21,6 +21,7 @@ those stretches are decoded.
 from __future__ import annotations
 
 import functools
+import threading
 import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -147,18 +148,42 @@ class _Gathered:
         return fuse(start, end, evidence)
 
 
-def analyze_video(path, threshold: float = 0.5, *, faces: bool = True, smoothing: bool = True) -> VideoAnalysis:
+DECODE_SHARE = 0.9  # of the progress: the decode pass (cuts, picture, sound); the rest reads each scene's faces
+
+
+def analyze_video(path, threshold: float = 0.5, *, faces: bool = True, smoothing: bool = True,
+                  progress: Callable[[float], None] | None = None,
+                  cancel: threading.Event | None = None) -> VideoAnalysis:
     """Cuts and the emotion of every scene of a video file, from one decode pass.
 
-    Raises EmsyncError naming the file when it cannot be read or holds no video."""
+    `progress(fraction)` hears how far it got: the decoded seconds of the container's
+    duration up to DECODE_SHARE, then the scenes read; a set `cancel` raises Cancelled at the
+    next frame or scene. Raises EmsyncError naming the file when it cannot be read or holds
+    no video."""
+    from emsync.core.generator import Cancelled  # noqa: PLC0415
     from emsync.video.shots import detect_cuts  # noqa: PLC0415
 
     began = time.perf_counter()
     gathered = _Gathered(faces)
     reader = gathered.reader(path)
-    shots = detect_cuts(path, threshold, reader=reader, on_frame=gathered.picture.add)
+
+    def on_frame(frame: np.ndarray, seconds: float) -> None:
+        if cancel is not None and cancel.is_set():
+            raise Cancelled("cancelled")
+        gathered.picture.add(frame, seconds)
+        duration = reader.info.duration if reader.info else 0.0
+        if progress is not None and duration > 0:
+            progress(DECODE_SHARE * min(1.0, seconds / duration))
+
+    shots = detect_cuts(path, threshold, reader=reader, on_frame=on_frame)
     gathered.finish(reader)
-    scenes = [gathered.scene(start, end, shots.cuts) for start, end in shots.scenes]
+    scenes = []
+    for index, (start, end) in enumerate(shots.scenes):
+        if cancel is not None and cancel.is_set():
+            raise Cancelled("cancelled")
+        scenes.append(gathered.scene(start, end, shots.cuts))
+        if progress is not None:
+            progress(DECODE_SHARE + (1 - DECODE_SHARE) * (index + 1) / len(shots.scenes))
     if smoothing:
         scenes = smooth(scenes)
     return VideoAnalysis(str(path), shots.duration, shots.fps, list(shots.cuts), list(shots.transitions), scenes,
