@@ -159,7 +159,8 @@ def sampled_valence(generator: MusicGenerator, pieces: int = 32, seconds: float 
     rows = []
     for k in range(pieces):
         for valence in (-0.8, 0.8):
-            run = generator.generate(seconds, [], EmotionCurve.constant(valence, 0.4 if k % 2 else -0.4), seed=100 + k)
+            run = generator.generate(seconds, [], EmotionCurve.constant(valence, 0.4 if k % 2 else -0.4), seed=100 + k,
+                                     stay_in_key=False)  # the model's own mode, not the sampler's
             rows.append((valence, music_features(run.notes, 0.0, seconds).major_minus_minor))
     table = np.array(rows)
     return {"r": round(float(np.corrcoef(table[:, 0], table[:, 1])[0, 1]), 3),

@@ -90,7 +90,11 @@ def main() -> None:
     generator = MusicGenerator(args.model)
     for setting in args.settings:
         temperature, top_p, *weight = map(float, setting.split(","))
-        print(json.dumps(sampling(temperature, top_p, generator, *weight)), flush=True)
+        chosen = running_key.OUT_OF_KEY_WEIGHT
+        try:
+            print(json.dumps(sampling(temperature, top_p, generator, *weight)), flush=True)
+        finally:
+            running_key.OUT_OF_KEY_WEIGHT = chosen
     if args.data:
         print(json.dumps(training_windows(args.data)), flush=True)
 

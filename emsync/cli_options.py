@@ -151,8 +151,9 @@ def _check_writable(folder: Path, where: str) -> None:
 class Progress:
     """Where a long command is, on stderr (stdout stays for results that programs read). On a
     terminal one line, drawn when the stage begins and redrawn in place: the stage, its
-    percentage when known, the seconds it has taken. Elsewhere (a log, a pipe) a plain line once a stage has taken PLAIN_AFTER
-    seconds and then one every PLAIN_EVERY: a quick command, or a quick error, stays quiet."""
+    percentage when known, the seconds it has taken. Elsewhere (a log, a pipe) a plain line
+    once a stage has taken PLAIN_AFTER seconds and then one every PLAIN_EVERY: a quick
+    command, or a quick error, stays quiet."""
 
     REDRAW_EVERY = 0.25
     PLAIN_AFTER = 2.0

@@ -171,6 +171,7 @@ def test_generate_regenerate_undo_redo_and_export(server, peer, tmp_path):
     one = tmp_path / "one" / "score.mid"
     assert peer.ask("/emsync/export/midi", str(one), reply="/emsync/exported") == ["midi", str(one), 1]
     assert peer.ask("/emsync/settings/set", "lock_mode", 1, reply="/emsync/settings")[0] == "lock_mode"
+    assert peer.ask("/emsync/settings/set", "stay_in_key", 0, reply="/emsync/settings")[0] == "stay_in_key"
     peer.send("/emsync/regenerate", 3.0, 5.0, 3)
     got = peer.until("/emsync/clips/end", timeout=40)
     done = next(m[1] for m in got if m[0] == "/emsync/job/done")
@@ -178,6 +179,7 @@ def test_generate_regenerate_undo_redo_and_export(server, peer, tmp_path):
     versions = server.session / "versions"
     params = [json.loads((versions / f"v{i:06d}.json").read_text())["params"] for i in (1, 2)]
     assert [p["lock_mode"] for p in params] == [False, True]  # each version says how it was sampled
+    assert [p["stay_in_key"] for p in params] == [True, False]
     second = clips_of(got)
     for track, notes in first["tracks"].items():  # the clips agree outside the range too
         outside = [n for n in notes if not 3.0 <= n[1] < 5.0]

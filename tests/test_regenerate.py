@@ -12,8 +12,9 @@ from emsync.core.conditions import EmotionCurve
 from emsync.core.errors import EmsyncError
 from emsync.core.midi_io import TICKS_PER_BEAT, midi_bytes
 from emsync.core.generator import Cancelled
+from emsync.core.onnx_models import usable_cpus
 from emsync.core.regenerate import (density_mismatch, harmony_agreement, prefix_tokens,
-                                    regenerate, split_notes, _borda)
+                                    regenerate, split_notes, take_threads, _borda)
 from emsync.core.music import Note
 
 DURATION = 10.0
@@ -240,3 +241,9 @@ def test_a_failing_take_stops_the_others_and_its_error_is_raised(generator, base
     with pytest.raises(Refused):
         regenerate(generator, base, DURATION, 2.0, 9.0, CUTS, CURVE, candidates=3, workers=2, progress=progress)
     assert len(seen) <= 6
+
+
+def test_takes_run_on_one_thread_more_than_the_cpus_unless_told():
+    assert take_threads(8) == min(8, usable_cpus() + 1)
+    assert take_threads(1) == 1  # never more threads than takes
+    assert take_threads(3, workers=1) == 1 and take_threads(3, workers=5) == 3

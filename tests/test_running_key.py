@@ -15,16 +15,16 @@ PIANO, BASS = 1, 3
 
 
 def heard(tune, start=0.0):
-    key = InKey()
+    ear = RunningKey()
     for i, pitch in enumerate(tune):
-        key.observe(pitch, start + 0.5 * i)
-    return key, start + 0.5 * len(tune)
+        ear.observe(pitch, start + 0.5 * i)
+    return InKey(ear), start + 0.5 * len(tune)
 
 
 def test_notes_outside_the_key_heard_lose_half_their_probability_and_nothing_else_moves():
     key, clock = heard(G_MAJOR_TUNE)
     offsets = key.offsets(clock)
-    assert key.current_scale() == (7, True)
+    assert key.ear.current_scale() == (7, True)
     lowered = np.flatnonzero(offsets)
     assert np.allclose(offsets[lowered], np.log(OUT_OF_KEY_WEIGHT))
     for instrument in (PIANO, BASS):
@@ -39,7 +39,7 @@ def test_notes_outside_the_key_heard_lose_half_their_probability_and_nothing_els
 
 def test_a_minor_key_keeps_its_raised_seventh():
     key, clock = heard([69, 72, 76, 69, 74, 77, 76, 68, 69, 71, 72, 69])  # A minor with G sharp
-    tonic, major = key.current_scale()
+    tonic, major = key.ear.current_scale()
     assert (tonic, major) == (9, False)
     offsets = key.offsets(clock)
     assert offsets[codec.on_token(PIANO, 68)] == 0 and offsets[codec.on_token(PIANO, 67)] == 0  # G sharp and G
@@ -47,9 +47,13 @@ def test_a_minor_key_keeps_its_raised_seventh():
 
 
 def test_no_key_before_enough_notes_and_an_old_key_fades():
-    assert InKey().offsets(0.0) is None
+    assert InKey(RunningKey()).offsets(0.0) is None
     key, clock = heard(G_MAJOR_TUNE)
-    assert key.offsets(clock + 60.0) is None  # a minute of silence: what was heard has faded
+    assert key.offsets(clock + 60.0) is None  # a minute of silence: what was heard has faded ...
+    assert key.ear.tonic is None  # ... tonic and all: the next music finds its own
+    for i, pitch in enumerate([62, 66, 69, 74, 67, 71, 69, 61, 62]):  # D major after the rest
+        key.ear.observe(pitch, clock + 60.0 + 0.5 * i)
+    assert key.ear.current_scale() == (2, True)
 
 
 def outside_the_key_heard(notes) -> float:

@@ -56,7 +56,7 @@ from emsync.core.conditions import (NO_BOUNDARY, NO_GRID_AHEAD, NO_GRID_SLOT, Em
                                     grid_bins)
 from emsync.core.errors import EmsyncError
 from emsync.core.mode_lock import ModeLock
-from emsync.core.running_key import InKey
+from emsync.core.running_key import InKey, RunningKey
 from emsync.core.music import DRUMS, Note
 from emsync.core.decoding import SHARED_CACHE_GRAPH, GrowingCache, SharedCache
 from emsync.core.onnx_models import load_session, usable_cpus
@@ -196,7 +196,8 @@ class MusicGenerator:
                  temperature: float = 1.0, top_p: float = 0.95, prefix: Sequence[int] = (),
                  hit_cuts: bool = False, mask_boundaries: bool = False,
                  emotion_guidance: float = 0.0, lock_mode: bool = False, tempo: TempoMap | None = None,
-                 follow_grid: bool = True, on_grid: bool = False, stay_in_key: bool = True, progress: Callable[[float], None] | None = None,
+                 follow_grid: bool = True, on_grid: bool = False, stay_in_key: bool = True,
+                 progress: Callable[[float], None] | None = None,
                  cancel: threading.Event | None = None) -> Generation:
         """Music from the end of `prefix` (tokens from time 0) until `duration` seconds, heading
         for a phrase end at each of `boundaries` (the cuts and hits), on the 16th-note grid of
@@ -223,8 +224,8 @@ class MusicGenerator:
 
         stream = _Stream()
         mode_lock = ModeLock() if lock_mode else None
-        in_key = InKey() if stay_in_key else None
-        heard_keys = [k for k in (mode_lock, in_key) if k is not None]
+        ear = mode_lock or (RunningKey() if stay_in_key else None)  # the key heard, one for both options
+        in_key = InKey(ear) if stay_in_key else None
         tokens: list[int] = []
         steps: list[int] = []  # the codec step after each token
         for token in prefix:
@@ -234,9 +235,8 @@ class MusicGenerator:
             stream.push(token)
             tokens.append(token)
             steps.append(stream.step)
-            if _pitched_on(token):
-                for listener in heard_keys:
-                    listener.observe(codec.on_target(token)[1], stream.step * codec.STEP_SECONDS)
+            if ear is not None and _pitched_on(token):
+                ear.observe(codec.on_target(token)[1], stream.step * codec.STEP_SECONDS)
         new_from = len(tokens)
         hit = {c for c in cut_steps if c < stream.step}
 
@@ -287,16 +287,17 @@ class MusicGenerator:
                 fold = folds[key]
             allowed = np.where(mask, logits, -np.inf)
             offsets = in_key.offsets(stream.step * codec.STEP_SECONDS) if in_key is not None else None
-            token = _sample(allowed if offsets is None else allowed + offsets, temperature, top_p, rng, fold)
-            if heard_keys and _pitched_on(token):
+            if offsets is not None:  # scaled so that they survive the division by the temperature as they are
+                allowed = allowed + offsets * temperature
+            token = _sample(allowed, temperature, top_p, rng, fold)
+            if ear is not None and _pitched_on(token):
                 clock = stream.step * codec.STEP_SECONDS
                 instrument, pitch = codec.on_target(token)
                 if mode_lock is not None:
                     moved = mode_lock.moved(pitch, float(wanted[stream.step, 0]), clock)
                     if (instrument, moved) not in stream.sounding:  # a move must not re-strike a held note
                         token, pitch = codec.on_token(instrument, moved), moved
-                for listener in heard_keys:
-                    listener.observe(pitch, clock)
+                ear.observe(pitch, clock)
             stream.push(token)
             if hit_cuts and stream.step in cut_steps and stream.pitched_onsets_this_step >= HIT_NOTES:
                 hit.add(stream.step)

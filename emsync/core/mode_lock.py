@@ -9,7 +9,8 @@ training's mode swap makes with the same table, so the result is music the model
 The model hears the notes as played and goes on in the mode it was moved to. Near-neutral
 valence leaves the mode to the model.
 
-The key is the one the sampler hears (`running_key.RunningKey`).
+The lock is the sampler's ear for the key (a `running_key.RunningKey`), which `stay_in_key`
+shares when both are on.
 """
 from __future__ import annotations
 

@@ -21,11 +21,14 @@ The seam at the range end:
   3. density: agreement of onset counts over that window, per instrument.
   A take heading into a different key, register or density from the kept music loses.
   A range that runs to the end of the score has no seam and samples one take.
+  With `stay_in_key` the takes keep to the key heard in the music before the range (the
+  sampler hears nothing after it), so a range that bridges a change of key is pulled towards
+  the earlier key; the seam vote then prefers the take that joins the later music best.
 
 The takes run in parallel threads (`workers`; unless told, `take_threads`: one more than the
 usable CPUs, so a core is not left idle while a take's thread holds the GIL in the sampler's
-Python; 1 runs them one after another). That is sound: each take has its own seed and random generator and only reads
-the inputs it shares with the others, so it samples the same music on any thread in any order,
+Python; 1 runs them one after another). That is sound: each take has its own seed and random
+generator and only reads the inputs it shares with the others, so it samples the same music on any thread in any order,
 and the takes are kept in index order; onnxruntime releases the GIL while a session runs, and
 one session may be run from several threads at once, so the takes' model steps overlap.
 
@@ -235,7 +238,8 @@ def take_threads(takes: int, workers: int | None = None) -> int:
 def regenerate(generator: MusicGenerator, notes: Sequence[Note], duration: float, start: float, end: float,
                boundaries: Sequence[float] = (), emotion: EmotionCurve | None = None, *, seed: int = 0,
                candidates: int = 3, temperature: float = 1.0, top_p: float = 0.95, hit_cuts: bool = False,
-               emotion_guidance: float = 0.0, lock_mode: bool = False, stay_in_key: bool = True, seam_seconds: float = SEAM_SECONDS,
+               emotion_guidance: float = 0.0, lock_mode: bool = False, stay_in_key: bool = True,
+               seam_seconds: float = SEAM_SECONDS,
                tempo: TempoMap | None = None, on_grid: bool = False,
                progress: Progress | None = None,
                cancel: threading.Event | None = None, workers: int | None = None) -> Regeneration:
@@ -316,7 +320,8 @@ def regenerate(generator: MusicGenerator, notes: Sequence[Note], duration: float
         take_seed = candidate_seed(seed, index)
         result = generator.generate(until, sampled_boundaries, emotion, seed=take_seed, temperature=temperature,
                                     top_p=top_p, prefix=prefix, hit_cuts=hit_cuts, emotion_guidance=emotion_guidance,
-                                    lock_mode=lock_mode, stay_in_key=stay_in_key, tempo=tempo, progress=on_token, cancel=cancel)
+                                    lock_mode=lock_mode, stay_in_key=stay_in_key, tempo=tempo, progress=on_token,
+                                    cancel=cancel)
         decoded = codec.decode(([velocity] if velocity is not None else []) + result.tokens[result.new_from:],
                                start_seconds=start_q, end_seconds=until)
         if on_grid:  # onto the grid first, so the checks below see where the notes will sound

@@ -6,7 +6,9 @@ with a half-life of HALF_LIFE_SECONDS (the last few bars), and fitted to the 24
 Krumhansl-Kessler key profiles (`features.key_scores`). Its tonic is kept until another
 fits clearly better (TONIC_MARGIN): a passage moved to the parallel mode makes its
 relative key fit about as well, and a tonic that followed would undo the move. Two
-sampling options listen to it: the mode lock (`mode_lock.py`) and `InKey` below.
+sampling options listen to it, one ear for both when both are on: the mode lock
+(`mode_lock.py`, itself a RunningKey) and `InKey` below. A key whose notes have faded below
+MIN_EVIDENCE is forgotten, tonic included: music after a long rest finds its own.
 
 Stay in key: the model alone plays about twice the corpus's share of notes outside the
 key (the model card has the figures, and why a lower temperature is not the answer: it
@@ -52,9 +54,12 @@ class RunningKey:
         self._scale = None
 
     def heard(self, clock: float) -> bool:
-        """Is there enough recent music at `clock` to name a key?"""
+        """Is there enough recent music at `clock` to name a key? (If not, the key is forgotten.)"""
         self._age(clock)
-        return self.histogram.sum() >= MIN_EVIDENCE
+        if self.histogram.sum() >= MIN_EVIDENCE:
+            return True
+        self.tonic = self._scale = None
+        return False
 
     def current_tonic(self) -> int:
         """The tonic of the notes heard so far, kept until another fits clearly better."""
@@ -76,19 +81,21 @@ class RunningKey:
         return self._scale
 
 
-class InKey(RunningKey):
-    """Stay in key: log-probability offsets that lower pitched note-ons outside the key heard."""
+class InKey:
+    """Stay in key: log-probability offsets that lower pitched note-ons outside the key that
+    `ear` heard (the caller has it observe the notes played)."""
 
-    def __init__(self):
-        super().__init__()
+    def __init__(self, ear: RunningKey):
+        self.ear = ear
         self.log_weight = float(np.log(OUT_OF_KEY_WEIGHT))
         self._offsets: dict[tuple[int, bool], np.ndarray] = {}
 
     def offsets(self, clock: float) -> np.ndarray | None:
-        """What to add to the logits of a token sampled at `clock` (None: no key heard yet)."""
-        if not self.heard(clock):
+        """What to add to the log-probabilities of a token sampled at `clock` (None: no key
+        heard). They apply after the temperature, so the weight is OUT_OF_KEY_WEIGHT at any."""
+        if not self.ear.heard(clock):
             return None
-        key = self.current_scale()
+        key = self.ear.current_scale()
         if key not in self._offsets:
             self._offsets[key] = self._table(*key)
         return self._offsets[key]

@@ -78,8 +78,9 @@ def on_open_timeline(host, client, path, fps=0.0, transition="mid"):
 
 
 @route("/emsync/open/video", "path:s", "path:s threshold:f",
-       reply="/emsync/job/started i:job s:\"open\" i:0, then /emsync/opened s:\"video\" s:path f:duration "
-       "i:scenes i:cuts i:hits f:fps and /emsync/job/done", summary="cuts and per-scene emotions analysed from "
+       reply="/emsync/job/started i:job s:\"open\" i:0, /emsync/job/progress as it reads, then /emsync/opened "
+       "s:\"video\" s:path f:duration i:scenes i:cuts i:hits f:fps and /emsync/job/done",
+       summary="cuts and per-scene emotions analysed from "
        "a video (a job: faces, picture and sound)")
 def on_open_video(host, client, path, threshold=0.5):
     host.service.check_video(path, threshold)

@@ -270,6 +270,8 @@ class Host:
                 playback.reload(self)
                 self.send_clips(job.client, version.id)
         elif outcome[0] == "opened":
+            if job.sent_fraction < 1.0:
+                self.reply(job.client, "/emsync/job/progress", job.id, 1.0, elapsed)
             self.reply(job.client, "/emsync/opened", *outcome[1])
             self.reply(job.client, "/emsync/job/done", job.id, job.kind, self.session.current_id, 0, elapsed, job.seed)
         elif outcome[0] == "cancelled":

@@ -148,7 +148,7 @@ class _Gathered:
         return fuse(start, end, evidence)
 
 
-DECODE_SHARE = 0.9  # of the progress: the decode pass (cuts, picture, sound); the rest reads each scene's faces
+DECODE_SHARE = 0.9  # of the progress: the decode pass (cuts, picture, sound); the rest fuses each scene (faces, events)
 
 
 def analyze_video(path, threshold: float = 0.5, *, faces: bool = True, smoothing: bool = True,
