@@ -2,8 +2,8 @@
 
 End to end over OSC (a server process on 127.0.0.1, this process as the client): from the
 request datagram to the last clip chunk received. Also the same work in-process (the core
-alone), there also with the candidates sampled one after another (workers=1) against the
-default parallel takes, the status round trip while a job runs, and, with --seam N, how the
+alone), there also with the candidates sampled one after another (workers=1) and on one
+thread a CPU against the default parallel takes (`regenerate.take_threads`), the status round trip while a job runs, and, with --seam N, how the
 seam choice compares with taking the first candidate (pitch-class agreement across the range
 end between the regenerated music and the kept music, which is not one of the voting criteria).
 The report names the CPU (vector extensions, L2 and L3) and the onnxruntime version.
@@ -33,6 +33,7 @@ from machine import cpu_line  # noqa: E402
 from conftest import Peer  # noqa: E402  (the tests' OSC client: python-osc on its own socket)
 
 from emsync.core.conditions import EmotionCurve  # noqa: E402
+from emsync.core.onnx_models import usable_cpus  # noqa: E402
 from emsync.core.regenerate import regenerate, split_notes, take_threads  # noqa: E402
 from emsync.core.music import Scene  # noqa: E402
 
@@ -121,7 +122,10 @@ def in_process(model: str | None, candidates: int) -> dict:
     parallel = results[candidates]
     sequential = regenerate(generator, base.notes, DURATION, *SECTION, cuts, curve, seed=2, candidates=candidates,
                             workers=1)
+    a_thread_a_cpu = regenerate(generator, base.notes, DURATION, *SECTION, cuts, curve, seed=2,
+                                candidates=candidates, workers=usable_cpus())
     out.update({"workers": take_threads(candidates),
+                f"regenerate_10s_seconds_{candidates}_candidates_a_thread_a_cpu": round(a_thread_a_cpu.seconds, 2),
                 f"regenerate_10s_seconds_{candidates}_candidates_sequential": round(sequential.seconds, 2),
                 "sequential_over_parallel": round(sequential.seconds / parallel.seconds, 2),
                 "sequential_same_music": sequential.notes == parallel.notes})

@@ -1,10 +1,12 @@
 """Where out-of-key notes come from: sampling, or the training windows.
 
-1. Sampling: for each `--settings T,top_p[,w]` (w: stay in key with OUT_OF_KEY_WEIGHT w; 1: off), 5x5 valence x arousal in -0.8..0.8, 12 s pieces,
-   two seeds each, the product's sampler (a fitted tempo map, grid-guided): out-of-key share
+1. Sampling: for each `--settings T,top_p[,w]` (w: stay in key with OUT_OF_KEY_WEIGHT w; 1:
+   off), 5x5 valence x arousal in -0.8..0.8, 12 s pieces, two seeds each, the product's sampler (a fitted tempo map, grid-guided): out-of-key share
    against one key for 12 s and in 4 s windows, notes/s, pitch-class entropy, polyphony, and
-   the r of arousal with notes/s and of valence with the mode evidence.
-2. Training windows (with `--data`): the first 12 s of 300 windows cut as training cuts them,
+   the r of arousal with notes/s and of valence with the mode evidence, and pitched notes/s
+   (drums left out) at each arousal.
+2. With `--data`: the held-out windows' notes/s (pitched and all: they hold no drums), and
+   training windows: the first 12 s of 300 windows cut as training cuts them,
    unaugmented, augmented, and augmented without the mode swap.
 
     python benchmarks/probe_out_of_key.py --data DATA --settings 1.0,0.95 0.9,0.95 1.0,0.95,0.3
@@ -43,7 +45,7 @@ def sampling(temperature: float, top_p: float, generator: MusicGenerator, in_key
                                            tempo=fit_to_picture(SECONDS, [], curve)).notes
                 f = music_features(notes, 0.0, SECONDS)
                 rows.append((v, a, *out_of_key(notes), f.notes_per_second, f.pitch_class_entropy, f.polyphony,
-                             f.major_minus_minor))
+                             f.major_minus_minor, f.pitched_notes_per_second))
     t = np.array(rows)
 
     def r(x, y):
@@ -53,7 +55,19 @@ def sampling(temperature: float, top_p: float, generator: MusicGenerator, in_key
             "out_of_key_12s": round(t[:, 2].mean(), 3),
             "out_of_key_4s": round(t[:, 3].mean(), 3), "notes_per_second": round(t[:, 4].mean(), 2),
             "pitch_class_entropy": round(t[:, 5].mean(), 3), "polyphony": round(t[:, 6].mean(), 2),
-            "arousal_r": r(t[:, 1], t[:, 4]), "valence_r": r(t[:, 0], t[:, 7])}
+            "arousal_r": r(t[:, 1], t[:, 4]), "valence_r": r(t[:, 0], t[:, 7]),
+            "pitched_notes_per_second_by_arousal": {f"{a:+.1f}": round(float(t[t[:, 1] == a, 8].mean()), 2)
+                                                    for a in levels}}
+
+
+def held_out_density(data: str) -> dict:
+    """Notes per second of 50 held-out windows of SECONDS (no drums among them: Groove is left out)."""
+    from emsync.training.evaluate import held_out_windows
+
+    features = [music_features(notes, 0.0, SECONDS) for notes in held_out_windows(data, SECONDS, 50, 0) if notes]
+    return {"held_out_notes_per_second": round(float(np.mean([f.notes_per_second for f in features])), 2),
+            "held_out_pitched_notes_per_second": round(float(np.mean([f.pitched_notes_per_second
+                                                                      for f in features])), 2)}
 
 
 def training_windows(data: str, count: int = 300) -> dict:
@@ -96,6 +110,7 @@ def main() -> None:
         finally:
             running_key.OUT_OF_KEY_WEIGHT = chosen
     if args.data:
+        print(json.dumps(held_out_density(args.data)), flush=True)
         print(json.dumps(training_windows(args.data)), flush=True)
 
 

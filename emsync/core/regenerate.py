@@ -229,9 +229,8 @@ def check_range(duration: float, start: float, end: float) -> None:
 
 
 def take_threads(takes: int, workers: int | None = None) -> int:
-    """Threads the takes run on: `workers`, else one more than the usable CPUs (10 s of a 60 s
-    score, three takes, 2-core AVX2 EPYC: 1.46-1.72 s on three threads, 1.63-1.88 s on two; five
-    takes: three threads 2.35-2.6 s, two 2.48-2.8 s, five 2.57-2.73 s)."""
+    """Threads the takes run on: `workers`, else one more than the usable CPUs (the model card
+    compares it with one thread a CPU, from benchmarks/bench_host.py)."""
     return max(1, min(takes, workers or usable_cpus() + 1))
 
 

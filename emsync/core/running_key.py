@@ -63,7 +63,9 @@ class RunningKey:
 
     def current_tonic(self) -> int:
         """The tonic of the notes heard so far, kept until another fits clearly better."""
-        major, minor = key_scores(self.histogram)
+        return self._tonic(*key_scores(self.histogram))
+
+    def _tonic(self, major: np.ndarray, minor: np.ndarray) -> int:
         fit = np.maximum(major, minor)
         best = int(fit.argmax())
         if self.tonic is None or fit[best] > fit[self.tonic] + TONIC_MARGIN:
@@ -75,8 +77,8 @@ class RunningKey:
         Fading scales the whole histogram, which leaves its correlations alone: the key changes
         only with a note observed."""
         if self._scale is None:
-            tonic = self.current_tonic()
             major, minor = key_scores(self.histogram)
+            tonic = self._tonic(major, minor)
             self._scale = tonic, bool(major[tonic] >= minor[tonic])
         return self._scale
 
