@@ -15,11 +15,12 @@ Videos, generated here and cached in --workdir (nothing committed):
 Each has a mono 440 Hz soundtrack, which cut detection does not read (bench_analysis.py does).
 
 Per video and round, in this order and in this process: emsync's `detect_cuts` as it ships (the
-int8 network on the windows its change gate passes), the same with the float network on every
-window (what emsync did before), PySceneDetect's ContentDetector with its defaults, and the
-decode to 48x27 alone. Figures: x real time (the best of the rounds), the ratios between them
-(the machine is shared: ratios are what to compare), cut F1 (+-2 frames, a gradual transition's
-cut at its middle) against the truth, gradual transitions found, windows run, and whether the
+int8 network on the windows its change gate passes, sure hard cuts decided without it), the
+same with the float network on every window (what emsync did before), PySceneDetect's
+ContentDetector with its defaults, and the decode to 48x27 alone. Figures: x real time (the
+best of the rounds), the ratios between them (the machine is shared: ratios are what to
+compare), cut F1 (+-2 frames, a gradual transition's cut at its middle) against the truth,
+gradual transitions found, windows run and windows decided by sure cuts alone, and whether the
 shipped path gives the same cuts and transitions as the float network on every window. Every
 figure line ends with the CPU it was measured on.
 """
@@ -170,6 +171,7 @@ def measure(path: Path, truth: dict | None, rounds: int, threads: int) -> dict:
     row["emsync_vs_every_window_float"] = round(best["every_window_float"] / best["emsync"], 2)
     row["decode_only_vs_scenedetect"] = round(best["scenedetect"] / best["decode_only"], 2) if "scenedetect" in best else None
     row["windows_run"] = f"{ours.windows_run}/{ours.windows}"
+    row["windows_decided_by_sure_cuts"] = f"{ours.windows_decided}/{ours.windows}"
     row["same_cuts_and_transitions_as_every_window_float"] = (ours.cut_frames == reference.cut_frames
                                                               and ours.transitions == reference.transitions)
     if truth is not None:

@@ -257,13 +257,19 @@ def test_shipped_path_keeps_the_float_models_cuts(tmp_path):
     assert reference.windows_run == reference.windows == 5
 
 
-def test_windows_without_change_are_not_run(tmp_path):
-    """Two still shots: only the windows around the cut go to the network, with the same cut."""
-    still = [np.full((96, 160, 3), (40, 90, 160), np.uint8), np.full((96, 160, 3), (200, 150, 60), np.uint8)]
+def test_windows_without_change_or_with_sure_cuts_are_not_run(tmp_path):
+    """Two still shots: no window goes to the network (the two around the cut are decided by its
+    clean step), and the cut is the network's; a flash on a third shot sends its windows to it."""
+    still = [np.full((96, 160, 3), colour, np.uint8) for colour in ((40, 90, 160), (200, 150, 60), (90, 40, 30))]
     path = write_video(tmp_path / "still.mp4", [still[0]] * 150 + [still[1]] * 150)
     gated, every = detect_cuts(path), detect_cuts(path, every_window=True)
     assert gated.cut_frames == every.cut_frames == [150]
-    assert (gated.windows_run, gated.windows) == (2, 6)
+    assert (gated.windows_run, gated.windows_decided, gated.windows) == (0, 2, 6)
+    flash = write_video(tmp_path / "flash.mp4", [still[0]] * 80 + [np.full((96, 160, 3), 255, np.uint8)] * 2
+                        + [still[0]] * 68 + [still[2]] * 100)
+    gated, every = detect_cuts(flash), detect_cuts(flash, every_window=True)
+    assert gated.cut_frames == every.cut_frames
+    assert (gated.windows_run, gated.windows_decided) == (1, 2), "the flash's window needs the network"
 
 
 def test_change_gate_finds_cuts_and_gradual_changes_and_passes_over_stillness():
@@ -274,9 +280,48 @@ def test_change_gate_finds_cuts_and_gradual_changes_and_passes_over_stillness():
     gate = ChangeGate()
     for frame in frames:
         gate.add(frame)
-    assert not gate.holds_candidate(0, 50) and not gate.holds_candidate(70, 110) and not gate.holds_candidate(160, 200)
-    assert gate.holds_candidate(55, 60) and gate.holds_candidate(125, 135) and gate.holds_candidate(225, 240)
-    assert gate.passes(50, 100) and not gate.passes(260, 290) and gate.passed == 1
+    assert not any(len(gate.candidates(*span)) for span in ((0, 50), (70, 110), (160, 200)))
+    assert all(len(gate.candidates(*span)) for span in ((55, 60), (125, 135), (225, 240)))
+    assert gate.review(260, 290) == ([], False) and gate.review(130, 140) == ([], True), "nothing; a dissolve"
+    assert gate.review(50, 100) == ([60], False), "a clean step between steady shots is a sure cut"
+    assert (gate.passed, gate.decided) == (1, 1)
+
+
+def test_a_sure_cut_is_reported_in_a_window_the_network_runs():
+    """A flash sends the window to the network; the sure cut in the same window is marked whatever
+    the network makes of it, on the last frame of the shot it ends."""
+    from emsync.video.shots import CutDetector
+
+    a, b = (np.full((27, 48, 3), colour, np.uint8) for colour in ((30, 60, 90), (220, 200, 40)))
+    flash = np.full((27, 48, 3), 250, np.uint8)
+    frames = [a] * 105 + [flash] + [a] * 24 + [b] * 70       # flash at 105, cut at 130: both in frames 100-149
+    gate = ChangeGate()
+    cut, _ = CutDetector().predict_stream(iter(frames), gate)
+    assert (gate.passed, gate.decided) == (1, 0)
+    assert cut[129] == 1.0 and cuts_from_predictions(cut).tolist()[-1] == 130
+
+
+def test_only_a_clean_step_between_steady_shots_is_a_sure_cut():
+    rng = np.random.default_rng(0)
+    a, b = (np.full((27, 48, 3), colour, np.uint8) for colour in ((30, 60, 90), (220, 200, 40)))
+
+    def review(frames, first=0, stop=50):
+        gate = ChangeGate()
+        for frame in frames:
+            gate.add(frame)
+        sure, needs_network = gate.review(first, stop)
+        return sure if not needs_network else None
+
+    assert review([a] * 25 + [b] * 30) == [25]
+    assert review([a] * 25 + [b] * 8) is None, "not yet LOCAL frames after the step: the network decides"
+    assert review([a] * 25 + [b] * 4 + [a] * 30) is None, "a cut and a cut back within LOCAL frames"
+    light = [np.clip(a.astype(int) + 90, 0, 255).astype(np.uint8)]
+    assert review([a] * 25 + light + [a] * 30) is None, "a flash changes twice"
+    noisy = [np.clip(b.astype(int) + rng.integers(-60, 60, b.shape), 0, 255).astype(np.uint8) for _ in range(30)]
+    assert review([a] * 25 + noisy) == [25], "grain leaves the colours steady"
+    ramp = np.linspace(0, 160, 48).astype(int)[None, :, None]
+    brightening = [np.clip(b.astype(int) - 160 + ramp + 8 * k, 0, 255).astype(np.uint8) for k in range(30)]
+    assert review([a] * 25 + brightening) is None, "the shot after the step changes as it goes"
 
 
 # ---------------------------------------------------------------- cuts on videos with known cuts

@@ -17,8 +17,14 @@ channel); two frames differ by half the L1 distance of their histograms (0: same
 
 A window whose kept frames (with MARGIN frames either side) hold no candidate cannot hold a
 cut or a transition the network would report, so its probabilities are left at zero without
-running it. How often that holds (the recall against running every window) is measured by
-benchmarks/bench_shots.py and written in models/TRANSNETV2_CARD.md.
+running it. A window whose only candidates are sure hard cuts is not run either, and a sure
+cut is reported whatever the network makes of it. A frame is a sure cut when its colours
+change by at least SURE_JUMP from the previous frame while no other frame within LOCAL either
+side changes by more than SURE_CALM x that jump: two steady shots joined by one clean step. A
+flash or a light switched off again changes twice, a moving camera or a whip pan changes
+steadily, a cut between shots of like colours jumps too little, and all of these still go to
+the network. How often each holds (the windows run, and whether the cuts match running every
+window) is measured by benchmarks/bench_shots.py and written in models/TRANSNETV2_CARD.md.
 """
 from __future__ import annotations
 
@@ -35,6 +41,8 @@ LAG = 12          # span over which a gradual transition is looked for
 DRIFT = 0.25      # least change over LAG frames that can be a gradual transition ...
 SPREAD = 0.5      # ... when no single step carries more than this share of it
 MARGIN = 3        # frames either side of a window's kept range that also count
+SURE_JUMP = 0.3   # least colour change of a hard cut decided without the network ...
+SURE_CALM = 0.25  # ... when no other frame within LOCAL either side changes by more than this share of it
 _LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], np.float32) / 255   # BT.601, on 0..255 RGB
 
 
@@ -46,12 +54,14 @@ def colour_histogram(frame: np.ndarray) -> np.ndarray:
 
 
 class ChangeGate:
-    """Fed every frame in order (`add`), says whether a range of frames can hold a transition
-    (`passes`) and counts the ranges it passed. Memory: three small numbers per frame, LAG + 1
+    """Fed every frame in order (`add`), says whether a range of frames needs the network
+    (`review`: no candidate, only sure cuts, or something to look at) and counts the ranges it
+    passed to the network and those it decided. Memory: three small numbers per frame, LAG + 1
     histograms and one brightness picture."""
 
     def __init__(self):
-        self.passed = 0
+        self.passed = 0                         # ranges that needed the network
+        self.decided = 0                        # ranges whose only candidates were sure cuts
         self.jumps: list[float] = []            # colour change from the previous frame, per frame
         self.luma_jumps: list[float] = []       # brightness change from the previous frame, per frame
         self._luma: np.ndarray | None = None
@@ -73,33 +83,48 @@ class ChangeGate:
                 count = len(self.gradual)
                 self.gradual[count - LAG - 1:count] = b"\x01" * (LAG + 1)
 
-    def passes(self, first: int, stop: int) -> bool:
-        """Whether frames first..stop-1 can hold a transition (counted in `passed`)."""
-        holds = self.holds_candidate(first, stop)
-        self.passed += holds
-        return holds
+    def review(self, first: int, stop: int) -> tuple[list[int], bool]:
+        """What frames first..stop-1 (widened by MARGIN) hold, judged on the frames added so far:
+        the sure cuts among them (the first frame of each new shot), and whether some other
+        candidate needs the network (counted in `passed`; sure cuts alone count in `decided`).
+        A cut is sure only once LOCAL frames after it were added."""
+        candidates = self.candidates(first, stop)
+        sure = [int(i) for i in candidates if self._is_sure_cut(int(i))]
+        needs_network = len(sure) < len(candidates)
+        self.passed += needs_network
+        self.decided += bool(sure) and not needs_network
+        return sure, needs_network
 
-    def holds_candidate(self, first: int, stop: int) -> bool:
-        """Whether frames first..stop-1 (widened by MARGIN) hold a candidate, judged on the
+    def candidates(self, first: int, stop: int) -> np.ndarray:
+        """Indices of the candidate frames in first..stop-1 widened by MARGIN, judged on the
         frames added so far."""
         low, high = max(0, first - MARGIN), min(len(self.jumps), stop + MARGIN)
         if low >= high:
+            return np.zeros(0, np.int64)
+        mask = (np.frombuffer(self.gradual, np.uint8)[low:high].astype(bool)
+                | _spikes(self.jumps, low, high, JUMP, SPIKE) | _spikes(self.luma_jumps, low, high, LUMA_JUMP, LUMA_SPIKE))
+        return low + np.flatnonzero(mask)
+
+    def _is_sure_cut(self, frame: int) -> bool:
+        if self.gradual[frame] or frame + LOCAL >= len(self.jumps):
             return False
-        return (any(self.gradual[low:high]) or _spikes(self.jumps, low, high, JUMP, SPIKE)
-                or _spikes(self.luma_jumps, low, high, LUMA_JUMP, LUMA_SPIKE))
+        jump = self.jumps[frame]
+        around = self.jumps[max(1, frame - LOCAL):frame] + self.jumps[frame + 1:frame + LOCAL + 1]
+        return jump >= SURE_JUMP and max(around, default=0.0) <= SURE_CALM * jump
 
 
-def _spikes(values: list[float], low: int, high: int, floor: float, spike: float) -> bool:
-    """Whether values[low:high] hold one above `floor` and `spike` x the median of the 2 LOCAL + 1
-    values around it."""
+def _spikes(values: list[float], low: int, high: int, floor: float, spike: float) -> np.ndarray:
+    """bool [high - low]: which of values[low:high] stand above `floor` and `spike` x the median
+    of the 2 LOCAL + 1 values around them."""
     start = max(0, low - LOCAL)
     around = np.asarray(values[start:high + LOCAL])
     inside = around[low - start:high - start]
-    if not (inside > floor).any():
-        return False
+    above = inside > floor
+    if not above.any():
+        return above
     local = np.median(np.lib.stride_tricks.sliding_window_view(np.pad(around, LOCAL, mode="edge"), 2 * LOCAL + 1),
                       axis=1)[low - start:high - start]
-    return bool(((inside > floor) & (inside > spike * local)).any())
+    return above & (inside > spike * local)
 
 
 def _distance(a: np.ndarray, b: np.ndarray) -> float:

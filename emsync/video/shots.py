@@ -14,7 +14,10 @@ of a gradual transition) and `transition` (many-hot: every frame inside a transi
 Decoding and inference overlap: windows go to onnxruntime on a worker thread while the main
 thread decodes the next frames, and memory stays bounded for files of any length. A window
 whose kept frames show no candidate change (`candidates.ChangeGate`: no colour jump, no
-gradual drift) is not run; its probabilities stay zero.
+gradual drift) is not run; its probabilities stay zero. Nor is a window whose only candidates
+are sure hard cuts (one clean colour step between two steady shots). A sure cut is reported
+whether or not its window ran: on real footage the network misses some of them (measured in
+TRANSNETV2_CARD.md).
 No torch at run time: the model run is `models/transnetv2-int8.onnx`, the int8 copy of
 `models/transnetv2.onnx` (the float reference), made by scripts/convert_transnetv2.py (see
 TRANSNETV2_CARD.md).
@@ -53,6 +56,7 @@ class ShotResult:
     frame_count: int = 0
     windows: int = 0                         # 100-frame windows the frames make ...
     windows_run: int = 0                     # ... and how many of them the network saw
+    windows_decided: int = 0                 # ... and how many were decided by their sure cuts alone
     cut_frames: list[int] = field(default_factory=list)   # index of the first frame of each new shot
     threshold: float = 0.5
     path: str = ""
@@ -97,10 +101,13 @@ class CutDetector:
 
         Inference runs on a worker thread, at most two batches ahead of decoding. With a `gate`
         (fed every frame here), windows whose kept frames hold no candidate are not run and
-        give zeros (the gate counts both kinds)."""
+        give zeros, and windows whose only candidates are sure hard cuts are not run either; a
+        sure cut gives certainty on the last frame before it, whether the window ran or not
+        (the gate counts the kinds)."""
         parts: deque = deque()          # futures of (cut, transition) arrays, in frame order
         done: list[tuple[np.ndarray, np.ndarray]] = []
         batch: list[np.ndarray] = []
+        marked: list[int] = []          # frames the gate found to end a shot for sure
         count = windows = 0
 
         def collect(limit: int) -> None:
@@ -119,10 +126,14 @@ class CutDetector:
                 nonlocal windows
                 first = windows * STEP          # the window keeps frames first .. first + STEP - 1
                 windows += 1
-                if gate is not None and not gate.passes(first, first + STEP):
-                    flush()
-                    parts.append(_Ready((np.zeros(STEP, np.float32), np.zeros(STEP, np.float32))))
-                    return
+                if gate is not None:
+                    sure, needs_network = gate.review(first, first + STEP)
+                    # the model's mark for a cut is on the last frame of the shot before
+                    marked.extend(c - 1 for c in sure if first <= c - 1 < first + STEP)
+                    if not needs_network:
+                        flush()
+                        parts.append(_Ready((np.zeros(STEP, np.float32), np.zeros(STEP, np.float32))))
+                        return
                 batch.append(window)
                 if len(batch) == self.batch:
                     flush()
@@ -150,8 +161,9 @@ class CutDetector:
                 del buffer[:STEP]
             flush()
             collect(0)
-        return (np.concatenate([cut for cut, _ in done])[:count],
-                np.concatenate([trans for _, trans in done])[:count])
+        cut = np.concatenate([cut for cut, _ in done])[:count]
+        cut[marked] = 1.0
+        return cut, np.concatenate([trans for _, trans in done])[:count]
 
     def predict_frames(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per-frame (cut, transition) probabilities for uint8 [N, 27, 48, 3] frames."""
@@ -253,7 +265,7 @@ def detect_cuts(video_path: str | os.PathLike, threshold: float = 0.5, *, transi
 
     `threshold` applies to the cut head (lower finds more cuts); `transition_threshold`
     (default: the same) to the transition head. The network runs only on windows where
-    `candidates.ChangeGate` sees a change, unless `every_window`. Raises EmsyncError naming
+    `candidates.ChangeGate` sees a change that is not a sure hard cut, unless `every_window`. Raises EmsyncError naming
     the file when it cannot be read or holds no video. Other analyses share the decode pass
     through `reader` (a 48x27 `SmallFrames` of the file with their own sinks) and
     `on_frame(frame, seconds)`."""
@@ -280,4 +292,5 @@ def detect_cuts(video_path: str | os.PathLike, threshold: float = 0.5, *, transi
     return ShotResult(duration=duration, fps=fps, cuts=cuts, transitions=transitions,
                       frames_per_second_processed=n / elapsed if elapsed > 0 else 0.0, frame_count=n,
                       cut_frames=frames, threshold=threshold, path=str(video_path), windows=windows,
-                      windows_run=windows if gate is None else gate.passed)
+                      windows_run=windows if gate is None else gate.passed,
+                      windows_decided=0 if gate is None else gate.decided)
