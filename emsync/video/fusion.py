@@ -110,7 +110,11 @@ class SceneEmotion:
         return max(self.evidence, key=self.evidence.get) if self.evidence else "neutral"
 
     def to_scene(self) -> Scene:
-        return Scene(self.start, self.end, self.valence, self.arousal, self.word, user_set=self.user_set)
+        """The scene the music follows, its valence and arousal to the hundredth shown in markers
+        and listings: the models' last bits differ between CPUs (int8 kernels round by
+        instruction set), and the same video and seed should give the same music on any machine."""
+        valence, arousal = round(self.valence, 2), round(self.arousal, 2)
+        return Scene(self.start, self.end, valence, arousal, nearest_word(valence, arousal), user_set=self.user_set)
 
     def to_dict(self) -> dict:
         return {"start": self.start, "end": self.end, "emotions": self.emotions, "valence": self.valence,
