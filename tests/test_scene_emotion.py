@@ -154,6 +154,39 @@ def test_features_and_emotion_move_the_right_way(contrast):
         assert set(scene.evidence) == {"picture", "sound", "neutral"} and 0 < scene.confidence < 1
 
 
+def test_black_borders_are_not_picture():
+    """Letterboxed, pillarboxed or alone, the same picture gives the same colour and motion; a
+    dark scene, or one bright spot in the dark, is not taken for a border."""
+    from emsync.video.picture import PictureTrack
+
+    rng = np.random.default_rng(4)
+    shots = [rng.integers(40, 230, (20, 30, 3)).astype(np.uint8) for _ in range(3)]
+
+    def track_rows(frames):
+        track = PictureTrack()
+        for number, frame in enumerate(frames):
+            track.add(frame, number / 25)
+        return np.array(track.rows)
+
+    def framed(shot, height, width, top, left):
+        frame = np.zeros((height, width, 3), np.uint8)
+        frame[top:top + 20, left:left + 30] = shot
+        return frame
+
+    alone = track_rows(shots)
+    for height, width, top, left in ((20, 48, 0, 9), (27, 48, 3, 9), (27, 30, 4, 0)):  # pillar-, window-, letterbox
+        assert np.allclose(track_rows([framed(shot, height, width, top, left) for shot in shots]), alone,
+                           atol=1e-6), (height, width)
+    night = PictureTrack()
+    dark = rng.integers(0, 12, (27, 48, 3)).astype(np.uint8)
+    night.add(dark, 0.0)
+    lamp = dark.copy()
+    lamp[10:16, 20:26] = 240
+    night.add(lamp, 0.04)
+    whole = [float((frame @ np.array([0.299, 0.587, 0.114])).mean() / 255) for frame in (dark, lamp)]
+    assert np.allclose([row[0] for row in night.rows], whole, atol=1e-5), "no border taken from a dark frame"
+
+
 def test_without_sound_the_picture_speaks(tmp_path, contrast):
     silent = analyze_video(film(tmp_path / "silent.mp4", "dusk", "carnival", audio=False), faces=False)
     assert not silent.has_audio

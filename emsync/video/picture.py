@@ -3,6 +3,13 @@
 `PictureTrack` collects per-frame statistics of the 48x27 frames as they decode; its
 `features` sums them up for one scene (brightness, saturation, colourfulness, warmth, motion,
 cut rate) and `picture_evidence` turns those into valence/arousal by a published rule.
+
+Black borders are not picture: a letterboxed film, a 4:3 clip pillarboxed in a 16:9 export or
+a portrait phone video in a landscape frame has rows or columns that stay black whatever is
+filmed, and counted in they darken every scene (a quarter of the frame at 4:3 in 16:9, enough
+to turn a bright, pastel music video negative). Each frame's statistics are taken inside its
+borders: the outer rows and columns no brighter than BORDER_LEVEL anywhere, kept when what is
+left would be under half the frame (a dark scene is dark, not bordered).
 """
 from __future__ import annotations
 
@@ -23,6 +30,7 @@ NORMS = {
     "motion": (0.015, 0.015),       # mean |luma change| per 1/25 s within the shot, 0..1, at 48x27
     "cut_rate": (12.0, 8.0),        # cuts per minute within 10 s of the scene's middle (5 s shots: 12)
 }
+BORDER_LEVEL = 0.06   # luma 0..1 below which a whole outer row or column is a black border
 VALENCE_RULE = {"brightness": 0.69, "saturation": 0.22, "colourfulness": 0.3, "warmth": 0.3}
 AROUSAL_RULE = {"brightness": -0.31, "saturation": 0.60, "motion": 1.0, "cut_rate": 0.6}
 
@@ -55,17 +63,21 @@ class PictureTrack:
         self._previous: np.ndarray | None = None
 
     def add(self, frame: np.ndarray, seconds: float) -> None:
-        rgb = frame.reshape(-1, 3).astype(np.float32) / 255.0
+        whole = frame.astype(np.float32) / 255.0
+        whole_luma = whole @ np.array([0.299, 0.587, 0.114], np.float32)
+        inside = picture_area(whole_luma)
+        rgb = whole[inside].reshape(-1, 3)
         r, g, b = rgb[:, 0], rgb[:, 1], rgb[:, 2]
-        luma = 0.299 * r + 0.587 * g + 0.114 * b
+        luma = whole_luma[inside]
         saturation = rgb.max(axis=1) - rgb.min(axis=1)   # chroma: dark colours are not saturated (Munsell)
         rg, yb = r - g, 0.5 * (r + g) - b                    # Hasler & Susstrunk opponent axes
         colourfulness = math.hypot(rg.std(), yb.std()) + 0.3 * math.hypot(rg.mean(), yb.mean())
         motion = 0.0
         if self._previous is not None:
             step = max(seconds - self.times[-1], 1e-3)
-            motion = float(np.abs(luma - self._previous).mean()) * (1 / 25) / step  # per 1/25 s: rate-free
-        self._previous = luma
+            change = np.abs(whole_luma - self._previous)[inside]
+            motion = float(change.mean()) * (1 / 25) / step  # per 1/25 s: rate-free
+        self._previous = whole_luma
         self.rows.append((float(luma.mean()), float(saturation.mean()), colourfulness, float((r - b).mean()), motion))
         self.times.append(seconds)
 
@@ -85,6 +97,17 @@ class PictureTrack:
         names = ("brightness", "saturation", "colourfulness", "warmth")
         return {**dict(zip(names, rows[:, :4].mean(axis=0).tolist())), "motion": float(motion),
                 "cut_rate": cut_rate}, int(last - first)
+
+
+def picture_area(luma: np.ndarray) -> tuple[slice, slice]:
+    """(rows, columns) of a frame's luma [height, width] inside its black borders: the outer rows
+    and columns whose brightest pixel is under BORDER_LEVEL, unless fewer than half the rows or
+    columns would be left."""
+    rows, columns = (np.flatnonzero(luma.max(axis=axis) >= BORDER_LEVEL) for axis in (1, 0))
+    height, width = luma.shape
+    if len(rows) == 0 or rows[-1] + 1 - rows[0] < height / 2 or columns[-1] + 1 - columns[0] < width / 2:
+        return slice(0, height), slice(0, width)
+    return slice(int(rows[0]), int(rows[-1]) + 1), slice(int(columns[0]), int(columns[-1]) + 1)
 
 
 def cuts_per_minute(cuts: Sequence[float], start: float, end: float, last: float) -> float:
