@@ -155,12 +155,12 @@ def test_features_and_emotion_move_the_right_way(contrast):
 
 
 def test_black_borders_are_not_picture():
-    """Letterboxed, pillarboxed or alone, the same picture gives the same colour and motion; a
-    dark scene, or one bright spot in the dark, is not taken for a border."""
+    """Letterboxed, pillarboxed, windowed or a portrait clip in a landscape frame, the same
+    picture gives the same colour and motion; a dark edge on one side, a dark frame and a lamp
+    in the dark are picture, not borders."""
     from emsync.video.picture import PictureTrack
 
     rng = np.random.default_rng(4)
-    shots = [rng.integers(40, 230, (20, 30, 3)).astype(np.uint8) for _ in range(3)]
 
     def track_rows(frames):
         track = PictureTrack()
@@ -170,21 +170,23 @@ def test_black_borders_are_not_picture():
 
     def framed(shot, height, width, top, left):
         frame = np.zeros((height, width, 3), np.uint8)
-        frame[top:top + 20, left:left + 30] = shot
+        frame[top:top + shot.shape[0], left:left + shot.shape[1]] = shot
         return frame
 
-    alone = track_rows(shots)
-    for height, width, top, left in ((20, 48, 0, 9), (27, 48, 3, 9), (27, 30, 4, 0)):  # pillar-, window-, letterbox
-        assert np.allclose(track_rows([framed(shot, height, width, top, left) for shot in shots]), alone,
-                           atol=1e-6), (height, width)
-    night = PictureTrack()
+    for size, placings in (((20, 30), ((20, 48, 0, 9), (27, 48, 3, 9), (27, 30, 4, 0))),   # pillar-, window-, letterbox
+                           ((27, 15), ((27, 48, 0, 16),))):                                   # portrait in landscape
+        shots = [rng.integers(40, 230, (*size, 3)).astype(np.uint8) for _ in range(3)]
+        alone = track_rows(shots)
+        for height, width, top, left in placings:
+            assert np.allclose(track_rows([framed(shot, height, width, top, left) for shot in shots]), alone,
+                               atol=1e-6), (size, height, width)
+    street = rng.integers(60, 200, (27, 48, 3)).astype(np.uint8)
+    street[:10] = 6                                   # a dark sky over a lit street: one side only
     dark = rng.integers(0, 12, (27, 48, 3)).astype(np.uint8)
-    night.add(dark, 0.0)
     lamp = dark.copy()
     lamp[10:16, 20:26] = 240
-    night.add(lamp, 0.04)
-    whole = [float((frame @ np.array([0.299, 0.587, 0.114])).mean() / 255) for frame in (dark, lamp)]
-    assert np.allclose([row[0] for row in night.rows], whole, atol=1e-5), "no border taken from a dark frame"
+    whole = [float((frame @ np.array([0.299, 0.587, 0.114])).mean() / 255) for frame in (street, dark, lamp)]
+    assert np.allclose(track_rows([street, dark, lamp])[:, 0], whole, atol=1e-5), "no border taken"
 
 
 def test_without_sound_the_picture_speaks(tmp_path, contrast):

@@ -314,6 +314,7 @@ def test_only_a_clean_step_between_steady_shots_is_a_sure_cut():
 
     assert review([a] * 25 + [b] * 30) == [25]
     assert review([a] * 25 + [b] * 8) is None, "not yet LOCAL frames after the step: the network decides"
+    assert review([b] + [a] * 40) is None, "a one-frame leader is no steady shot"
     assert review([a] * 25 + [b] * 4 + [a] * 30) is None, "a cut and a cut back within LOCAL frames"
     light = [np.clip(a.astype(int) + 90, 0, 255).astype(np.uint8)]
     assert review([a] * 25 + light + [a] * 30) is None, "a flash changes twice"

@@ -48,6 +48,7 @@ def with_media_emotions(timeline, progress: Callable[[float], None] | None = Non
     from emsync.core.generator import Cancelled
     from emsync.timelines.timeline import scene_sources
     from emsync.video.analysis import SourceRange, analyze_ranges
+    from emsync.video.fusion import as_shown
     from emsync.video.picture import cuts_per_minute
     from emsync.video.timecode import start_timecode
 
@@ -85,7 +86,8 @@ def with_media_emotions(timeline, progress: Callable[[float], None] | None = Non
             unread.append(f"{path}: no frames at {', '.join(f'{s.start:.2f}-{s.end:.2f} s' for s in missed[:_NAMED])}")
         for index, emotion in zip(indices, emotions):
             if emotion is not None:
-                scenes[index] = dataclasses.replace(scenes[index], valence=emotion.valence, arousal=emotion.arousal)
+                scenes[index] = dataclasses.replace(scenes[index], valence=as_shown(emotion.valence),
+                                                    arousal=as_shown(emotion.arousal))
     if unread:
         more = f" and {len(unread) - _NAMED} more" if len(unread) > _NAMED else ""
         log.warning("%s: %d of %d media files not read, their scenes keep the default emotion: %s%s",

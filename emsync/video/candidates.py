@@ -61,7 +61,8 @@ class ChangeGate:
 
     def __init__(self):
         self.passed = 0                         # ranges that needed the network
-        self.decided = 0                        # ranges whose only candidates were sure cuts
+        self.decided = 0                        # ranges not run because their candidates were sure cuts
+                                                # (their own, or a neighbour's within MARGIN)
         self.jumps: list[float] = []            # colour change from the previous frame, per frame
         self.luma_jumps: list[float] = []       # brightness change from the previous frame, per frame
         self._luma: np.ndarray | None = None
@@ -106,10 +107,11 @@ class ChangeGate:
         return low + np.flatnonzero(mask)
 
     def _is_sure_cut(self, frame: int) -> bool:
-        if self.gradual[frame] or frame + LOCAL >= len(self.jumps):
+        """LOCAL steady frames before and after are needed: a one-frame leader is no shot."""
+        if self.gradual[frame] or frame <= LOCAL or frame + LOCAL >= len(self.jumps):
             return False
         jump = self.jumps[frame]
-        around = self.jumps[max(1, frame - LOCAL):frame] + self.jumps[frame + 1:frame + LOCAL + 1]
+        around = self.jumps[frame - LOCAL:frame] + self.jumps[frame + 1:frame + LOCAL + 1]
         return jump >= SURE_JUMP and max(around, default=0.0) <= SURE_CALM * jump
 
 

@@ -36,6 +36,14 @@ FACE_DISAGREEMENT = 0.7
 RULE_GAIN = 0.9            # a feature at its extreme gives 0.9, leaving the corners to the editor
 
 
+def as_shown(value: float) -> float:
+    """An analysed valence or arousal as the music gets it: to the hundredth that markers and
+    listings show. The models' last bits differ between CPUs (int8 kernels round by instruction
+    set), and the same video and seed should give the same music on any machine, but for a
+    value on a rounding edge."""
+    return round(float(value), 2)
+
+
 def squash(features: Mapping[str, float], norms: Mapping[str, tuple[float, float]]) -> dict[str, float]:
     """Each feature x as tanh((x - centre) / spread) in -1..1, (centre, spread) from `norms`."""
     return {name: math.tanh((value - norms[name][0]) / norms[name][1]) for name, value in features.items()}
@@ -110,10 +118,8 @@ class SceneEmotion:
         return max(self.evidence, key=self.evidence.get) if self.evidence else "neutral"
 
     def to_scene(self) -> Scene:
-        """The scene the music follows, its valence and arousal to the hundredth shown in markers
-        and listings: the models' last bits differ between CPUs (int8 kernels round by
-        instruction set), and the same video and seed should give the same music on any machine."""
-        valence, arousal = round(self.valence, 2), round(self.arousal, 2)
+        """The scene the music follows, its valence and arousal `as_shown`."""
+        valence, arousal = as_shown(self.valence), as_shown(self.arousal)
         return Scene(self.start, self.end, valence, arousal, nearest_word(valence, arousal), user_set=self.user_set)
 
     def to_dict(self) -> dict:

@@ -8,8 +8,8 @@ Black borders are not picture: a letterboxed film, a 4:3 clip pillarboxed in a 1
 a portrait phone video in a landscape frame has rows or columns that stay black whatever is
 filmed, and counted in they darken every scene (a quarter of the frame at 4:3 in 16:9, enough
 to turn a bright, pastel music video negative). Each frame's statistics are taken inside its
-borders: the outer rows and columns no brighter than BORDER_LEVEL anywhere, kept when what is
-left would be under half the frame (a dark scene is dark, not bordered).
+borders (`picture_area`): black outer rows and columns that frame the picture evenly, as a
+letterbox or pillarbox does; a dark edge on one side, or a frame dark all over, is picture.
 """
 from __future__ import annotations
 
@@ -30,7 +30,8 @@ NORMS = {
     "motion": (0.015, 0.015),       # mean |luma change| per 1/25 s within the shot, 0..1, at 48x27
     "cut_rate": (12.0, 8.0),        # cuts per minute within 10 s of the scene's middle (5 s shots: 12)
 }
-BORDER_LEVEL = 0.06   # luma 0..1 below which a whole outer row or column is a black border
+BORDER_LEVEL = 0.06   # luma 0..1 that no pixel of a black border's row or column reaches ...
+BORDER_KEEP = 0.25    # ... and the least share of the height and of the width the picture inside keeps
 VALENCE_RULE = {"brightness": 0.69, "saturation": 0.22, "colourfulness": 0.3, "warmth": 0.3}
 AROUSAL_RULE = {"brightness": -0.31, "saturation": 0.60, "motion": 1.0, "cut_rate": 0.6}
 
@@ -101,12 +102,20 @@ class PictureTrack:
 
 def picture_area(luma: np.ndarray) -> tuple[slice, slice]:
     """(rows, columns) of a frame's luma [height, width] inside its black borders: the outer rows
-    and columns whose brightest pixel is under BORDER_LEVEL, unless fewer than half the rows or
-    columns would be left."""
-    rows, columns = (np.flatnonzero(luma.max(axis=axis) >= BORDER_LEVEL) for axis in (1, 0))
+    and columns whose brightest pixel is under BORDER_LEVEL, when they frame the picture as a
+    letterbox, pillarbox or window does (as many above as below and left as right, give or
+    take one) and leave at least BORDER_KEEP of its height and of its width. Otherwise the
+    whole frame: a dark sky over a night street, a vignette or a lamp in the dark is picture."""
     height, width = luma.shape
-    if len(rows) == 0 or rows[-1] + 1 - rows[0] < height / 2 or columns[-1] + 1 - columns[0] < width / 2:
-        return slice(0, height), slice(0, width)
+    whole = slice(0, height), slice(0, width)
+    rows, columns = (np.flatnonzero(luma.max(axis=axis) >= BORDER_LEVEL) for axis in (1, 0))
+    if len(rows) == 0:
+        return whole
+    top, bottom, left, right = rows[0], height - 1 - rows[-1], columns[0], width - 1 - columns[-1]
+    kept_rows, kept_columns = rows[-1] + 1 - rows[0], columns[-1] + 1 - columns[0]
+    if (abs(top - bottom) > 1 or abs(left - right) > 1 or kept_rows < BORDER_KEEP * height
+            or kept_columns < BORDER_KEEP * width):
+        return whole
     return slice(int(rows[0]), int(rows[-1]) + 1), slice(int(columns[0]), int(columns[-1]) + 1)
 
 
