@@ -20,8 +20,10 @@ same with the float network on every window (what emsync did before), PySceneDet
 ContentDetector with its defaults, and the decode to 48x27 alone. Figures: x real time (the
 best of the rounds), the ratios between them (the machine is shared: ratios are what to
 compare), cut F1 (+-2 frames, a gradual transition's cut at its middle) against the truth,
-gradual transitions found, windows run and windows decided by sure cuts alone, and whether the
-shipped path gives the same cuts and transitions as the float network on every window. Every
+gradual transitions found, windows run and windows decided by sure cuts alone, whether the
+shipped path gives the same cuts and transitions as the float network on every window, and the
+cut frames only one of them found (to look at: on real footage the sure cuts find clean cuts
+the network misses; see TRANSNETV2_CARD.md). Every
 figure line ends with the CPU it was measured on.
 """
 from __future__ import annotations
@@ -174,6 +176,8 @@ def measure(path: Path, truth: dict | None, rounds: int, threads: int) -> dict:
     row["windows_decided_by_sure_cuts"] = f"{ours.windows_decided}/{ours.windows}"
     row["same_cuts_and_transitions_as_every_window_float"] = (ours.cut_frames == reference.cut_frames
                                                               and ours.transitions == reference.transitions)
+    row["cut_frames_only_emsync"] = sorted(set(ours.cut_frames) - set(reference.cut_frames))   # to look at
+    row["cut_frames_only_every_window_float"] = sorted(set(reference.cut_frames) - set(ours.cut_frames))
     if truth is not None:
         row.update(f1_figures("emsync", ours.cut_frames, truth))
         row.update(f1_figures("every_window_float", reference.cut_frames, truth))
