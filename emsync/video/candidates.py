@@ -103,7 +103,8 @@ class ChangeGate:
         if low >= high:
             return np.zeros(0, np.int64)
         mask = (np.frombuffer(self.gradual, np.uint8)[low:high].astype(bool)
-                | _spikes(self.jumps, low, high, JUMP, SPIKE) | _spikes(self.luma_jumps, low, high, LUMA_JUMP, LUMA_SPIKE))
+                | _spikes(self.jumps, low, high, JUMP, SPIKE)
+                | _spikes(self.luma_jumps, low, high, LUMA_JUMP, LUMA_SPIKE))
         return low + np.flatnonzero(mask)
 
     def _is_sure_cut(self, frame: int) -> bool:

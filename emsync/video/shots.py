@@ -56,7 +56,7 @@ class ShotResult:
     frame_count: int = 0
     windows: int = 0                         # 100-frame windows the frames make ...
     windows_run: int = 0                     # ... and how many of them the network saw
-    windows_decided: int = 0                 # ... and how many were decided by their sure cuts alone
+    windows_decided: int = 0                 # ... and how many were not run as their only candidates were sure cuts
     cut_frames: list[int] = field(default_factory=list)   # index of the first frame of each new shot
     threshold: float = 0.5
     path: str = ""
