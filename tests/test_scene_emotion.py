@@ -189,6 +189,27 @@ def test_black_borders_are_not_picture():
     assert np.allclose(track_rows([street, dark, lamp])[:, 0], whole, atol=1e-5), "no border taken"
 
 
+def test_a_pillarboxed_film_reads_as_the_film(tmp_path, contrast):
+    """The contrast film squeezed to 4:3 inside black bars of a 16:9 frame, as an editor's export
+    of an old clip looks: each scene's picture reads within a few hundredths of the film's."""
+    frames = int(3.0 * example.FPS)
+    pictures = np.concatenate([example.picture(LOOKS[name], k, frames) for k, name in enumerate(("dusk", "carnival"))])
+    inner = 4 * example.HEIGHT // 3 // 2 * 2
+    squeezed = pictures[:, :, np.linspace(0, example.WIDTH - 1, inner).astype(int)]
+    boxed = np.zeros_like(pictures)
+    left = (example.WIDTH - inner) // 2
+    boxed[:, :, left:left + inner] = squeezed
+    sounds = np.concatenate([example.sound(LOOKS[name], k, 3.0) for k, name in enumerate(("dusk", "carnival"))])
+    analysis = analyze_video(example.encode(tmp_path / "boxed.mp4", boxed, sounds), faces=False)
+    assert [round(c * 24) for c in analysis.cuts] == [72]
+    for boxed_scene, scene in zip(analysis.scenes, contrast.scenes):
+        ours, film = evidence(boxed_scene, "picture").features, evidence(scene, "picture").features
+        for name in ("brightness", "saturation", "warmth"):
+            assert ours[name] == pytest.approx(film[name], abs=0.03), name
+        assert np.sign(boxed_scene.valence) == np.sign(scene.valence)
+        assert boxed_scene.valence == pytest.approx(scene.valence, abs=0.05)
+
+
 def test_without_sound_the_picture_speaks(tmp_path, contrast):
     silent = analyze_video(film(tmp_path / "silent.mp4", "dusk", "carnival", audio=False), faces=False)
     assert not silent.has_audio
