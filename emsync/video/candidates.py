@@ -102,7 +102,7 @@ class ChangeGate:
         low, high = max(0, first - MARGIN), min(len(self.jumps), stop + MARGIN)
         if low >= high:
             return np.zeros(0, np.int64)
-        mask = (np.frombuffer(self.gradual, np.uint8)[low:high].astype(bool)
+        mask = (np.frombuffer(self.gradual[low:high], np.uint8).astype(bool)   # a copy: `gradual` grows
                 | _spikes(self.jumps, low, high, JUMP, SPIKE)
                 | _spikes(self.luma_jumps, low, high, LUMA_JUMP, LUMA_SPIKE))
         return low + np.flatnonzero(mask)
