@@ -30,6 +30,7 @@ NORMS = {
     "motion": (0.015, 0.015),       # mean |luma change| per 1/25 s within the shot, 0..1, at 48x27
     "cut_rate": (12.0, 8.0),        # cuts per minute within 10 s of the scene's middle (5 s shots: 12)
 }
+_LUMA = np.array([0.299, 0.587, 0.114], np.float32)   # BT.601, on 0..1 RGB
 BORDER_LEVEL = 0.06   # luma 0..1 that no pixel of a black border's row or column reaches ...
 BORDER_KEEP = 0.25    # ... and the least share of the height and of the width the picture inside keeps
 VALENCE_RULE = {"brightness": 0.69, "saturation": 0.22, "colourfulness": 0.3, "warmth": 0.3}
@@ -65,7 +66,7 @@ class PictureTrack:
 
     def add(self, frame: np.ndarray, seconds: float) -> None:
         whole = frame.astype(np.float32) / 255.0
-        whole_luma = whole @ np.array([0.299, 0.587, 0.114], np.float32)
+        whole_luma = whole @ _LUMA
         inside = picture_area(whole_luma)
         rgb = whole[inside].reshape(-1, 3)
         r, g, b = rgb[:, 0], rgb[:, 1], rgb[:, 2]

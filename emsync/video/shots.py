@@ -265,8 +265,8 @@ def detect_cuts(video_path: str | os.PathLike, threshold: float = 0.5, *, transi
 
     `threshold` applies to the cut head (lower finds more cuts); `transition_threshold`
     (default: the same) to the transition head. The network runs only on windows where
-    `candidates.ChangeGate` sees a change that is not a sure hard cut, unless `every_window`. Raises EmsyncError naming
-    the file when it cannot be read or holds no video. Other analyses share the decode pass
+    `candidates.ChangeGate` sees a change that is not a sure hard cut, unless `every_window`.
+    Raises EmsyncError naming the file when it cannot be read or holds no video. Other analyses share the decode pass
     through `reader` (a 48x27 `SmallFrames` of the file with their own sinks) and
     `on_frame(frame, seconds)`."""
     if not 0.0 < threshold < 1.0:
