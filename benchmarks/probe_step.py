@@ -2,9 +2,10 @@
 what the sampler's Python costs beside it: the figures behind the model card's verdict on
 batching regeneration's takes.
 
-For threads 1 and 2 (interleaved, `--rounds` times): the shipped runtime copy's `SharedCache`
-started on 200 tokens, then `--steps` one-token steps timed for 1 and 3 rows. Then one 30 s
-generation under cProfile: onnxruntime's share and the Python around it, per token.
+For threads 1 and 2 (interleaved, `--rounds` times): the shipped runtime copy's mean step for
+1 and 3 rows, the cache growing from 200 tokens (`probe_generator.step_ms`, `--steps` steps).
+Then one 30 s generation under cProfile: onnxruntime's share and the Python around it, per
+token.
 
     python benchmarks/probe_step.py [--rounds 2] [--steps 300]
 """
@@ -12,25 +13,11 @@ import argparse
 import cProfile
 import json
 import pstats
-import time
-
-import numpy as np
 
 from emsync.core.conditions import EmotionCurve
 from emsync.core.generator import MusicGenerator
 from machine import cpu_line
-
-CACHED = 200
-
-
-def step_ms(generator: MusicGenerator, rows: int, steps: int) -> float:
-    decoder = generator.decoder(rows)
-    decoder.start([1] * CACHED, np.zeros((rows, CACHED, 2), np.float32), [0] * CACHED, None)
-    emotion = np.zeros((rows, 2), np.float32)
-    started = time.perf_counter()
-    for _ in range(steps):
-        decoder.step(5, emotion, 0, None)
-    return (time.perf_counter() - started) / steps * 1000
+from probe_generator import step_ms
 
 
 def sampler_ms(generator: MusicGenerator) -> dict:
@@ -54,12 +41,12 @@ def main() -> None:
     args = parser.parse_args()
     generators = {threads: MusicGenerator(threads=threads) for threads in (1, 2)}
     for generator in generators.values():
-        step_ms(generator, 1, 20)   # warm
+        step_ms(generator, 1, repeat=20)   # warm
     timings: dict[str, list[float]] = {}
     for _ in range(args.rounds):
         for threads, generator in generators.items():
             for rows in (1, 3):
-                timings.setdefault(f"{threads}_threads_{rows}_rows", []).append(round(step_ms(generator, rows, args.steps), 3))
+                timings.setdefault(f"{threads}_threads_{rows}_rows", []).append(step_ms(generator, rows, repeat=args.steps))
     report = {"cpu": cpu_line(), "ms_a_step_with_200_cached": timings, "sampler": sampler_ms(generators[1])}
     print(json.dumps(report, indent=2))
 
