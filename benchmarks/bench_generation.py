@@ -3,7 +3,9 @@
 1. Token loop (`emsync.training.evaluate.speed`, 120 s of music at valence/arousal 0.3): the
    shipped runtime copy (int8, cache written in place) and the float file beside it (the torch
    export, its cache growing a token a call), against torch re-running the whole prefix for
-   every token (what generation costs without a cache).
+   every token (what generation costs without a cache). Then the shipped copy again on one
+   intra-op thread: a lone generation steps on two (`MusicGenerator`), and the ratio says
+   whether that pays on this CPU.
 2. Whole cues through the CLI, start-up included (`emsync generate` in a fresh process,
    wall time): a dense 3-minute cue (arousal 0.7, a cut every 7.5 s) and a calm one (arousal
    -0.6, a cut every 20 s), with the shipped model and, given `--previous`, with an earlier
@@ -52,6 +54,10 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=256, help="context length for the uncached torch run")
     args = parser.parse_args()
     report = {"cpu": cpu_line(), "token_loop": speed(MusicGenerator(args.model), args.tokens)}
+    one_thread = speed(MusicGenerator(args.model, threads=1), 0)
+    shipped = next(name for name in one_thread if name.startswith("onnxruntime"))
+    report["token_loop_one_thread"] = {shipped: one_thread[shipped], "two_threads_over_one": round(
+        report["token_loop"][shipped]["tokens_per_s"] / one_thread[shipped]["tokens_per_s"], 2)}
     if args.previous:
         report["token_loop_previous"] = speed(MusicGenerator(args.previous), 0)
     with tempfile.TemporaryDirectory() as folder:
@@ -66,6 +72,8 @@ def main() -> None:
     for name, figures in report["token_loop"].items():
         if name.startswith("onnxruntime"):
             print(f"{name}: {figures['tokens_per_s']:.0f} tokens/s, {figures['x_real_time']:.1f}x real time")
+    print(f"{shipped} on one thread: {report['token_loop_one_thread'][shipped]['tokens_per_s']:.0f} tokens/s; "
+          f"two threads (as shipped) / one: {report['token_loop_one_thread']['two_threads_over_one']}x")
     if isinstance(report["token_loop"].get("torch_uncached"), dict):
         print(f"torch, no cache: {report['token_loop']['torch_uncached']['tokens_per_s']:.0f} tokens/s -> "
               f"cache speed-up {report['token_loop']['kv_cache_speedup']:.1f}x")

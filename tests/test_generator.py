@@ -100,6 +100,26 @@ def test_bad_requests_are_named(generator, kwargs, field):
         generator.generate(**args)
 
 
+def test_a_lone_generation_runs_on_two_threads_and_side_by_side_ones_on_one_each():
+    """The CLI's generation steps on two threads (a fifth faster on two cores, model card);
+    regeneration's takes, which run side by side, step on one each and start on a session
+    whose threads do not spin; a fixed thread count puts everything on one session. Which
+    session runs a generation never changes its music."""
+    from emsync.core.onnx_models import usable_cpus
+
+    generator = MusicGenerator()
+    threads = {use: generator.session(use).get_session_options().intra_op_num_threads
+               for use in ("alone", "beside", "start")}
+    assert threads == {"alone": min(2, usable_cpus()), "beside": 1, "start": min(2, usable_cpus())}
+    assert generator.session("start") is not generator.session("alone")
+    alone = generator.generate(8.0, [3.0], CURVE, seed=5)
+    beside = generator.generate(8.0, [3.0], CURVE, seed=5, alone=False)
+    assert alone.tokens == beside.tokens and len(alone.tokens) > 100
+    fixed = MusicGenerator(threads=1)
+    assert len({id(fixed.session(use)) for use in ("alone", "beside", "start")}) == 1
+    assert fixed.generate(8.0, [3.0], CURVE, seed=5).tokens == alone.tokens
+
+
 def test_missing_or_foreign_model_file(tmp_path):
     with pytest.raises(EmsyncError, match="not found"):
         MusicGenerator(tmp_path / "nope.onnx")

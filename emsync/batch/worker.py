@@ -33,11 +33,12 @@ _GENERATORS: dict = {}  # model path (None: the bundled one) -> MusicGenerator, 
 
 
 def _generator(model: str | None):
-    """The generator for `model`, loaded on this worker's first item."""
+    """The generator for `model`, loaded on this worker's first item, on one thread: the
+    runner starts one worker a CPU."""
     if model not in _GENERATORS:
         from emsync.core.generator import MusicGenerator
 
-        _GENERATORS[model] = MusicGenerator(model)
+        _GENERATORS[model] = MusicGenerator(model, threads=1)
     return _GENERATORS[model]
 
 

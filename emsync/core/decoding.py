@@ -33,8 +33,9 @@ class GrowingCache:
     comes back one token longer as `present_*`, kept as onnxruntime values between calls (no
     copy through numpy: that copy was half the cost of a step)."""
 
-    def __init__(self, generator: "MusicGenerator", rows: int):
+    def __init__(self, generator: "MusicGenerator", rows: int, alone: bool = True):
         self.generator, self.rows = generator, rows
+        self.session = generator.session("alone" if alone else "beside")
         self.past: list | None = None
 
     def start(self, tokens, emotion, offsets, grid) -> np.ndarray:
@@ -58,7 +59,7 @@ class GrowingCache:
             self.past = [OrtValue.ortvalue_from_numpy(empty)] * 2 * cfg["n_layer"]
         feeds.update(zip(cache_names(generator.config["n_layer"], "past"), self.past))
         outputs = ["logits", *cache_names(generator.config["n_layer"], "present")]
-        logits, *self.past = generator.session.run_with_ort_values(outputs, feeds)
+        logits, *self.past = self.session.run_with_ort_values(outputs, feeds)
         return logits.numpy()
 
 
@@ -68,15 +69,17 @@ class SharedCache:
     writes in place. The one-token inputs and the logits are numpy arrays bound once and
     updated in place, so a step costs one onnxruntime call and a few stores."""
 
-    def __init__(self, generator: "MusicGenerator", rows: int):
+    def __init__(self, generator: "MusicGenerator", rows: int, alone: bool = True):
         from onnxruntime import OrtValue
 
         cfg = generator.config
         self.generator, self.rows, self.block = generator, rows, cfg["block_size"]
-        # Starts run on the generator's session for many tokens, steps on its one-thread
-        # session; both write the same cache buffers.
-        self.start_binding = generator.start_session.io_binding()
-        self.step_binding = generator.session.io_binding()
+        # Starts and steps may run on two sessions (MusicGenerator's doc); both write the same
+        # cache buffers.
+        self.start_session = generator.session("alone" if alone else "start")
+        self.step_session = generator.session("alone" if alone else "beside")
+        self.start_binding = self.start_session.io_binding()
+        self.step_binding = self.step_session.io_binding()
         shape = (rows, cfg["n_head"], self.block, cfg["n_embd"] // cfg["n_head"])
         self._cache = [OrtValue.ortvalue_from_numpy(np.zeros(shape, dtype=np.float32)) for _ in range(2 * cfg["n_layer"])]
         for binding in (self.start_binding, self.step_binding):
@@ -118,7 +121,7 @@ class SharedCache:
         arrays = self._arrays(tokens, emotion, offsets, grid, 0)
         logits = np.empty((self.rows, len(tokens), self.step_logits.shape[2]), dtype=np.float32)
         self._start_values = self._bind(self.start_binding, arrays, logits)
-        self.generator.start_session.run_with_iobinding(self.start_binding)
+        self.start_session.run_with_iobinding(self.start_binding)
         self.length = len(tokens)
         return logits
 
@@ -136,6 +139,6 @@ class SharedCache:
         inputs["positions"][:] = self.length
         inputs["seqlens_k"][:] = self.length
         inputs["total_sequence_length"][...] = self.length + 1
-        self.generator.session.run_with_iobinding(self.step_binding)
+        self.step_session.run_with_iobinding(self.step_binding)
         self.length += 1
         return self.step_logits[:, 0]

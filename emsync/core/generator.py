@@ -65,6 +65,7 @@ from emsync.core.tempo import TempoMap
 MAX_EVENTS_PER_STEP = 48
 MAX_POLYPHONY = 24
 MAX_NOTE_SECONDS = 4.0  # 0.2 % of the held-out corpus's pitched notes are longer (probe_generator.py)
+MAX_NOTE_STEPS = round(MAX_NOTE_SECONDS / codec.STEP_SECONDS)
 HIT_NOTES = 2
 GRID_GUIDE_SECONDS = 0.02  # guided onsets stay this close to a 16th: inside the +-30 ms counted as on it
 EMOTION_GUIDANCE = 1.0  # strength g when asked for without a value (--emotion-guidance)
@@ -133,35 +134,68 @@ class _Stream:
 
     def stale(self) -> list[tuple[int, int]]:
         """Sounding notes to release now: started out of the model's sight, or too long ago."""
-        limit = round(MAX_NOTE_SECONDS / codec.STEP_SECONDS)
         return [key for key, (start, index) in self.sounding.items()
-                if index < self.window_start or self.step - start >= limit]
+                if index < self.window_start or self.step - start >= MAX_NOTE_STEPS]
 
 
 class MusicGenerator:
+    """The ONNX generator and its onnxruntime sessions, one per way a step may run:
+
+    - "alone": a generation running by itself (the CLI's, a score's, takes one after another)
+      steps and starts on two intra-op threads that spin between steps, on a machine with two
+      CPUs or more: a step of the runtime graph is then about a fifth faster (model card);
+    - "beside": generations running side by side on one generator (regeneration's takes on
+      several threads) step on one thread each, so the takes share the CPUs instead of
+      fighting over them, and start on two threads that do not spin, which would slow the
+      steps running beside them.
+
+    `threads` puts every use on one session of that many threads (one batch worker a core:
+    1); a float file exported from torch runs every use on the "alone" session. Sessions
+    load on first use, so the CLI loads one."""
+
     def __init__(self, model_path: str | Path | None = None, threads: int | None = None):
         path = Path(model_path) if model_path else runtime_model_path()
-        # One thread: a one-token step is too small to share, and a second thread mostly waits.
-        self.session = load_session(path, "generator", threads=threads or 1)
-        meta = self.session.get_modelmeta().custom_metadata_map
+        self.path, self.threads = path, threads
+        self._sessions: dict[str, object] = {}
+        self._loading = threading.Lock()
+        session = self.session("alone")
+        meta = session.get_modelmeta().custom_metadata_map
         if "emsync_config" not in meta:
             raise EmsyncError(f"{path}: ONNX file lacks emsync metadata (not an emsync generator)")
         self.config = json.loads(meta["emsync_config"])
         self.history = json.loads(meta.get("emsync_history", "{}"))
         self.precision = meta.get("emsync_precision", "float32")
-        self.path = path
-        self.hears_grid = any(i.name == "grid" for i in self.session.get_inputs())
+        self.hears_grid = any(i.name == "grid" for i in session.get_inputs())
         self._cache_kind = SharedCache if meta.get("emsync_graph") == SHARED_CACHE_GRAPH else GrowingCache
-        # A start (hundreds of tokens at once, every 256 generated) shares well between cores;
-        # its threads do not spin between starts, which would slow steps running beside them.
-        self.start_session = self.session if threads or usable_cpus() < 2 or self._cache_kind is GrowingCache \
-            else load_session(path, "generator", threads=2, spin=False)
 
-    def decoder(self, rows: int = 1) -> "SharedCache | GrowingCache":
+    def session(self, use: str = "alone"):
+        """The onnxruntime session for `use`: "alone", "beside" (steps of generations running
+        side by side) or "start" (their starts); see the class doc."""
+        with self._loading:
+            if use not in self._sessions:
+                shared, threads, spin = self._plan(use)
+                if shared not in self._sessions:
+                    self._sessions[shared] = load_session(self.path, "generator", threads=threads, spin=spin)
+                self._sessions[use] = self._sessions[shared]
+            return self._sessions[use]
+
+    def _plan(self, use: str) -> tuple[str, int, bool]:
+        """(the use whose session `use` runs on, its intra-op threads, whether they spin)."""
+        if self.threads:
+            return "alone", self.threads, True
+        cpus = min(2, usable_cpus())
+        if use == "alone" or self._cache_kind is GrowingCache:
+            return "alone", cpus, True
+        if use == "beside" or cpus < 2:
+            return "beside", 1, True
+        return "start", cpus, False
+
+    def decoder(self, rows: int = 1, alone: bool = True) -> "SharedCache | GrowingCache":
         """A fresh cache and its stepping for `rows` conditionings of the same tokens: `start`
         a sequence, then `step` a token at a time. Each generation has its own, so several may
-        run on one generator from several threads (onnxruntime releases the GIL while it runs)."""
-        return self._cache_kind(self, rows)
+        run on one generator from several threads (onnxruntime releases the GIL while it runs);
+        they say so with `alone=False`."""
+        return self._cache_kind(self, rows, alone)
 
     def feeds(self, tokens, emotion, offsets, grid, rows: int) -> dict[str, np.ndarray]:
         """The model's condition inputs for T tokens under `rows` emotions: emotion (T, 2) or
@@ -179,11 +213,12 @@ class MusicGenerator:
             arrays["grid"] = np.array(np.broadcast_to(grid, (*shape, 2)), order="C")
         return arrays  # owned, writable copies: a decoder updates its one-token inputs in place
 
-    def forward(self, tokens, emotion, offsets, grid=None) -> np.ndarray:
+    def forward(self, tokens, emotion, offsets, grid=None, alone: bool = True) -> np.ndarray:
         """Logits (B, T, vocab) of T tokens from the start of the context, under B emotions:
-        emotion is (T, 2), or (B, T, 2) for the same tokens and offsets under B emotions."""
+        emotion is (T, 2), or (B, T, 2) for the same tokens and offsets under B emotions
+        (`alone`: see `decoder`)."""
         rows = 1 if np.ndim(emotion) == 2 else len(emotion)
-        return self.decoder(rows).start(tokens, emotion, offsets, grid)
+        return self.decoder(rows, alone).start(tokens, emotion, offsets, grid)
 
     @staticmethod
     def guided(last: np.ndarray, guidance: float) -> np.ndarray:
@@ -198,7 +233,7 @@ class MusicGenerator:
                  emotion_guidance: float = 0.0, lock_mode: bool = False, tempo: TempoMap | None = None,
                  follow_grid: bool = True, on_grid: bool = False, stay_in_key: bool = True,
                  progress: Callable[[float], None] | None = None,
-                 cancel: threading.Event | None = None) -> Generation:
+                 cancel: threading.Event | None = None, alone: bool = True) -> Generation:
         """Music from the end of `prefix` (tokens from time 0) until `duration` seconds, heading
         for a phrase end at each of `boundaries` (the cuts and hits), on the 16th-note grid of
         `tempo` (heard by a model that hears the grid; None: no grid). With `follow_grid`, notes
@@ -208,7 +243,8 @@ class MusicGenerator:
         `hit_cuts`, reported apart from the model's own grid fit.
 
         `progress(fraction)` hears how far the music has got before every token; a set
-        `cancel` event raises Cancelled within one token."""
+        `cancel` event raises Cancelled within one token. `alone=False` when other generations
+        run on this generator at the same time (see the class doc); the music is the same."""
         if duration <= 0:
             raise EmsyncError("duration: must be positive")
         if temperature <= 0 or not 0 < top_p <= 1:
@@ -257,7 +293,7 @@ class MusicGenerator:
             return emotion_rows[:, at], offset_rows[at], None if grid_rows is None else grid_rows[at]
 
         block = self.config["block_size"]
-        decoder = self.decoder(len(emotion_rows))
+        decoder = self.decoder(len(emotion_rows), alone)
 
         def prime():
             keep = block // 2 if tokens else 0
@@ -288,7 +324,7 @@ class MusicGenerator:
             allowed = np.where(mask, logits, -np.inf)
             offsets = in_key.offsets(stream.step * codec.STEP_SECONDS) if in_key is not None else None
             if offsets is not None:  # scaled so that they survive the division by the temperature as they are
-                allowed = allowed + offsets * temperature
+                allowed += offsets * temperature if temperature != 1 else offsets
             token = _sample(allowed, temperature, top_p, rng, fold)
             if ear is not None and _pitched_on(token):
                 clock = stream.step * codec.STEP_SECONDS
@@ -327,9 +363,7 @@ class MusicGenerator:
     @staticmethod
     def _grammar(stream: _Stream, cut_steps: list[int], hit: set[int] | None,
                  landing: np.ndarray | None) -> np.ndarray:
-        allowed = np.ones(codec.VOCAB_SIZE, dtype=bool)
-        allowed[[codec.PAD, codec.BOS]] = False
-        allowed[codec.OFF0:] = False
+        allowed = _GRAMMAR_START.copy()
         for instrument, pitch in stream.sounding:
             allowed[codec.off_token(instrument, pitch)] = True
         if codec.VEL0 <= stream.last < codec.ON0:
@@ -358,6 +392,11 @@ class MusicGenerator:
         return allowed
 
 
+_GRAMMAR_START = np.ones(codec.VOCAB_SIZE, dtype=bool)  # every event but PAD, BOS and the note-offs
+_GRAMMAR_START[[codec.PAD, codec.BOS]] = False
+_GRAMMAR_START[codec.OFF0:] = False
+
+
 def grid_landing(tempo: TempoMap, boundaries: Sequence[float], end_step: int) -> np.ndarray:
     """For each codec step up to a longest shift past `end_step`: may a note start there? Yes
     within GRID_GUIDE_SECONDS of a 16th note of `tempo` or of a boundary, and anywhere from
@@ -381,7 +420,7 @@ def _onto_grid(landing: np.ndarray, landing_steps: np.ndarray, step: int,
     if not off.any():
         return None
     targets = targets[off]
-    index = np.clip(np.searchsorted(landing_steps, targets), 1, len(landing_steps) - 1)
+    index = np.minimum(np.maximum(np.searchsorted(landing_steps, targets), 1), len(landing_steps) - 1)
     before, after = landing_steps[index - 1], landing_steps[index]
     nearest = np.where((targets - before < after - targets) & (before > step), before, after)
     nearest = np.where(nearest - step > codec.MAX_SHIFT_STEPS, before, nearest)
@@ -398,14 +437,15 @@ def _pitched_on(token: int) -> bool:
 def _sample(logits: np.ndarray, temperature: float, top_p: float, rng: np.random.Generator,
             fold: tuple[np.ndarray, np.ndarray] | None = None) -> int:
     """A token from the nucleus of softmax(logits / temperature); `fold` (sources, destinations)
-    first moves each source token's probability onto its destination.
+    first moves each source token's probability onto its destination. `logits` (float64) is
+    used as scratch.
 
     Only tokens of probability at least (1 - top_p) / vocab are sorted: together the others
     hold less than 1 - top_p, so the nucleus never reaches them, and the draw is the one a
     sort of the whole vocabulary would give (same order, same cut, same use of `rng`)."""
-    scaled = logits / temperature
+    scaled = logits / temperature if temperature != 1 else logits
     scaled -= scaled.max()
-    probs = np.exp(scaled)
+    probs = np.exp(scaled, out=scaled)
     probs /= probs.sum()
     if fold is not None:
         sources, destinations = fold
@@ -415,6 +455,5 @@ def _sample(logits: np.ndarray, temperature: float, top_p: float, rng: np.random
     candidates = np.flatnonzero(probs >= (1.0 - top_p) / len(probs)) if top_p < 1 else np.flatnonzero(probs)
     order = candidates[np.argsort(-probs[candidates], kind="stable")]
     cumulative = np.cumsum(probs[order])
-    keep = order[: int(np.searchsorted(cumulative, top_p)) + 1]
-    cdf = np.cumsum(probs[keep])
-    return int(keep[np.searchsorted(cdf / cdf[-1], rng.random(), side="right")])
+    cdf = cumulative[:int(np.searchsorted(cumulative, top_p)) + 1]  # the nucleus, most probable first
+    return int(order[np.searchsorted(cdf / cdf[-1], rng.random(), side="right")])

@@ -148,11 +148,11 @@ def seam_context(before: Sequence[Note], new_notes: Sequence[Note], end: float) 
 
 def seam_logprob(generator: MusicGenerator, context: Sequence[int], context_clocks: Sequence[float],
                  follow: Sequence[int], follow_clocks: Sequence[float], emotion: EmotionCurve,
-                 boundaries: Sequence[float], tempo: TempoMap | None = None) -> float:
+                 boundaries: Sequence[float], tempo: TempoMap | None = None, alone: bool = True) -> float:
     """Sum of log p(follow | context) under the model: how well `follow` continues `context`.
 
     One forward pass without a cache over [BOS] + the tail of `context` + `follow`, each
-    token with its conditions, as in sampling.
+    token with its conditions, as in sampling (`alone`: see MusicGenerator.decoder).
     """
     if not len(follow):
         return 0.0
@@ -164,7 +164,7 @@ def seam_logprob(generator: MusicGenerator, context: Sequence[int], context_cloc
     clocks = np.asarray([(ctx_clocks or follow_clocks)[0]] + ctx_clocks + follow_clocks, dtype=np.float64)
     offsets = boundary_offset_bins(clocks, boundaries) if len(boundaries) else np.full(len(clocks), NO_BOUNDARY)
     grid = grid_bins(clocks, *tempo.grid_points(float(clocks.max()) + 1.0)) if tempo is not None else None
-    logits = generator.forward(sequence, emotion.at(clocks), offsets, grid=grid)
+    logits = generator.forward(sequence, emotion.at(clocks), offsets, grid=grid, alone=alone)
     first = 1 + len(ctx)
     scores = logits[0, first - 1:first - 1 + len(follow)].astype(np.float64)
     scores -= scores.max(axis=1, keepdims=True)
@@ -298,6 +298,8 @@ def regenerate(generator: MusicGenerator, notes: Sequence[Note], duration: float
                                                                      or note.end > held_over[key].end):
             held_over[key] = note
 
+    threads = take_threads(count, workers)
+    alone = threads == 1  # takes one after another: each may use every CPU (MusicGenerator's doc)
     fractions = [0.0] * count  # how far each take has got
     fractions_lock = threading.Lock()
     stop = threading.Event()  # set when a take fails or is cancelled: the others stop within a token
@@ -320,7 +322,7 @@ def regenerate(generator: MusicGenerator, notes: Sequence[Note], duration: float
         result = generator.generate(until, sampled_boundaries, emotion, seed=take_seed, temperature=temperature,
                                     top_p=top_p, prefix=prefix, hit_cuts=hit_cuts, emotion_guidance=emotion_guidance,
                                     lock_mode=lock_mode, stay_in_key=stay_in_key, tempo=tempo, progress=on_token,
-                                    cancel=cancel)
+                                    cancel=cancel, alone=alone)
         decoded = codec.decode(([velocity] if velocity is not None else []) + result.tokens[result.new_from:],
                                start_seconds=start_q, end_seconds=until)
         if on_grid:  # onto the grid first, so the checks below see where the notes will sound
@@ -341,7 +343,7 @@ def regenerate(generator: MusicGenerator, notes: Sequence[Note], duration: float
         if seam:
             context, context_clocks = seam_context(before, new_notes, end_q)
             take.seam_logprob = seam_logprob(generator, context, context_clocks, follow, follow_clocks, emotion,
-                                             kept_boundaries, tempo)
+                                             kept_boundaries, tempo, alone)
             take.harmony = harmony_agreement(heading, after, end_q, window_end)
             take.density = density_mismatch(heading, after, end_q, window_end)
         take.seconds = time.perf_counter() - take_started
@@ -358,7 +360,6 @@ def regenerate(generator: MusicGenerator, notes: Sequence[Note], duration: float
             stop.set()
             raise
 
-    threads = take_threads(count, workers)
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="emsync-take") as pool:
         futures = [pool.submit(run_take, index) for index in range(count)]
     errors = [future.exception() for future in futures if future.exception() is not None]
