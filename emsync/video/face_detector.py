@@ -2,7 +2,8 @@
 
     from emsync.video.face_detector import FaceDetector
     detector = FaceDetector()                   # loads models/mtcnn_{pnet,rnet,onet}.onnx once; reuse it
-    faces = detector.detect(rgb, min_face=20)   # [Face(box=(x1, y1, x2, y2), confidence), ...], best first
+    faces = detector.detect(rgb, min_face=20)   # [Face(box=(x1, y1, x2, y2), confidence, landmarks), ...],
+                                                # best first
 
 MTCNN is Zhang, Zhang, Li, Qiao: *Joint Face Detection and Alignment using Multi-task
 Cascaded Convolutional Networks* (IEEE Signal Processing Letters, 2016), here with the
@@ -17,7 +18,8 @@ models/MTCNN_CARD.md). The cascade runs as facenet-pytorch runs it:
    0.7), and the rest moved by RNet's offsets and made square again.
 3. ONet reads 48x48 crops: boxes above 0.7 are moved by its offsets, and of boxes overlapping
    by more than 0.7 of the smaller one only the best stays. ONet's probability is the face's
-   confidence.
+   confidence; its five landmarks (the eyes, the nose tip, the mouth corners) are placed
+   relative to the box it read, before the move, as the original places them.
 
 Crops are cut from the picture clipped at its edges (not padded). The pyramid's levels and
 the crops are resized by averaging the pixels in bins laid as torch's "area" interpolation
@@ -26,6 +28,7 @@ RNet and ONet each read all their crops in one batch. Run time needs numpy and o
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +49,18 @@ RNET_SIZE, ONET_SIZE = 24, 48  # the crops RNet and ONet read
 class Face:
     box: tuple[float, float, float, float]   # x1, y1, x2, y2 in pixels; may reach past the picture's edges
     confidence: float                         # ONet's face probability, above 0.7
+    # (x, y) in pixels of the eye on the picture's left, the other eye, the nose tip and the
+    # mouth corners (picture's left first)
+    landmarks: tuple[tuple[float, float], ...] = ()
+
+    @property
+    def roll(self) -> float:
+        """Degrees the line from the left to the right eye turns clockwise from level, as seen
+        (0 without landmarks)."""
+        if len(self.landmarks) < 2:
+            return 0.0
+        (left_x, left_y), (right_x, right_y) = self.landmarks[:2]
+        return math.degrees(math.atan2(right_y - left_y, right_x - left_x))
 
 
 def pyramid_scales(height: int, width: int, min_face: float) -> list[float]:
@@ -162,9 +177,11 @@ class FaceDetector:
         boxes = self._propose(sums, min_face)
         if len(boxes):
             boxes = self._refine(sums, boxes)
-        if len(boxes):
-            boxes = self._confirm(sums, boxes)
-        return [Face(tuple(float(v) for v in box[:4]), float(box[4])) for box in boxes]
+        if not len(boxes):
+            return []
+        boxes, landmarks = self._confirm(sums, boxes)
+        return [Face(tuple(float(v) for v in box[:4]), float(box[4]), tuple(map(tuple, points.tolist())))
+                for box, points in zip(boxes, landmarks)]
 
     def _propose(self, sums: np.ndarray, min_face: float) -> np.ndarray:
         """PNet's square boxes, [n, 5]: x1, y1, x2, y2, face probability."""
@@ -192,10 +209,15 @@ class FaceDetector:
         keep = non_max_suppression(boxes[:, :4], boxes[:, 4], 0.7)
         return _squared(_moved(boxes[keep], offsets[keep], inclusive=True))
 
-    def _confirm(self, sums: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-        """ONet's faces among RNet's boxes, moved by its offsets, with its probability."""
+    def _confirm(self, sums: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """ONet's faces among RNet's boxes, moved by its offsets, with its probability, and
+        their landmarks [n, 5, 2] (x, y) in pixels."""
         boxes, crops = _crops(sums, boxes, ONET_SIZE)
-        face, offsets = self.onet.run(["face", "offsets"], {"pixels": crops})
+        face, offsets, landmarks = self.onet.run(["face", "offsets", "landmarks"], {"pixels": crops})
         passed = face > THRESHOLDS[2]
-        boxes = _moved(np.column_stack([boxes[passed, :4], face[passed]]), offsets[passed], inclusive=True)
-        return boxes[non_max_suppression(boxes[:, :4], boxes[:, 4], 0.7, over_smaller=True)]
+        read = boxes[passed]
+        size = np.stack([read[:, 2] - read[:, 0] + 1, read[:, 3] - read[:, 1] + 1], axis=1)   # inclusive, as moved
+        points = landmarks[passed].reshape(-1, 2, 5).transpose(0, 2, 1) * size[:, None, :] + read[:, None, :2] - 1
+        boxes = _moved(np.column_stack([read[:, :4], face[passed]]), offsets[passed], inclusive=True)
+        keep = non_max_suppression(boxes[:, :4], boxes[:, 4], 0.7, over_smaller=True)
+        return boxes[keep], points[keep]

