@@ -5,7 +5,7 @@ import pytest
 from emsync.core import codec
 from emsync.core.conditions import NO_BOUNDARY, EmotionCurve
 from emsync.core.errors import EmsyncError
-from emsync.core.generator import GRID_GUIDE_SECONDS, MAX_NOTE_SECONDS, MusicGenerator
+from emsync.core.generator import GRID_GUIDE_SECONDS, MAX_NOTE_SECONDS, MusicGenerator, default_model_path
 from emsync.core.music import DRUMS, Note
 from emsync.core.tempo import Meter, TempoMap, fit_to_picture
 
@@ -111,7 +111,12 @@ def test_a_lone_generation_runs_on_two_threads_and_side_by_side_ones_on_one_each
     threads = {use: generator.session(use).get_session_options().intra_op_num_threads
                for use in ("alone", "beside", "start")}
     assert threads == {"alone": min(2, usable_cpus()), "beside": 1, "start": min(2, usable_cpus())}
-    assert generator.session("start") is not generator.session("alone")
+    if usable_cpus() >= 2:
+        assert len({id(generator.session(use)) for use in ("alone", "beside", "start")}) == 3
+        spinning = generator.session("start").get_session_options().get_session_config_entry
+        assert spinning("session.intra_op.allow_spinning") == "0"
+    exported = MusicGenerator(default_model_path())   # torch's graph: steps and starts on one session a use
+    assert exported.session("beside").get_session_options().intra_op_num_threads == 1
     alone = generator.generate(8.0, [3.0], CURVE, seed=5)
     beside = generator.generate(8.0, [3.0], CURVE, seed=5, alone=False)
     assert alone.tokens == beside.tokens and len(alone.tokens) > 100

@@ -150,8 +150,8 @@ class MusicGenerator:
       steps running beside them.
 
     `threads` puts every use on one session of that many threads (one batch worker a core:
-    1); a float file exported from torch runs every use on the "alone" session. Sessions
-    load on first use, so the CLI loads one."""
+    1), as does a machine with one CPU. A float file exported from torch steps and starts on
+    one session a use ("alone" or "beside"). Sessions load on first use, so the CLI loads one."""
 
     def __init__(self, model_path: str | Path | None = None, threads: int | None = None):
         path = Path(model_path) if model_path else runtime_model_path()
@@ -184,9 +184,9 @@ class MusicGenerator:
         if self.threads:
             return "alone", self.threads, True
         cpus = min(2, usable_cpus())
-        if use == "alone" or self._cache_kind is GrowingCache:
+        if use == "alone" or cpus < 2:   # one CPU: one single-thread session for every use
             return "alone", cpus, True
-        if use == "beside" or cpus < 2:
+        if use == "beside":
             return "beside", 1, True
         return "start", cpus, False
 
@@ -437,8 +437,8 @@ def _pitched_on(token: int) -> bool:
 def _sample(logits: np.ndarray, temperature: float, top_p: float, rng: np.random.Generator,
             fold: tuple[np.ndarray, np.ndarray] | None = None) -> int:
     """A token from the nucleus of softmax(logits / temperature); `fold` (sources, destinations)
-    first moves each source token's probability onto its destination. `logits` (float64) is
-    used as scratch.
+    first moves each source token's probability onto its destination. `logits` (float64) may
+    be overwritten.
 
     Only tokens of probability at least (1 - top_p) / vocab are sorted: together the others
     hold less than 1 - top_p, so the nucleus never reaches them, and the draw is the one a
