@@ -144,7 +144,7 @@ class SmallFrames:
     """
 
     def __init__(self, path: str | os.PathLike, width: int = 48, height: int = 27, *, threads: int = 0,
-                 interpolation: str = DEFAULT_INTERPOLATION, fast_decode: bool = False,
+                 interpolation: str = DEFAULT_INTERPOLATION,
                  on_large: Callable[[np.ndarray, float], None] | None = None, large_width: int = 320,
                  large_fps: float = 2.0, large_max: int = 1800,
                  on_audio: Callable[[np.ndarray], None] | None = None, audio_rate: int = 16000,
@@ -154,7 +154,6 @@ class SmallFrames:
         self.width, self.height = int(width), int(height)
         self.threads = threads
         self.interpolation = interpolation
-        self.fast_decode = fast_decode
         self.on_large, self.large_width, self.large_fps, self.large_max = on_large, large_width, large_fps, large_max
         self.on_audio, self.audio_rate = on_audio, audio_rate
         self.times: list[float] = []
@@ -178,10 +177,6 @@ class SmallFrames:
         ctx = stream.codec_context
         stream.thread_type = "AUTO"          # frame + slice threads
         ctx.thread_count = self.threads      # 0: one per core
-        if self.fast_decode:
-            # Skipping the in-loop deblocking filter makes H.264/HEVC decoding cheaper and barely changes
-            # a 48x27 picture, but it is not the reference decode: off by default.
-            ctx.options = {**(ctx.options or {}), "skip_loop_filter": "all"}
         time_base = stream.time_base
         rate = stream.average_rate or stream.guessed_rate
         step = 1.0 / float(rate) if rate else 1.0 / 25.0

@@ -110,7 +110,8 @@ class SceneEmotion:
 
     @property
     def word(self) -> str:
-        return nearest_word(self.valence, self.arousal)
+        """The mood word of the values `as_shown`, the word the music's scene gets (`to_scene`)."""
+        return nearest_word(as_shown(self.valence), as_shown(self.arousal))
 
     @property
     def decided_by(self) -> str:
