@@ -248,17 +248,17 @@ def held_out_grid_fit(data: str | Path, duration: float, count: int, seed: int) 
     return round(float(np.median(shares)), 3) if shares else float("nan")
 
 
-def speed(generator: MusicGenerator, n_tokens: int = 256, seed: int = 0) -> dict:
-    """Tokens/s and x real time for onnxruntime with the KV cache (the int8 runtime copy and the
-    float file when both exist) vs torch re-running the whole prefix of `n_tokens` for every
-    token (0: not measured)."""
+def speed(generator: MusicGenerator, n_tokens: int = 256, seed: int = 0, with_float: bool = True) -> dict:
+    """Tokens/s and x real time for onnxruntime with the KV cache (the int8 runtime copy and,
+    `with_float`, the float file when both exist) vs torch re-running the whole prefix of
+    `n_tokens` for every token (0: not measured)."""
     curve = EmotionCurve.constant(0.3, 0.3)
     weights = generator.path
     runtimes = {"onnxruntime_kv_cache": generator}
     if generator.precision == "int8":
         weights = generator.path.with_name(generator.path.name.replace("-int8", ""))
         runtimes = {"onnxruntime_kv_cache_int8": generator}
-        if weights.exists():
+        if weights.exists() and with_float:
             runtimes["onnxruntime_kv_cache_float"] = MusicGenerator(weights)
     report = {}
     for name, runtime in runtimes.items():
