@@ -101,10 +101,10 @@ def test_bad_requests_are_named(generator, kwargs, field):
 
 
 def test_a_lone_generation_runs_on_two_threads_and_side_by_side_ones_on_one_each():
-    """The CLI's generation steps on two threads (a fifth faster on two cores, model card);
-    regeneration's takes, which run side by side, step on one each and start on a session
-    whose threads do not spin; a fixed thread count puts everything on one session. Which
-    session runs a generation never changes its music."""
+    """The CLI's generation steps on two threads (a fifth faster on two cores, model card) that
+    stop spinning when a step ends; regeneration's takes, which run side by side, step on one
+    each and start on a session whose threads do not spin; a fixed thread count puts
+    everything on one session. Which session runs a generation never changes its music."""
     from emsync.core.onnx_models import usable_cpus
 
     generator = MusicGenerator()
@@ -113,8 +113,11 @@ def test_a_lone_generation_runs_on_two_threads_and_side_by_side_ones_on_one_each
     assert threads == {"alone": min(2, usable_cpus()), "beside": 1, "start": min(2, usable_cpus())}
     if usable_cpus() >= 2:
         assert len({id(generator.session(use)) for use in ("alone", "beside", "start")}) == 3
-        spinning = generator.session("start").get_session_options().get_session_config_entry
-        assert spinning("session.intra_op.allow_spinning") == "0"
+        assert generator.session("start").get_session_options().get_session_config_entry(
+            "session.intra_op.allow_spinning") == "0"
+    # the lone generation's threads sleep at the end of each step (a live player, a DAW, an idle server)
+    assert generator.session("alone").get_session_options().get_session_config_entry(
+        "session.force_spinning_stop") == "1"
     exported = MusicGenerator(default_model_path())   # torch's graph: steps and starts on one session a use
     assert exported.session("beside").get_session_options().intra_op_num_threads == 1
     alone = generator.generate(8.0, [3.0], CURVE, seed=5)

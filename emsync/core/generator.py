@@ -142,8 +142,10 @@ class MusicGenerator:
     """The ONNX generator and its onnxruntime sessions, one per way a step may run:
 
     - "alone": a generation running by itself (the CLI's, a score's, takes one after another)
-      steps and starts on two intra-op threads that spin between steps, on a machine with two
-      CPUs or more: a step of the runtime graph is then about a fifth faster (model card);
+      steps and starts on two intra-op threads, on a machine with two CPUs or more: a step of
+      the runtime graph is then about a fifth faster (model card). They spin inside a step and
+      sleep at its end, so the sampler's Python between steps, a live player or a DAW on the
+      same machine get the second core, and an idle server burns none;
     - "beside": generations running side by side on one generator (regeneration's takes on
       several threads) step on one thread each, so the takes share the CPUs instead of
       fighting over them, and start on two threads that do not spin, which would slow the
@@ -180,15 +182,16 @@ class MusicGenerator:
             return self._sessions[use]
 
     def _plan(self, use: str) -> tuple[str, int, bool]:
-        """(the use whose session `use` runs on, its intra-op threads, whether they spin)."""
+        """(the use whose session `use` runs on, its intra-op threads, how they spin: see
+        onnx_models.load_session)."""
         if self.threads:
-            return "alone", self.threads, True
+            return "alone", self.threads, "in_run"
         cpus = min(2, usable_cpus())
         if use == "alone" or cpus < 2:   # one CPU: one single-thread session for every use
-            return "alone", cpus, True
+            return "alone", cpus, "in_run"
         if use == "beside":
-            return "beside", 1, True
-        return "start", cpus, False
+            return "beside", 1, "in_run"   # one thread: no pool to spin
+        return "start", cpus, "never"
 
     def decoder(self, rows: int = 1, alone: bool = True) -> "SharedCache | GrowingCache":
         """A fresh cache and its stepping for `rows` conditionings of the same tokens: `start`

@@ -15,11 +15,18 @@ def usable_cpus() -> int:
     return os.cpu_count() or 1
 
 
-def load_session(path: str | os.PathLike, what: str, *, threads: int = 1, how_to_get: str = "", spin: bool = True):
+SPIN_MODES = ("always", "in_run", "never")
+
+
+def load_session(path: str | os.PathLike, what: str, *, threads: int = 1, how_to_get: str = "",
+                 spin: str = "always"):
     """An onnxruntime InferenceSession for `path` (the `what` model) with `threads` intra-op
-    threads and one inter-op thread, every graph optimisation on. `spin=False` keeps the
-    intra-op threads from spinning after a run: for a session run now and then beside other
-    work, whose idle threads would otherwise take the other work's cores."""
+    threads and one inter-op thread, every graph optimisation on. `spin` says what its idle
+    intra-op threads do: "always" spin (onnxruntime's default: they keep spinning for a while
+    after a run, on cores other work may want), "in_run" spin between the parts of one run and
+    sleep when it ends (a session run in a loop with Python between runs, on a machine it
+    shares with a DAW or a live player), "never" sleep (a session run now and then beside
+    other work)."""
     import onnxruntime as ort
 
     path = Path(path)
@@ -29,8 +36,12 @@ def load_session(path: str | os.PathLike, what: str, *, threads: int = 1, how_to
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.intra_op_num_threads = max(1, int(threads))
     options.inter_op_num_threads = 1
-    if not spin:
+    if spin not in SPIN_MODES:
+        raise ValueError(f"spin: expected one of {SPIN_MODES}, got {spin!r}")
+    if spin == "never":
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    elif spin == "in_run":
+        options.add_session_config_entry("session.force_spinning_stop", "1")
     try:
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own exception types
