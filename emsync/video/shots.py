@@ -85,9 +85,11 @@ class CutDetector:
 
     def __init__(self, model_path: str | os.PathLike | None = None, *, threads: int | None = None,
                  batch: int = 4, overlap: bool = True):
+        # Its threads sleep between runs: decoding runs beside them on the same cores, and
+        # spinning workers took the decoder's CPU (TRANSNETV2_CARD.md, "threads that sleep").
         self.session = load_session(model_path or MODEL_PATH, "shot detection",
                                     threads=threads or min(os.cpu_count() or 1, 8),
-                                    how_to_get="run scripts/convert_transnetv2.py")
+                                    how_to_get="run scripts/convert_transnetv2.py", spin="never")
         self.batch = max(1, int(batch))
         self.overlap = overlap
 
