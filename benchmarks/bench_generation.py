@@ -5,7 +5,8 @@
    export, its cache growing a token a call), against torch re-running the whole prefix for
    every token (what generation costs without a cache). Then the shipped copy again on one
    intra-op thread: a lone generation steps on two (`MusicGenerator`), and the ratio says
-   whether that pays on this CPU.
+   whether that pays on this CPU; and the CPU seconds this process spends in the second after a
+   generation on the shipped copy (threads that spin on after a run would spend them).
 2. Whole cues through the CLI, start-up included (`emsync generate` in a fresh process,
    wall time): a dense 3-minute cue (arousal 0.7, a cut every 7.5 s) and a calm one (arousal
    -0.6, a cut every 20 s), with the shipped model and, given `--previous`, with an earlier
@@ -26,6 +27,7 @@ from pathlib import Path
 
 import mido
 
+from emsync.core.conditions import EmotionCurve
 from emsync.core.generator import MusicGenerator
 from emsync.training.evaluate import speed
 from machine import cpu_line
@@ -49,6 +51,13 @@ def cue_seconds(model: str | None, cue: dict, folder: Path) -> dict:
             "notes_per_s": round(notes / cue["duration"], 1)}
 
 
+def idle_cpu_seconds(seconds: float = 1.0) -> float:
+    """CPU seconds this process spends while it sleeps `seconds`, right after its last run."""
+    before = time.process_time()
+    time.sleep(seconds)
+    return round(time.process_time() - before, 3)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", help="runtime file to measure (default: the shipped one)")
@@ -56,7 +65,10 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=256, help="context length for the uncached torch run")
     parser.add_argument("--rounds", type=int, default=2, help="runs of each cue; the fastest is kept")
     args = parser.parse_args()
-    report = {"cpu": cpu_line(), "token_loop": speed(MusicGenerator(args.model), args.tokens)}
+    generator = MusicGenerator(args.model)
+    report = {"cpu": cpu_line(), "token_loop": speed(generator, args.tokens)}
+    generator.generate(10.0, [5.0], EmotionCurve.constant(0.3, 0.7), seed=0)
+    report["cpu_seconds_in_the_idle_second_after"] = idle_cpu_seconds()
     one_thread = speed(MusicGenerator(args.model, threads=1), 0, with_float=False)
     shipped = next(name for name in one_thread if name.startswith("onnxruntime"))
     report["token_loop_one_thread"] = {shipped: one_thread[shipped], "two_threads_over_one": round(
@@ -82,7 +94,8 @@ def main() -> None:
         if name.startswith("onnxruntime"):
             print(f"{name}: {figures['tokens_per_s']:.0f} tokens/s, {figures['x_real_time']:.1f}x real time")
     print(f"{shipped} on one thread: {report['token_loop_one_thread'][shipped]['tokens_per_s']:.0f} tokens/s; "
-          f"two threads (as shipped) / one: {report['token_loop_one_thread']['two_threads_over_one']}x")
+          f"two threads (as shipped) / one: {report['token_loop_one_thread']['two_threads_over_one']}x; "
+          f"CPU seconds in the idle second after: {report['cpu_seconds_in_the_idle_second_after']}")
     if isinstance(report["token_loop"].get("torch_uncached"), dict):
         print(f"torch, no cache: {report['token_loop']['torch_uncached']['tokens_per_s']:.0f} tokens/s -> "
               f"cache speed-up {report['token_loop']['kv_cache_speedup']:.1f}x")

@@ -9,9 +9,11 @@ seconds). The same notes then go through a naive reference loop (time.sleep for 
 between events, the usual first attempt) in the same run. Prints, per method, |arrival -
 scheduled| in ms (mean, p95, max) and the same after removing the median latency (the jitter
 proper), as JSON and a summary. The aim is <= 5 ms; figures depend on what else the machine
-runs (the load is printed).
+runs (the load is printed). With `--beside-generation` another process generates music all
+the while, as the shipped generator runs it (two threads that sleep between steps): what a
+composer meets who plays the score while a new take is made.
 
-    python benchmarks/bench_live.py [--notes 400] [--seed 0]
+    python benchmarks/bench_live.py [--notes 400] [--seed 0] [--beside-generation]
 """
 from __future__ import annotations
 
@@ -32,6 +34,15 @@ from emsync.core.music import Note  # noqa: E402
 from emsync.live import player as live  # noqa: E402
 from emsync.live import ports  # noqa: E402
 from machine import cpu_line  # noqa: E402
+
+GENERATION_LOOP = """
+from emsync.core.conditions import EmotionCurve
+from emsync.core.generator import MusicGenerator
+generator = MusicGenerator()
+while True:
+    generator.generate(30.0, [10.0, 20.0], EmotionCurve.constant(0.3, 0.7), seed=1)
+"""
+GENERATION_WARM_UP = 3.0  # seconds for the loop to load the model and start generating
 
 
 def score_notes(count: int, seed: int) -> list[Note]:
@@ -95,12 +106,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--notes", type=int, default=400)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--beside-generation", action="store_true", help="generate music in another process all the while")
     args = parser.parse_args()
 
     name = f"emsync-bench-{os.getpid()}"
     jackd = subprocess.Popen(["jackd", "-n", name, "-S", "-d", "dummy", "-r", "48000", "-p", "64", "-w", "1333"],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    generating = subprocess.Popen([sys.executable, "-c", GENERATION_LOOP]) if args.beside_generation else None
     try:
+        if generating is not None:
+            time.sleep(GENERATION_WARM_UP)
         subprocess.run(["jack_wait", "-w", "-s", name, "-t", "10"], capture_output=True, timeout=20)
         os.environ["JACK_DEFAULT_SERVER"] = name
         arrivals: list = []
@@ -113,10 +128,13 @@ def main() -> None:
         port.close()
         sink.close()
     finally:
-        jackd.terminate()
-        jackd.wait(10)
+        for process in (jackd, generating):
+            if process is not None:
+                process.terminate()
+                process.wait(10)
     report = {"cpu": cpu_line(), "port": label, "api": "UNIX_JACK (dummy driver, synchronous, 64 frames at 48 kHz)",
-              "score_seconds": round(score.duration, 2), "load_average": os.getloadavg(), **results}
+              "score_seconds": round(score.duration, 2), "load_average": os.getloadavg(),
+              "beside_generation": args.beside_generation, **results}
     print(json.dumps(report, indent=2))
     for method in ("player", "naive_sleep_loop"):
         r = report[method]

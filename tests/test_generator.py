@@ -101,7 +101,7 @@ def test_bad_requests_are_named(generator, kwargs, field):
 
 
 def test_a_lone_generation_runs_on_two_threads_and_side_by_side_ones_on_one_each():
-    """The CLI's generation steps on two threads (a fifth faster on two cores, model card) that
+    """The CLI's generation steps on two threads (up to a fifth faster on two cores, model card) that
     stop spinning when a step ends; regeneration's takes, which run side by side, step on one
     each and start on a session whose threads do not spin; a fixed thread count puts
     everything on one session. Which session runs a generation never changes its music."""

@@ -143,7 +143,7 @@ class MusicGenerator:
 
     - "alone": a generation running by itself (the CLI's, a score's, takes one after another)
       steps and starts on two intra-op threads, on a machine with two CPUs or more: a step of
-      the runtime graph is then about a fifth faster (model card). They spin inside a step and
+      the runtime graph is then up to a fifth faster (model card). They spin inside a step and
       sleep at its end, so the sampler's Python between steps, a live player or a DAW on the
       same machine get the second core, and an idle server burns none;
     - "beside": generations running side by side on one generator (regeneration's takes on

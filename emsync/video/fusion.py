@@ -120,8 +120,8 @@ class SceneEmotion:
 
     def to_scene(self) -> Scene:
         """The scene the music follows, its valence and arousal `as_shown`."""
-        valence, arousal = as_shown(self.valence), as_shown(self.arousal)
-        return Scene(self.start, self.end, valence, arousal, nearest_word(valence, arousal), user_set=self.user_set)
+        return Scene(self.start, self.end, as_shown(self.valence), as_shown(self.arousal), self.word,
+                     user_set=self.user_set)
 
     def to_dict(self) -> dict:
         return {"start": self.start, "end": self.end, "emotions": self.emotions, "valence": self.valence,
