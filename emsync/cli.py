@@ -203,11 +203,16 @@ def _print_analysis(analysis) -> None:
           f"sound {'analysed' if analysis.has_audio else 'none'}, faces {analysis.faces}; "
           f"{analysis.realtime_factor:.1f}x real time")
     for number, s in enumerate(analysis.scenes):
-        spoke = ", ".join(f"{source} {share:.2f}" for source, share in s.evidence.items())
-        top = max(s.emotions, key=s.emotions.get)
-        print(f"  {number:3d}  {s.start:8.3f} - {s.end:8.3f}  {s.word:<11} valence={s.valence:+.2f} "
-              f"arousal={s.arousal:+.2f}  confidence {s.confidence:.2f}  {top} {s.emotions[top]:.2f}  "
-              f"decided by {s.decided_by} [{spoke}]")
+        print(f"  {number:3d}  {s.start:8.3f} - {s.end:8.3f}  {_emotion_line(s)}")
+    if analysis.whole is not None:
+        print(f"  whole video            {_emotion_line(analysis.whole)}")
+
+
+def _emotion_line(s) -> str:
+    spoke = ", ".join(f"{source} {share:.2f}" for source, share in s.evidence.items())
+    top = max(s.emotions, key=s.emotions.get)
+    return (f"{s.word:<11} valence={s.valence:+.2f} arousal={s.arousal:+.2f}  confidence {s.confidence:.2f}  "
+            f"{top} {s.emotions[top]:.2f}  decided by {s.decided_by} [{spoke}]")
 
 
 def cmd_score(args) -> None:

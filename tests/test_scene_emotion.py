@@ -19,12 +19,12 @@ import numpy as np
 import pytest
 
 from conftest import REPO, run_cli
-from emsync.core.emotions import nearest_word
+from emsync.core.emotions import EKMAN, nearest_word
 from emsync.core.errors import EmsyncError
 from emsync.core.generator import Cancelled
 from emsync.video.analysis import DECODE_SHARE, analyze_video, spread
 from emsync.video.decode import SmallFrames
-from emsync.video.fusion import EKMAN_NAMES, Evidence, SceneEmotion, fuse, smooth
+from emsync.video.fusion import EKMAN_NAMES, Evidence, SceneEmotion, fuse, pooled, smooth, soft_ekman
 from emsync.video.sound import SoundTrack
 
 av = pytest.importorskip("av")
@@ -225,6 +225,29 @@ def _ekman(name):
     return {other: float(other == name) for other in EKMAN_NAMES}
 
 
+def _top(emotions):
+    return max(emotions, key=emotions.get)
+
+
+@pytest.mark.parametrize("name", EKMAN_NAMES)
+def test_a_point_is_read_by_its_direction_whatever_its_intensity(name):
+    """Fused points are pulled towards neutral; the class must not change on the way. Under the
+    nearest-mean rule anger's and fear's directions read as disgust half-way out, joy's as surprise."""
+    mean = np.asarray(EKMAN[name])
+    reads = [soft_ekman(*(scale * mean)) for scale in (0.2, 0.5, 1.0, 1.2)]
+    assert all(_top(read) == name for read in reads)
+    shares = [read[name] for read in reads]
+    assert shares == sorted(shares)                      # the further out, the surer
+
+
+def test_neutral_says_no_class_and_calm_points_lean_by_their_valence():
+    assert all(p == pytest.approx(1 / 6) for p in soft_ekman(0.0, 0.0).values())
+    assert _top(soft_ekman(0.3, -0.4)) == "joy"          # content, calm: the nearest mean was sadness's
+    assert _top(soft_ekman(-0.3, -0.4)) == "sadness"
+    high = soft_ekman(-0.3, 0.35)                        # anger and fear: 6 degrees apart
+    assert abs(high["anger"] - high["fear"]) < 0.05 and min(high["anger"], high["fear"]) > high["disgust"]
+
+
 def test_a_grin_in_a_frightening_scene_does_not_outvote_the_rest():
     """Faces that disagree with what the other sources agree on lose weight (temper_faces): a
     confident grin against screams and a dark picture no longer makes the scene positive; a
@@ -298,6 +321,23 @@ def test_the_users_emotion_wins_over_the_analysis(contrast):
     assert with_default_emotion([dark]) == [dark]
 
 
+def test_the_whole_video_is_its_scenes_by_length_and_confidence():
+    """A 20 s scene read surely outweighs two short unsure ones; sources count by what they carried."""
+    long_sad = replace(_scene(0, 20, -0.5, -0.3, 0.8), emotions={**dict.fromkeys(EKMAN_NAMES, 0.0), "sadness": 1.0},
+                       evidence={"picture": 0.3, "events": 0.5, "neutral": 0.2})
+    flashes = [replace(_scene(20 + k, 21 + k, 0.8, 0.6, 0.3), emotions={**dict.fromkeys(EKMAN_NAMES, 0.0), "joy": 1.0},
+                       evidence={"faces": 0.9, "neutral": 0.1}) for k in range(2)]
+    whole = pooled([long_sad, *flashes])
+    share = 0.3 / (16 + 0.6)                         # each flash: 1 s x 0.3 against 20 s x 0.8
+    assert (whole.start, whole.end) == (0, 22)
+    assert whole.valence == pytest.approx(-0.5 + 2 * share * 1.3)
+    assert whole.emotions["joy"] == pytest.approx(2 * share) and sum(whole.emotions.values()) == pytest.approx(1)
+    assert whole.decided_by == "events" and list(whole.evidence)[0] == "events"
+    assert whole.confidence == pytest.approx((20 * 0.8 + 2 * 0.3) / 22)
+    unsure = pooled([_scene(0, 3, 0.6, 0.0, 0.0), _scene(3, 4, -0.6, 0.0, 0.0)])   # length alone
+    assert unsure.valence == pytest.approx(0.3)
+
+
 # ---------------------------------------------------------------- the CLI on the example
 
 def test_analyze_json_finds_the_scenes_the_script_made(example_report):
@@ -317,6 +357,11 @@ def test_analyze_json_finds_the_scenes_the_script_made(example_report):
             assert scenes[lively]["valence"] > scenes[gloomy]["valence"] + 0.3, (lively, gloomy)
     assert scenes["morning"]["valence"] > 0 > scenes["morning"]["arousal"]   # bright, still, soft: calm
     assert scenes["dusk"]["valence"] < 0 and scenes["dusk"]["arousal"] < 0
+    whole = report["whole"]
+    lengths = [s["end"] - s["start"] for s in report["scenes"]]
+    assert (whole["start"], whole["end"]) == (0, report["scenes"][-1]["end"])
+    assert min(s["valence"] for s in report["scenes"]) < whole["valence"] < max(s["valence"] for s in report["scenes"])
+    assert whole["decided_by"] in whole["evidence"] and whole["word"] and sum(lengths) == pytest.approx(20)
 
 
 def test_score_video_end_to_end(tmp_path, example_report):
@@ -325,6 +370,8 @@ def test_score_video_end_to_end(tmp_path, example_report):
     midi, edit = tmp_path / "five.mid", tmp_path / "five.otio"
     result = run_cli("score", EXAMPLE, "-o", midi, "--otio", edit, "--seed", 1)
     assert result.returncode == 0, result.stderr
+    listed = [line for line in result.stdout.splitlines() if "decided by" in line]
+    assert len(listed) == 6 and listed[-1].split()[:2] == ["whole", "video"]   # five scenes, then the video
     cuts = example_report["cuts"]
     _check_smf(midi, cuts)
     back = json.loads(run_cli("cuts", edit, "--json").stdout)

@@ -29,8 +29,8 @@ from typing import Callable, Sequence
 import numpy as np
 
 from emsync.core.errors import EmsyncError
-from emsync.video.fusion import (EKMAN_NAMES, NEUTRAL, Evidence, SceneEmotion, face_evidence, fuse, smooth,
-                                 soft_ekman)
+from emsync.video.fusion import (EKMAN_NAMES, NEUTRAL, Evidence, SceneEmotion, face_evidence, fuse, pooled,
+                                 smooth, soft_ekman)
 from emsync.video.picture import PictureTrack, picture_evidence
 from emsync.video.sound import AUDIO_RATE, SoundFeatures, SoundTrack, pick_onsets, sound_evidence
 from emsync.video.sound_events import MelTrack, spread
@@ -61,11 +61,19 @@ class VideoAnalysis:
     def realtime_factor(self) -> float:
         return self.duration / self.seconds if self.seconds > 0 else 0.0
 
+    @property
+    def whole(self) -> SceneEmotion | None:
+        """The emotion of the whole video, pooled from its scenes (`fusion.pooled`); None
+        without scenes (a file shorter than a frame)."""
+        return pooled(self.scenes) if self.scenes else None
+
     def to_dict(self) -> dict:
+        whole = self.whole and {key: value for key, value in self.whole.to_dict().items()
+                                if key not in ("details", "emotion_set_by_user")}
         return {"file": self.path, "duration": self.duration, "fps": self.fps, "cuts": self.cuts,
                 "transitions": [list(t) for t in self.transitions], "has_audio": self.has_audio,
                 "faces": self.faces, "sound_events": self.sound_events, "realtime_factor": self.realtime_factor,
-                "scenes": [s.to_dict() for s in self.scenes]}
+                "whole": whole, "scenes": [s.to_dict() for s in self.scenes]}
 
 
 @functools.lru_cache(maxsize=1)  # loaded once a process: a batch worker analyses many films

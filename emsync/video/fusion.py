@@ -25,7 +25,11 @@ NEUTRAL_WEIGHT = 0.2
 # scream: Sauter et al. 2010 find vocal bursts recognised about as well as faces); sound
 # events share that prior, their confidence already discounting music and scene sounds.
 PRIORS = {"faces": 1.5, "events": 1.5, "picture": 1.0, "sound": 1.0}
-SOFT_WIDTH = 0.35          # spread of `soft_ekman` around each Ekman mean (the CSV's stds are 0.2-0.3)
+# `soft_ekman` reads a point by its direction from neutral, sharper the further out it lies; at
+# each Ekman mean this temperature gives the spread a Gaussian of width 0.35 around the means
+# gave there (the CSV's stds are 0.2-0.3): at joy's mean 0.66 joy, 0.34 surprise.
+CIRCUMPLEX_TEMPERATURE = 0.15
+_EKMAN_DIRECTIONS = _EKMAN_VA / np.linalg.norm(_EKMAN_VA, axis=1, keepdims=True)
 # Faces are read in context (Aviezer et al. 2008; Barrett, Mesquita & Gendron 2011: the same
 # face is seen as joyful or fearful by what surrounds it), and a face in a home video is often
 # not the scene's emotion (a grin at a frightening moment, a smile for the camera). So the
@@ -55,10 +59,20 @@ def rule(weights: Mapping[str, float], normalised: Mapping[str, float]) -> float
 
 
 def soft_ekman(valence: float, arousal: float) -> dict[str, float]:
-    """Six probabilities from a point: Gaussian closeness to each Ekman mean. Calm, low-arousal
-    points lean to sadness or joy by their valence: the six classes have no calm one."""
-    d2 = (_EKMAN_VA[:, 0] - valence) ** 2 + (_EKMAN_VA[:, 1] - arousal) ** 2
-    p = np.exp(-(d2 - d2.min()) / (2 * SOFT_WIDTH ** 2))
+    """Six probabilities from a point of the valence/arousal square, read as the circumplex
+    reads it (Russell 1980): the direction from neutral names the emotion, the distance says
+    how strongly it is felt. Each class's logit is the point's projection on the direction of
+    its mean, over CIRCUMPLEX_TEMPERATURE, so the classes part more the further out the point
+    lies and a point at neutral gives all six alike.
+
+    Distance to each mean, the rule before this one, wronged the classes furthest from neutral:
+    fused points are pulled towards neutral (NEUTRAL_WEIGHT, weak cues), and points half-way
+    from neutral to anger's or fear's mean lay nearest disgust's, one half-way to joy's nearer
+    surprise's, and calm pleasant points nearer sadness than joy. Along one direction the top
+    class no longer changes with intensity. Anger and fear lie 6 degrees apart, so valence and
+    arousal alone part them little: faces and sounds that name them decide."""
+    logits = _EKMAN_DIRECTIONS @ np.array([valence, arousal]) / CIRCUMPLEX_TEMPERATURE
+    p = np.exp(logits - logits.max())
     return dict(zip(EKMAN_NAMES, (p / p.sum()).tolist()))
 
 
@@ -162,7 +176,7 @@ def fuse(start: float, end: float, evidence: Sequence[Evidence]) -> SceneEmotion
     calm, low arousal), which the convex hull of the six Ekman means cannot (its arousal never
     goes below -0.27); so the scene's valence/arousal is this fusion, and its six
     probabilities mix the faces' and sound events' own (each by its share of the weight) with
-    a soft assignment of the fused point to the Ekman means (`soft_ekman`). With faces alone,
+    a soft reading of the fused point's direction (`soft_ekman`). With faces alone,
     the valence/arousal is exactly the EMSYNC mapping, shrunk towards NEUTRAL by the
     confidence. Faces that disagree with the rest are tempered first (`temper_faces`); the
     factor is kept in the faces' features ("tempered"). `confidence` is 1 - prod(1 - c) over
@@ -190,6 +204,32 @@ def fuse(start: float, end: float, evidence: Sequence[Evidence]) -> SceneEmotion
     shares["neutral"] = NEUTRAL_WEIGHT / total
     confidence = 1.0 - math.prod(1.0 - e.confidence for e in spoken)
     return SceneEmotion(start, end, emotions, valence, arousal, confidence, shares, list(evidence))
+
+
+def pooled(scenes: Sequence[SceneEmotion]) -> SceneEmotion:
+    """One emotion for the whole stretch the scenes cover: what a library tags a clip with and
+    what "is this video sad?" asks. Each scene counts by its length times its confidence (a
+    long scene read surely outweighs a flash; length alone where no scene is sure), for its
+    valence/arousal, its six probabilities and its sources' shares, so `decided_by` names
+    the source that carried most of the video. The confidence is the scenes' length-weighted
+    mean. Raises ValueError for no scenes."""
+    if not scenes:
+        raise ValueError("no scenes to pool")
+    lengths = np.array([max(s.end - s.start, 0.0) for s in scenes]) + 1e-9
+    weights = lengths * np.array([s.confidence for s in scenes])
+    if weights.sum() <= 1e-9:
+        weights = lengths
+    weights = weights / weights.sum()
+
+    def mean(value_of) -> float:
+        return float(sum(w * value_of(s) for w, s in zip(weights, scenes)))
+
+    sources = {source for s in scenes for source in s.evidence}
+    return SceneEmotion(scenes[0].start, scenes[-1].end, {n: mean(lambda s: s.emotions[n]) for n in EKMAN_NAMES},
+                        mean(lambda s: s.valence), mean(lambda s: s.arousal),
+                        float(lengths @ [s.confidence for s in scenes] / lengths.sum()),
+                        dict(sorted(((source, mean(lambda s: s.evidence.get(source, 0.0))) for source in sources),
+                                    key=lambda item: -item[1])))
 
 
 def smooth(scenes: Sequence[SceneEmotion], strength: float = 0.3, reach: float = 4.0) -> list[SceneEmotion]:
