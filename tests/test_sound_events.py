@@ -127,13 +127,29 @@ def test_classes_of_one_group_count_once_and_groups_mix_by_what_was_heard():
     classes = read_classes()
     laugh = event_evidence(scores_with(Laughter=0.9, Giggle=0.8, Belly_laugh=0.7), classes)
     assert laugh.confidence == pytest.approx(0.8 / 0.9) and laugh.features["laughter"] == pytest.approx(0.889, abs=1e-3)
-    mixed = event_evidence(scores_with(Laughter=0.55, Screaming=0.55), classes)
-    assert mixed.emotions["joy"] == pytest.approx(0.5) and mixed.emotions["fear"] == pytest.approx(0.5)
-    assert mixed.valence == pytest.approx((MOODS["joy"][0] + MOODS["fear"][0]) / 2)
+    mixed = event_evidence(scores_with(Laughter=0.55, **{"Crying, sobbing": 0.55}), classes)
+    assert mixed.emotions["joy"] == pytest.approx(0.5) and mixed.emotions["sadness"] == pytest.approx(0.5)
+    assert mixed.valence == pytest.approx((MOODS["joy"][0] + MOODS["sadness"][0]) / 2)
     # a sob in one patch of four counts a quarter of a sob throughout
     once = scores_with()
     once[0, classes.index("Crying, sobbing")] = 0.9
     assert event_evidence(once, classes).confidence == pytest.approx(0.25 * 0.8 / 0.9)
+
+
+def test_screams_and_shouts_are_read_by_their_company():
+    """A scream among laughter is delight; a fright with a nervous laugh stays a fright; a
+    scream or a shout alone keeps the table's reading."""
+    classes = read_classes()
+    party = event_evidence(scores_with(Laughter=0.55, Screaming=0.55), classes)      # heard alike
+    assert party.emotions["joy"] == pytest.approx(0.75) and party.emotions["fear"] == pytest.approx(0.25)
+    assert party.valence == pytest.approx(0.5 * MOODS["joy"][0] + 0.25 * MOODS["excited"][0] + 0.25 * MOODS["fear"][0])
+    fright = event_evidence(scores_with(Giggle=0.2, Screaming=0.8), classes)
+    assert fright.emotions["fear"] > 0.6 and fright.valence < -0.2
+    cheer = event_evidence(scores_with(Cheering=0.6, Yell=0.6), classes)
+    assert cheer.emotions["anger"] == pytest.approx(0.25) and cheer.valence > 0.3
+    alone = event_evidence(scores_with(Screaming=0.8, Shout=0.8), classes)
+    assert alone.emotions["fear"] == pytest.approx(0.5) and alone.emotions["anger"] == pytest.approx(0.5)
+    assert alone.confidence == pytest.approx(1.0)
 
 
 def test_speech_silence_and_plain_music_say_nothing_but_are_named():

@@ -62,6 +62,16 @@ the valence/arousal ratings of such sounds in IADS-2 (Bradley & Lang 2007: thund
 sirens, gunfire and explosions unpleasant and arousing, rain calmer and mildly unpleasant);
 the points are this module's choice on the mood map, not the published ratings.
 
+Screams and shouts are read by the company they keep. Screams are not only alarm calls:
+Fruhholz, Dietziker, Staib & Trost (2021, PLoS Biol 19:e3000751) recorded screams of joy and
+pleasure beside those of fear, anger and pain, and listeners told them apart; a home video's
+screams are as often a child's delight or a party's "surprise!" as a fright, and a shout may be
+a cheer. So in a scene where laughter or cheering is also heard, the screaming and shouting
+groups count towards joy (the "excited" point) by the glad voices' share of the three,
+glad / (glad + screaming + shouting), and towards fear or anger by the rest: a fright with a
+nervous laugh stays mostly fear, a party where laughing and screaming are heard alike reads
+glad. Without glad voices they keep the table's reading. (The share is this module's choice.)
+
 Weights. A group's evidence counts by its kind: a human voice expressing an emotion 1.0
 (the clearest cue, as a face), mood music and scene sounds 0.5 (they set a mood a scene may
 play against, and AudioSet's mood labels are the least consistent; Gemmeke et al. report
@@ -93,6 +103,9 @@ PATCH, PATCH_HOP = 96, 48            # frames: 0.96 s patches every 0.48 s
 PATCHES_PER_SCENE = 16               # at most ~8 s of a scene's sound heard, spread over it
 FLOOR = 0.1
 KIND_WEIGHT = {"voice": 1.0, "music": 0.5, "scene": 0.5}
+GLAD_VOICES = ("laughter", "cheering")
+READ_BY_COMPANY = ("screaming", "shouting")   # joy by the glad voices' share, see the module docstring
+DELIGHT = ("joy", "excited")                  # (Ekman emotion, MOODS word) of a glad scream or shout
 TOP = 5                              # classes named in the evidence
 
 # group: (Ekman emotion, MOODS word, kind, AudioSet display names)
@@ -241,7 +254,7 @@ def event_evidence(scores: np.ndarray, classes: tuple[str, ...]) -> Evidence:
     """What [patches, 521] scores say, by EVENT_GROUPS: each group heard as the mean over the
     patches of (its best class's score - FLOOR) / (1 - FLOOR), at least 0, times its kind's
     weight. The six Ekman probabilities and the valence/arousal are those of the groups
-    weighted by what was heard of each; the confidence is the total heard, at most 1 (a
+    weighted by what was heard of each, screams and shouts read by their company (`readings`); the confidence is the total heard, at most 1 (a
     scene full of sobbing: near 1; a laugh in one patch of ten: about 0.1; speech, silence
     or plain music: 0, the evidence then says nothing and only names what it heard)."""
     index = {name: i for i, name in enumerate(classes)}
@@ -262,8 +275,25 @@ def event_evidence(scores: np.ndarray, classes: tuple[str, ...]) -> Evidence:
     if not total:
         return Evidence("events", None, 0.0, 0.0, features, spoke={}, heard=named(range(len(classes))))
     emotions = dict.fromkeys(EKMAN, 0.0)
-    for group, amount in heard.items():
-        emotions[EVENT_GROUPS[group][0]] += amount / total
-    valence, arousal = (sum(a * np.asarray(MOODS[EVENT_GROUPS[g][1]]) for g, a in heard.items()) / total).tolist()
+    point = np.zeros(2)
+    for (ekman, word), amount in readings(heard).items():
+        emotions[ekman] += amount / total
+        point += amount / total * np.asarray(MOODS[word])
+    valence, arousal = point.tolist()
     return Evidence("events", valence, arousal, min(1.0, total), features, emotions,
                     spoke=named(spoke), heard=named(range(len(classes))))
+
+
+def readings(heard: dict[str, float]) -> dict[tuple[str, str], float]:
+    """How much of what was heard reads as each (Ekman emotion, MOODS word): each group's amount
+    under its own, but screaming and shouting split by the glad voices' share (module docstring)."""
+    glad = sum(heard.get(group, 0.0) for group in GLAD_VOICES)
+    company = glad / (glad + sum(heard.get(group, 0.0) for group in READ_BY_COMPANY) or 1.0)
+    out: dict[tuple[str, str], float] = {}
+    for group, amount in heard.items():
+        ekman, word = EVENT_GROUPS[group][:2]
+        glad_part = amount * company if group in READ_BY_COMPANY else 0.0
+        out[(ekman, word)] = out.get((ekman, word), 0.0) + amount - glad_part
+        if glad_part:
+            out[DELIGHT] = out.get(DELIGHT, 0.0) + glad_part
+    return out
