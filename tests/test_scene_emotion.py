@@ -24,7 +24,8 @@ from emsync.core.errors import EmsyncError
 from emsync.core.generator import Cancelled
 from emsync.video.analysis import DECODE_SHARE, analyze_video, spread
 from emsync.video.decode import SmallFrames
-from emsync.video.fusion import EKMAN_NAMES, Evidence, SceneEmotion, fuse, pooled, smooth, soft_ekman
+from emsync.video.fusion import (EKMAN_NAMES, Evidence, SceneEmotion, face_evidence, fuse, pooled, smooth,
+                                 soft_ekman)
 from emsync.video.sound import SoundTrack
 
 av = pytest.importorskip("av")
@@ -246,6 +247,27 @@ def test_neutral_says_no_class_and_calm_points_lean_by_their_valence():
     assert _top(soft_ekman(-0.3, -0.4)) == "sadness"
     high = soft_ekman(-0.3, 0.35)                        # anger and fear: 6 degrees apart
     assert abs(high["anger"] - high["fear"]) < 0.05 and min(high["anger"], high["fear"]) > high["disgust"]
+
+
+def _faces_read(**probabilities):
+    from emsync.video.faces import LABELS, FaceEvidence
+
+    read = {label: probabilities.get(label, 0.0) for label in LABELS}
+    return face_evidence(FaceEvidence(read, faces=3, frames_with_faces=6, frames=6, confidence=0.875))
+
+
+def test_a_face_read_with_doubt_is_neutral_not_unpleasant():
+    """Face classes count above chance: EMSYNC's weighted mean made six equal probabilities
+    valence -0.20, arousal +0.40 (four of the six means are negative)."""
+    doubt = _faces_read(**dict.fromkeys(("angry", "disgust", "fear", "happy", "sad", "surprise"), 1 / 6))
+    assert (doubt.valence, doubt.arousal) == pytest.approx((0.0, 0.0), abs=1e-9)
+    assert doubt.confidence == 0.875 and doubt.emotions["joy"] == pytest.approx(1 / 6)
+    sure = _faces_read(sad=1.0)
+    assert (sure.valence, sure.arousal) == pytest.approx(EKMAN["sadness"])
+    smiling = _faces_read(happy=0.4, angry=0.2, sad=0.2, fear=0.2)      # joy on top, the rest spread
+    assert smiling.valence > 0.1                                       # was -0.05
+    held_back = _faces_read(happy=0.5, neutral=0.5)
+    assert (held_back.valence, held_back.arousal) == pytest.approx(tuple(0.5 * np.asarray(EKMAN["joy"])))
 
 
 def test_a_grin_in_a_frightening_scene_does_not_outvote_the_rest():
