@@ -17,6 +17,7 @@ import pytest
 from conftest import REPO, download_wheel
 from emsync.core.emotions import MOODS
 from emsync.core.errors import EmsyncError
+from emsync.video.sound import sound_evidence
 from emsync.video.sound_events import (CLASSES_PATH, EVENT_GROUPS, FLOOR, HOP, MODEL_PATH, PATCH, RATE, MelTrack,
                                        SoundEvents, event_evidence, log_mel, mel_filters, patches, read_classes)
 
@@ -156,6 +157,22 @@ def test_speech_silence_and_plain_music_say_nothing_but_are_named():
     said = event_evidence(scores_with(Speech=0.95, Music=0.9, Silence=0.3, Sigh=FLOOR / 2), read_classes())
     assert said.confidence == 0 and said.valence is None and said.emotions is None and said.spoke == {}
     assert list(said.heard)[:2] == ["Speech", "Music"]
+
+
+def test_talk_tempers_the_loudness_and_onsets():
+    """Where people talk, the sound's loudness and onsets measure the talking: the event
+    model's share of talk scales their confidence down; its arousal reading is unchanged."""
+    classes = read_classes()
+    talk = scores_with(Speech=0.3, Conversation=0.9, Laughter=0.5)
+    talk[2:, classes.index("Conversation")] = 0.5               # the best talk class, patch by patch
+    said = event_evidence(talk, classes)
+    assert said.features["speech"] == pytest.approx(0.7) and said.emotions["joy"] == 1.0
+    assert event_evidence(scores_with(Music=0.9), classes).features["speech"] == 0.0
+    loud_and_busy = {"loudness": -22.0, "onset_rate": 3.7}
+    plain, tempered = sound_evidence(loud_and_busy, 4.0), sound_evidence(loud_and_busy, 4.0, speech=0.7)
+    assert plain.arousal == tempered.arousal > 0.5
+    assert plain.confidence == 0.5 and tempered.confidence == pytest.approx(0.15)
+    assert tempered.features["speech"] == 0.7
 
 
 # ---------------------------------------------------------------- generated sounds through the model

@@ -141,11 +141,12 @@ class _Gathered:
         `cut_rate` is given)."""
         features, frames = self.picture.features(start, end, cuts, cut_rate)
         evidence = [picture_evidence(features, frames)]
+        said = self.events.hear(self.spectra, start, end) if self.spectra is not None else None
         if self.heard is not None:
             values, seconds = self.heard.features(start, end)
             if seconds:
-                evidence.append(sound_evidence(values, seconds))
-        if self.spectra is not None and (said := self.events.hear(self.spectra, start, end)) is not None:
+                evidence.append(sound_evidence(values, seconds, said.features["speech"] if said else 0.0))
+        if said is not None:
             evidence.append(said)
         if self.model is not None:
             times = self.sample_times

@@ -103,6 +103,7 @@ PATCH, PATCH_HOP = 96, 48            # frames: 0.96 s patches every 0.48 s
 PATCHES_PER_SCENE = 16               # at most ~8 s of a scene's sound heard, spread over it
 FLOOR = 0.1
 KIND_WEIGHT = {"voice": 1.0, "music": 0.5, "scene": 0.5}
+SPEECH = ("Speech", "Child speech, kid speaking", "Conversation", "Narration, monologue")   # see `event_evidence`
 GLAD_VOICES = ("laughter", "cheering")
 READ_BY_COMPANY = ("screaming", "shouting")   # joy by the glad voices' share, see the module docstring
 DELIGHT = ("joy", "excited")                  # (Ekman emotion, MOODS word) of a glad scream or shout
@@ -256,7 +257,10 @@ def event_evidence(scores: np.ndarray, classes: tuple[str, ...]) -> Evidence:
     weight. The six Ekman probabilities and the valence/arousal are those of the groups
     weighted by what was heard of each, screams and shouts read by their company (`readings`); the confidence is the total heard, at most 1 (a
     scene full of sobbing: near 1; a laugh in one patch of ten: about 0.1; speech, silence
-    or plain music: 0, the evidence then says nothing and only names what it heard)."""
+    or plain music: 0, the evidence then says nothing and only names what it heard). Its
+    features keep how much of the scene was talk ("speech": the mean over the patches of the
+    best SPEECH class's score), which tempers the sound's loudness and onsets
+    (`sound.sound_evidence`)."""
     index = {name: i for i, name in enumerate(classes)}
     mean = scores.mean(axis=0)
 
@@ -271,7 +275,9 @@ def event_evidence(scores: np.ndarray, classes: tuple[str, ...]) -> Evidence:
             heard[group] = KIND_WEIGHT[kind] * amount
             spoke += [i for i in ids if scores[:, i].max() > FLOOR]
     total = sum(heard.values())
-    features = {"patches": float(len(scores)), **{group: round(a, 3) for group, a in heard.items()}}
+    speech = float(scores[:, [index[name] for name in SPEECH]].max(axis=1).mean())
+    features = {"patches": float(len(scores)), "speech": round(speech, 3),
+                **{group: round(a, 3) for group, a in heard.items()}}
     if not total:
         return Evidence("events", None, 0.0, 0.0, features, spoke={}, heard=named(range(len(classes))))
     emotions = dict.fromkeys(EKMAN, 0.0)
